@@ -1,0 +1,168 @@
+//! Config errors: each names file, 1-based line and column, the dotted key path and what is
+//! wrong, and displays as `file:line:column: key: message`.
+
+use std::fmt;
+
+use serde_path_to_error::Segment;
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {key}: {message}")]
+pub struct ConfigError {
+    /// The file as the caller named it (`<default>` for the bundled config).
+    pub file: String,
+    /// 1-based line of the offending value.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// Dotted key path such as `routes[2].upstream`; `(syntax)` for TOML syntax errors and
+    /// `(file)` when the file cannot be read.
+    pub key: String,
+    /// What is wrong, on one line.
+    pub message: String,
+}
+
+/// Every problem found in one config file, in file order. Never empty when returned as an
+/// error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(error: ConfigError) -> Self {
+        ConfigErrors(vec![error])
+    }
+}
+
+impl ConfigError {
+    /// An error at byte `offset` of `src`.
+    pub(crate) fn at(file: &str, src: &str, offset: usize, key: String, message: String) -> Self {
+        let (line, column) = line_column(src, offset);
+        ConfigError {
+            file: file.to_owned(),
+            line,
+            column,
+            key,
+            message: one_line(&message),
+        }
+    }
+
+    /// The error `toml` and serde stopped at, with the key path serde_path_to_error tracked.
+    pub(crate) fn from_toml(
+        file: &str,
+        src: &str,
+        error: &serde_path_to_error::Error<toml::de::Error>,
+    ) -> Self {
+        let offset = error.inner().span().map_or(0, |span| span.start);
+        let key = key_path(error.path());
+        ConfigError::at(file, src, offset, key, error.inner().message().to_owned())
+    }
+}
+
+/// Renders a serde path as `routes[2].respond.status`, leaving out the private fields
+/// through which `toml::Spanned` deserialises and map keys the tracker could not name.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } if key.starts_with("$__serde_spanned_private") => {}
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    if out.is_empty() {
+        out.push_str("(syntax)");
+    }
+    out
+}
+
+/// 1-based line and column (in characters) of byte `offset`; offsets past the end or inside
+/// a character are clamped, so any span is safe.
+pub(crate) fn line_column(src: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(src.len());
+    while !src.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &src[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+/// toml's messages sometimes span lines; an error is one line of output.
+fn one_line(message: &str) -> String {
+    message
+        .trim()
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_column_is_one_based_and_counts_characters() {
+        let src = "a = 1\nbé = \"x\"\n";
+        assert_eq!(line_column(src, 0), (1, 1));
+        assert_eq!(line_column(src, 4), (1, 5));
+        assert_eq!(line_column(src, 6), (2, 1));
+        // "bé = " is 6 bytes but 5 characters; the value starts at column 6.
+        assert_eq!(line_column(src, 12), (2, 6));
+    }
+
+    #[test]
+    fn line_column_clamps_offsets() {
+        let src = "é\n";
+        assert_eq!(line_column(src, 1), (1, 1));
+        assert_eq!(line_column(src, 99), (2, 1));
+        assert_eq!(line_column("", 5), (1, 1));
+    }
+
+    #[test]
+    fn displays_file_line_column_key_message() {
+        let error = ConfigError::at(
+            "gw.toml",
+            "x\ny = 1",
+            2,
+            "routes[2].upstream".into(),
+            "no upstream named \"users\"".into(),
+        );
+        assert_eq!(
+            error.to_string(),
+            "gw.toml:2:1: routes[2].upstream: no upstream named \"users\""
+        );
+        let errors = ConfigErrors(vec![error.clone(), error]);
+        assert_eq!(errors.to_string().lines().count(), 2);
+    }
+
+    #[test]
+    fn multi_line_messages_become_one_line() {
+        assert_eq!(
+            one_line("invalid string\nexpected `\"`\n"),
+            "invalid string; expected `\"`"
+        );
+    }
+}

@@ -1,0 +1,73 @@
+//! Ringway's configuration: the TOML schema users write, its validation, and the validated,
+//! immutable [`Config`] that every epoch runs.
+//!
+//! The path is the same at start-up and on reload: TOML text is deserialised into private
+//! `Raw*` types that reject unknown keys, then validated into the types of [`model`], which
+//! cannot hold an invalid state (durations are [`Duration`](std::time::Duration)s,
+//! addresses [`SocketAddr`](std::net::SocketAddr)s, regexes compiled, references resolved).
+//! Host names in addresses are resolved once, here, while loading.
+//!
+//! # Threading
+//!
+//! None. Loading is plain synchronous code, run by the control thread; a [`Config`] is
+//! immutable once built, so it can be shared (inside an epoch's `Arc`) with every shard.
+//!
+//! # Errors
+//!
+//! Nothing here panics on any input. [`parse`] and [`load`] return [`ConfigErrors`]: one
+//! [`ConfigError`] per problem, each naming file, line, column and key path, displayed as
+//! `file:line:column: key: message`. A TOML syntax or type error (unknown key, wrong type,
+//! missing key) stops deserialisation, so it is reported alone; past that, validation runs
+//! every check and reports every failure, in file order.
+
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod model;
+mod raw;
+mod units;
+mod validate;
+
+use std::path::Path;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use model::*;
+
+/// The bundled configuration, served when no file is given: one listener on
+/// 127.0.0.1:8080 answering every request with a short page.
+pub const DEFAULT_TOML: &str = include_str!("../default.toml");
+
+/// Parses and validates `src`; `file` names it in errors and becomes [`Config::source`].
+pub fn parse(src: &str, file: &str) -> Result<Config, ConfigErrors> {
+    let raw = raw::from_toml(src).map_err(|e| ConfigError::from_toml(file, src, &e))?;
+    validate::validate(&raw, file, src)
+}
+
+/// Reads, parses and validates the file at `path`. A file that cannot be read (or is not
+/// UTF-8) gives one error, at line 1, column 1, with key `(file)`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(src) => parse(&src, &file),
+        Err(error) => Err(ConfigError {
+            file,
+            line: 1,
+            column: 1,
+            key: "(file)".to_owned(),
+            message: format!("cannot read the file: {error}"),
+        }
+        .into()),
+    }
+}
+
+/// The bundled configuration ([`DEFAULT_TOML`]), parsed with the file name `<default>`.
+pub fn default_config() -> Config {
+    match parse(DEFAULT_TOML, "<default>") {
+        Ok(config) => config,
+        // Cannot happen: a unit test parses the bundled file.
+        Err(errors) => panic!("the bundled default.toml is invalid:\n{errors}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

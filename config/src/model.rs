@@ -1,0 +1,194 @@
+//! The validated, immutable configuration. Every value here has passed validation: types
+//! cannot hold an invalid state, names are unique, references resolve.
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole validated configuration, as one epoch will run it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (`<default>` for the bundled one).
+    pub source: String,
+    /// `[runtime]`: shards, I/O driver, pinning.
+    pub runtime: Runtime,
+    /// `[control]`: the control socket.
+    pub control: Control,
+    /// `[admin]`; `None` when the table is absent (no admin listener).
+    pub admin: Option<Admin>,
+    /// `[[listeners]]`, in file order; at least one, names and addresses unique.
+    pub listeners: Vec<Listener>,
+    /// `[[upstreams]]`, in file order; names unique.
+    pub upstreams: Vec<Upstream>,
+    /// In the order of the file; the router computes precedence.
+    pub routes: Vec<Route>,
+}
+
+impl Config {
+    /// The upstream with this name, if any.
+    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shards {
+    /// One per core available to the process.
+    Auto,
+    Count(NonZeroUsize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverChoice {
+    /// io_uring, falling back to epoll when it cannot start.
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runtime {
+    /// `shards` (default `"auto"`).
+    pub shards: Shards,
+    /// `driver` (default `"auto"`).
+    pub driver: DriverChoice,
+    /// Pin each shard's thread to its own core (default true).
+    pub pin: bool,
+    /// io_uring submission queue entries per shard: a power of two in 2..=32768 (default 1024).
+    pub uring_entries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Control {
+    /// Unix socket path for `ringway ctl` (default `/run/ringway/control.sock`).
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/ready`).
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Unique among listeners; routes refer to it.
+    pub name: String,
+    /// Bound by every shard (SO_REUSEPORT); host names were resolved at load.
+    pub listen: SocketAddr,
+    /// Cap on open downstream connections, per shard; past it new connections get 503 and close.
+    pub max_connections: NonZeroUsize,
+    /// Time allowed to receive a whole request head, from its first byte (or the accept).
+    pub header_timeout: Duration,
+    /// How long a keep-alive connection may wait for the next request.
+    pub idle_timeout: Duration,
+    /// Longest quiet time while reading a request body.
+    pub body_timeout: Duration,
+    /// Longest request line (method, target, version) in bytes; past it 414.
+    pub max_request_line: usize,
+    /// Largest request head (request line and headers) in bytes; past it 431.
+    pub max_header_bytes: usize,
+    /// Largest request body in bytes; past it 413.
+    pub max_request_body: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// Unique among upstreams; routes refer to it.
+    pub name: String,
+    /// May be empty: requests routed here get 503.
+    pub endpoints: Vec<Endpoint>,
+    /// Time allowed to establish a connection to an endpoint.
+    pub connect_timeout: Duration,
+    /// From the start of forwarding a request until the response head has arrived.
+    pub request_timeout: Duration,
+    /// Longest quiet time while reading from or writing to an upstream connection.
+    pub idle_timeout: Duration,
+    /// How long an unused pooled keep-alive connection is kept.
+    pub pool_idle_timeout: Duration,
+    /// Most idle pooled connections kept per endpoint, per shard.
+    pub max_idle_per_endpoint: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Host names were resolved at load (the first IPv4 address, else the first).
+    pub address: SocketAddr,
+    /// Relative share of requests, 1..=1000 (default 1).
+    pub weight: NonZeroU32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Unique among routes; per-route state and metrics are keyed by it.
+    pub name: String,
+    /// Listener names this route serves; empty means every listener.
+    pub listeners: Vec<String>,
+    /// `None` matches any host.
+    pub host: Option<HostMatch>,
+    pub path: PathMatch,
+    /// Upper-case method names; empty means any method.
+    pub methods: Vec<String>,
+    /// Every one must match; empty means no header condition.
+    pub headers: Vec<HeaderMatch>,
+    /// What a matched request gets.
+    pub action: RouteAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// Lower-case host name, without port.
+    Exact(String),
+    /// `*.example.com` is stored as the suffix `.example.com` (lower case); it matches
+    /// `a.example.com` and `a.b.example.com`, not `example.com`.
+    Wildcard(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    /// No path key: every path.
+    Any,
+    Exact(String),
+    Prefix(String),
+    /// Anchored at both ends (`^(?:...)$` is added), matched against the path without query.
+    Regex(regex::Regex),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderMatch {
+    /// Lower-case header name.
+    pub name: String,
+    /// Exact value; `None` means the header only has to be present.
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAction {
+    /// Proxy to the named upstream (it exists: validation checked).
+    Proxy {
+        upstream: String,
+    },
+    Respond(DirectResponse),
+    Redirect(Redirect),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectResponse {
+    /// 200..=599; 204 and 304 have an empty body.
+    pub status: u16,
+    /// In file order, names as written (HTTP tokens), values without CR/LF/NUL; never
+    /// `content-length` or `transfer-encoding` (the gateway frames the body itself).
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// Non-empty, without CR/LF/NUL; sent as the `location` header.
+    pub location: String,
+    /// 301, 302, 303, 307 or 308.
+    pub status: u16,
+    /// Append the request's path and query to `location`.
+    pub keep_path: bool,
+}

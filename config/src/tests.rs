@@ -1,0 +1,213 @@
+//! Tests of the public entry points and of the bundled files.
+
+use std::time::Duration;
+
+use crate::validate::test_util::{errors, one_error, BASE};
+use crate::*;
+
+#[test]
+fn default_config_parses() {
+    let config = default_config();
+    assert_eq!(config.source, "<default>");
+    assert_eq!(config.runtime.shards, Shards::Auto);
+    assert_eq!(config.runtime.driver, DriverChoice::Auto);
+    assert_eq!(
+        config.control.socket.to_str(),
+        Some("/tmp/ringway-control.sock")
+    );
+    assert_eq!(config.listeners.len(), 1);
+    assert_eq!(config.listeners[0].name, "default");
+    assert_eq!(
+        config.listeners[0].listen,
+        "127.0.0.1:8080".parse().unwrap()
+    );
+    assert_eq!(config.routes.len(), 1);
+    let route = &config.routes[0];
+    assert_eq!(route.name, "welcome");
+    assert!(matches!(route.path, PathMatch::Any));
+    let RouteAction::Respond(response) = &route.action else {
+        panic!("{:?}", route.action)
+    };
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.headers,
+        [(
+            "content-type".to_owned(),
+            "text/plain; charset=utf-8".to_owned()
+        )]
+    );
+    assert!(response.body.contains("ringway run -c"));
+}
+
+#[test]
+fn example_config_parses() {
+    let src = include_str!("../examples/gateway.toml");
+    let config = match parse(src, "examples/gateway.toml") {
+        Ok(config) => config,
+        Err(errors) => panic!("{errors}"),
+    };
+    let users = config.upstream("users").expect("users upstream");
+    assert_eq!(users.endpoints.len(), 2);
+    let actions = config.routes.iter().map(|r| &r.action);
+    assert!(actions
+        .clone()
+        .any(|a| matches!(a, RouteAction::Redirect(_))));
+    assert!(actions
+        .clone()
+        .any(|a| matches!(a, RouteAction::Respond(_))));
+    assert!(actions
+        .clone()
+        .any(|a| matches!(a, RouteAction::Proxy { .. })));
+    let paths = config.routes.iter().map(|r| &r.path);
+    assert!(paths.clone().any(|p| matches!(p, PathMatch::Regex(_))));
+    assert!(paths.clone().any(|p| matches!(p, PathMatch::Exact(_))));
+    assert!(paths.clone().any(|p| matches!(p, PathMatch::Prefix(_))));
+    assert!(config
+        .routes
+        .iter()
+        .any(|r| matches!(r.host, Some(HostMatch::Wildcard(_)))));
+    assert!(config.routes.iter().any(|r| !r.headers.is_empty()));
+    assert!(config.routes.iter().any(|r| !r.methods.is_empty()));
+}
+
+#[test]
+fn load_reads_a_file() {
+    let path =
+        std::env::temp_dir().join(format!("ringway-config-test-{}.toml", std::process::id()));
+    std::fs::write(&path, format!("{BASE}idle_timeout = \"5m\"\n")).unwrap();
+    let loaded = load(&path);
+    std::fs::remove_file(&path).unwrap();
+    let config = loaded.unwrap();
+    assert_eq!(config.source, path.display().to_string());
+    assert_eq!(config.listeners[0].idle_timeout, Duration::from_secs(300));
+}
+
+#[test]
+fn unreadable_file_is_one_error_naming_it() {
+    let errors = load(Path::new("/nonexistent/ringway.toml")).unwrap_err();
+    assert_eq!(errors.0.len(), 1);
+    let line = errors.to_string();
+    assert!(
+        line.starts_with("/nonexistent/ringway.toml:1:1: (file): cannot read the file: "),
+        "{line}"
+    );
+}
+
+#[test]
+fn syntax_error_has_position() {
+    assert_eq!(
+        one_error("[[listeners]]\nname = \"l\"\nlisten = = 1\n"),
+        "t.toml:3:10: (syntax): invalid string; expected `\"`, `'`"
+    );
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_path() {
+    assert_eq!(
+        one_error(&format!("{BASE}max_conections = 5\n")),
+        "t.toml:4:1: listeners[0].max_conections: unknown field `max_conections`, expected one of \
+         `name`, `listen`, `max_connections`, `header_timeout`, `idle_timeout`, `body_timeout`, \
+         `max_request_line`, `max_header_bytes`, `max_request_body`"
+    );
+    assert_eq!(
+        one_error(&format!("[server]\nport = 1\n{BASE}")),
+        "t.toml:1:2: server: unknown field `server`, expected one of `runtime`, `control`, \
+         `admin`, `listeners`, `upstreams`, `routes`"
+    );
+    assert_eq!(
+        one_error(&format!(
+            "{BASE}[[routes]]\nname = \"r\"\n[routes.respond]\nstatus = 200\nbdy = \"x\"\n"
+        )),
+        "t.toml:8:1: routes[0].respond.bdy: unknown field `bdy`, expected one of `status`, \
+         `headers`, `body`"
+    );
+}
+
+#[test]
+fn wrong_types_are_rejected_with_their_path() {
+    assert_eq!(
+        one_error("[[listeners]]\nname = \"l\"\nlisten = 8080\n"),
+        "t.toml:3:10: listeners[0].listen: invalid type: integer `8080`, expected a string"
+    );
+    assert_eq!(
+        one_error(&format!("{BASE}[runtime]\npin = \"yes\"\n")),
+        "t.toml:5:7: runtime.pin: invalid type: string \"yes\", expected a boolean"
+    );
+    assert_eq!(
+        one_error(&format!(
+            "{BASE}[[routes]]\nname = \"r\"\nmethods = \"GET\"\nrespond = {{ status = 200 }}\n"
+        )),
+        "t.toml:6:11: routes[0].methods: invalid type: string \"GET\", expected a sequence"
+    );
+    assert_eq!(
+        one_error(&format!(
+            "{BASE}[[routes]]\nname = \"r\"\nrespond = \"hello\"\n"
+        )),
+        "t.toml:6:11: routes[0].respond: invalid type: string \"hello\", expected a direct \
+         response such as { status = 200, body = \"hello\" }"
+    );
+    assert_eq!(
+        one_error(&format!(
+            "{BASE}[[routes]]\nname = \"r\"\nrespond = {{ status = 200, headers = {{ x-a = 1 }} }}\n"
+        )),
+        "t.toml:6:45: routes[0].respond.headers: invalid type: integer `1`, expected a string"
+    );
+}
+
+#[test]
+fn missing_keys_are_reported() {
+    assert_eq!(
+        one_error("[[listeners]]\nname = \"l\"\n"),
+        "t.toml:1:1: listeners[0]: missing field `listen`"
+    );
+}
+
+#[test]
+fn several_errors_are_reported_at_once() {
+    let src = "\
+[runtime]
+shards = 0
+
+[[listeners]]
+name = \"web\"
+listen = \"127.0.0.1:80\"
+header_timeout = \"10\"
+
+[[upstreams]]
+name = \"users\"
+endpoints = [{ address = \"127.0.0.1:9000\", weight = 0 }]
+
+[[routes]]
+name = \"users\"
+host = \"*.example.com:80\"
+path_prefix = \"users\"
+upstream = \"user\"
+";
+    assert_eq!(
+        errors(src),
+        [
+            "t.toml:2:10: runtime.shards: must be at least 1, got 0",
+            "t.toml:7:18: listeners[0].header_timeout: \"10\" has no unit; write it with ms, s, m or h, such as \"10s\"",
+            "t.toml:11:53: upstreams[0].endpoints[0].weight: must be between 1 and 1000, got 0",
+            "t.toml:15:8: routes[0].host: \"*.example.com:80\" is not a host name; give the host without a port (the port is ignored when matching)",
+            "t.toml:16:15: routes[0].path_prefix: \"users\" must start with '/'",
+            "t.toml:17:12: routes[0].upstream: no upstream named \"user\"",
+        ]
+    );
+    let shown = parse(src, "t.toml").unwrap_err().to_string();
+    assert_eq!(shown.lines().count(), 6);
+}
+
+#[test]
+fn truncated_files_never_panic() {
+    let src = include_str!("../examples/gateway.toml");
+    for end in (0..src.len()).filter(|&i| src.is_char_boundary(i)) {
+        if let Err(errors) = parse(&src[..end], "t.toml") {
+            assert!(!errors.0.is_empty());
+            for error in &errors.0 {
+                assert!(error.line >= 1 && error.column >= 1, "{error}");
+                assert!(!error.to_string().contains('\n'), "{error}");
+            }
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! `[[listeners]]`: where downstream connections are accepted, and the limits on them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::Ctx;
+use crate::model::Listener;
+use crate::raw::RawListener;
+
+const MIN_REQUEST_LINE: u64 = 64;
+
+pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &[Spanned<RawListener>]) -> Vec<Listener> {
+    if raw.is_empty() {
+        ctx.error_at(
+            0,
+            "listeners".into(),
+            "at least one [[listeners]] table is required",
+        );
+    }
+    ctx.unique_names(
+        "listener",
+        "listeners",
+        raw.iter().map(|l| &l.get_ref().name),
+    );
+    let mut taken: HashMap<SocketAddr, &str> = HashMap::new();
+    let mut valid = Vec::new();
+    for (i, spanned) in raw.iter().enumerate() {
+        let l = spanned.get_ref();
+        let key = |field: &str| format!("listeners[{i}].{field}");
+        let name = ctx.name(&l.name, key("name"));
+        let mut listen = ctx.address(&l.listen, key("listen"));
+        if let Some(addr) = listen {
+            if let Some(other) = taken.get(&addr) {
+                let message = format!("address {addr} is already used by listener \"{other}\"");
+                listen = ctx.fail(&l.listen, key("listen"), message);
+            } else {
+                taken.insert(addr, l.name.get_ref());
+            }
+        }
+        let max_connections = ctx
+            .int(
+                l.max_connections.as_ref(),
+                key("max_connections"),
+                10_000,
+                (1, i64::MAX),
+            )
+            .and_then(|n| NonZeroUsize::new(usize::try_from(n).ok()?));
+        let timeout = |ctx: &mut Ctx<'_>, raw: &Option<Spanned<String>>, field, secs| {
+            ctx.duration(raw.as_ref(), key(field), Duration::from_secs(secs))
+        };
+        let header_timeout = timeout(ctx, &l.header_timeout, "header_timeout", 10);
+        let idle_timeout = timeout(ctx, &l.idle_timeout, "idle_timeout", 60);
+        let body_timeout = timeout(ctx, &l.body_timeout, "body_timeout", 30);
+        let line = ctx.size(
+            l.max_request_line.as_ref(),
+            key("max_request_line"),
+            8192,
+            MIN_REQUEST_LINE,
+        );
+        let head = ctx.size(
+            l.max_header_bytes.as_ref(),
+            key("max_header_bytes"),
+            32768,
+            0,
+        );
+        let body = ctx.size(
+            l.max_request_body.as_ref(),
+            key("max_request_body"),
+            100 << 20,
+            0,
+        );
+        let (mut line, mut head) = (to_usize(line), to_usize(head));
+        if let (Some(line_bytes), Some(head_bytes)) = (line, head) {
+            if head_bytes < line_bytes {
+                let message = format!(
+                    "max_header_bytes ({head_bytes}) must be at least max_request_line ({line_bytes})"
+                );
+                // Point at whichever of the two the file sets; the head size if both.
+                match (&l.max_header_bytes, &l.max_request_line) {
+                    (Some(at), _) => head = ctx.fail(at, key("max_header_bytes"), message),
+                    (None, Some(at)) => line = ctx.fail(at, key("max_request_line"), message),
+                    (None, None) => unreachable!("the defaults are consistent"),
+                }
+            }
+        }
+        let listener = (|| {
+            Some(Listener {
+                name: name?,
+                listen: listen?,
+                max_connections: max_connections?,
+                header_timeout: header_timeout?,
+                idle_timeout: idle_timeout?,
+                body_timeout: body_timeout?,
+                max_request_line: line?,
+                max_header_bytes: head?,
+                max_request_body: body?,
+            })
+        })();
+        valid.extend(listener);
+    }
+    valid
+}
+
+/// Byte counts past `usize` cannot occur on the 64-bit targets Ringway runs on.
+fn to_usize(n: Option<u64>) -> Option<usize> {
+    n.and_then(|n| usize::try_from(n).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::validate::test_util::{errors, one_error, parse_ok, BASE};
+
+    #[test]
+    fn defaults() {
+        let config = parse_ok(BASE);
+        let l = &config.listeners[0];
+        assert_eq!(l.name, "l");
+        assert_eq!(l.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(l.max_connections.get(), 10_000);
+        assert_eq!(l.header_timeout, Duration::from_secs(10));
+        assert_eq!(l.idle_timeout, Duration::from_secs(60));
+        assert_eq!(l.body_timeout, Duration::from_secs(30));
+        assert_eq!(l.max_request_line, 8192);
+        assert_eq!(l.max_header_bytes, 32768);
+        assert_eq!(l.max_request_body, 100 * 1024 * 1024);
+    }
+
+    #[test]
+    fn explicit_values() {
+        let src = "[[listeners]]\nname = \"a\"\nlisten = \"localhost:8081\"\nmax_connections = 5\n\
+                   header_timeout = \"250ms\"\nidle_timeout = \"1m\"\nbody_timeout = \"1.5s\"\n\
+                   max_request_line = \"1KiB\"\nmax_header_bytes = 1024\nmax_request_body = \"1MB\"\n";
+        let config = parse_ok(src);
+        let l = &config.listeners[0];
+        assert_eq!(l.listen, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(l.max_connections.get(), 5);
+        assert_eq!(l.header_timeout, Duration::from_millis(250));
+        assert_eq!(l.idle_timeout, Duration::from_secs(60));
+        assert_eq!(l.body_timeout, Duration::from_millis(1500));
+        assert_eq!((l.max_request_line, l.max_header_bytes), (1024, 1024));
+        assert_eq!(l.max_request_body, 1_000_000);
+    }
+
+    #[test]
+    fn at_least_one_listener() {
+        assert_eq!(
+            one_error("[runtime]\npin = true\n"),
+            "t.toml:1:1: listeners: at least one [[listeners]] table is required"
+        );
+    }
+
+    #[test]
+    fn duplicate_names_and_addresses() {
+        let src = format!("{BASE}\n[[listeners]]\nname = \"l\"\nlisten = \"127.0.0.1:8080\"\n");
+        assert_eq!(
+            errors(&src),
+            [
+                "t.toml:6:8: listeners[1].name: duplicate listener name \"l\" (first defined on line 2)",
+                "t.toml:7:10: listeners[1].listen: address 127.0.0.1:8080 is already used by listener \"l\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_name() {
+        let src = "[[listeners]]\nname = \"a b\"\nlisten = \"127.0.0.1:1\"\n";
+        assert_eq!(
+            one_error(src),
+            "t.toml:2:8: listeners[0].name: invalid name \"a b\": use letters, digits, '_', '.' and '-' (at least one)"
+        );
+        let src = "[[listeners]]\nname = \"\"\nlisten = \"127.0.0.1:1\"\n";
+        assert!(one_error(src).starts_with("t.toml:2:8: listeners[0].name: invalid name \"\""));
+    }
+
+    #[test]
+    fn bad_listen_address() {
+        let src = "[[listeners]]\nname = \"a\"\nlisten = \"8080\"\n";
+        assert_eq!(
+            one_error(src),
+            "t.toml:3:10: listeners[0].listen: \"8080\" is not an address; expected ip:port or host:port"
+        );
+        let src = "[[listeners]]\nname = \"a\"\nlisten = \"no-such-host.invalid:80\"\n";
+        assert!(one_error(src).starts_with(
+            "t.toml:3:10: listeners[0].listen: cannot resolve host \"no-such-host.invalid\""
+        ));
+    }
+
+    #[test]
+    fn limits() {
+        let src = format!(
+            "{BASE}max_connections = 0\nheader_timeout = \"0s\"\nidle_timeout = \"10\"\n\
+             max_request_line = 63\nmax_request_body = -1\n"
+        );
+        assert_eq!(
+            errors(&src),
+            [
+                "t.toml:4:19: listeners[0].max_connections: must be at least 1, got 0",
+                "t.toml:5:18: listeners[0].header_timeout: must be greater than zero",
+                "t.toml:6:16: listeners[0].idle_timeout: \"10\" has no unit; write it with ms, s, m or h, such as \"10s\"",
+                "t.toml:7:20: listeners[0].max_request_line: must be at least 64 bytes, got 63",
+                "t.toml:8:20: listeners[0].max_request_body: must not be negative, got -1",
+            ]
+        );
+    }
+
+    #[test]
+    fn header_bytes_must_hold_the_request_line() {
+        let src = format!("{BASE}max_request_line = 4096\nmax_header_bytes = \"2KiB\"\n");
+        assert_eq!(
+            one_error(&src),
+            "t.toml:5:20: listeners[0].max_header_bytes: max_header_bytes (2048) must be at least max_request_line (4096)"
+        );
+        let src = format!("{BASE}max_request_line = \"64KiB\"\n");
+        assert_eq!(
+            one_error(&src),
+            "t.toml:4:20: listeners[0].max_request_line: max_header_bytes (32768) must be at least max_request_line (65536)"
+        );
+    }
+
+    #[test]
+    fn size_of_wrong_type() {
+        let src = format!("{BASE}max_request_body = 1.5\n");
+        assert_eq!(
+            one_error(&src),
+            "t.toml:4:20: listeners[0].max_request_body: invalid type: floating point `1.5`, expected a size: a number of bytes or a string such as \"64KiB\""
+        );
+    }
+}

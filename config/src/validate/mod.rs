@@ -1,0 +1,310 @@
+//! Raw TOML types to the validated `Config`. Every check runs, whatever failed before it,
+//! and each failure is recorded in `Ctx`; a `Config` is built only when none failed.
+
+mod action;
+mod check;
+mod listener;
+mod path;
+mod route;
+mod upstream;
+
+#[cfg(test)]
+pub(crate) mod test_util;
+
+use std::path::PathBuf;
+
+use toml::Spanned;
+
+use crate::error::{line_column, ConfigError, ConfigErrors};
+use crate::model::{Admin, Config, Control, DriverChoice, Listener, Runtime, Shards};
+use crate::raw::{IntOrText, RawAdmin, RawConfig, RawControl, RawRuntime};
+
+/// Where validation errors are collected.
+pub(crate) struct Ctx<'a> {
+    file: &'a str,
+    src: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(file: &'a str, src: &'a str) -> Self {
+        Ctx {
+            file,
+            src,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Records an error at byte `offset` of the source.
+    pub(super) fn error_at(&mut self, offset: usize, key: String, message: impl Into<String>) {
+        let error = ConfigError::at(self.file, self.src, offset, key, message.into());
+        self.errors.push(error);
+    }
+
+    /// Records an error at the start of `value`.
+    pub(super) fn error<T>(&mut self, value: &Spanned<T>, key: String, message: impl Into<String>) {
+        self.error_at(value.span().start, key, message);
+    }
+
+    /// Records an error at `value` and returns `None`, for checks that produce a value.
+    pub(super) fn fail<T, U>(
+        &mut self,
+        value: &Spanned<T>,
+        key: String,
+        message: impl Into<String>,
+    ) -> Option<U> {
+        self.error(value, key, message);
+        None
+    }
+
+    pub(super) fn line_of(&self, offset: usize) -> usize {
+        line_column(self.src, offset).0
+    }
+}
+
+/// Validates a whole document, reporting every error found, in file order.
+pub(crate) fn validate(raw: &RawConfig, file: &str, src: &str) -> Result<Config, ConfigErrors> {
+    let mut ctx = Ctx::new(file, src);
+    let runtime = runtime(&mut ctx, raw.runtime.as_ref());
+    let control = control(&mut ctx, raw.control.as_ref());
+    let listeners = listener::listeners(&mut ctx, &raw.listeners);
+    let admin = raw
+        .admin
+        .as_ref()
+        .and_then(|a| admin(&mut ctx, a, &listeners));
+    let upstreams = upstream::upstreams(&mut ctx, &raw.upstreams);
+    let routes = route::routes(&mut ctx, raw);
+    let mut errors = ctx.errors;
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| (e.line, e.column));
+        return Err(ConfigErrors(errors));
+    }
+    match (runtime, control) {
+        (Some(runtime), Some(control)) => Ok(Config {
+            source: file.to_owned(),
+            runtime,
+            control,
+            admin,
+            listeners,
+            upstreams,
+            routes,
+        }),
+        // Every `None` above comes with a recorded error.
+        _ => unreachable!("a check failed without reporting an error"),
+    }
+}
+
+fn runtime(ctx: &mut Ctx<'_>, raw: Option<&RawRuntime>) -> Option<Runtime> {
+    let Some(raw) = raw else {
+        return Some(Runtime {
+            shards: Shards::Auto,
+            driver: DriverChoice::Auto,
+            pin: true,
+            uring_entries: 1024,
+        });
+    };
+    let shards = match raw.shards.as_ref() {
+        None => Some(Shards::Auto),
+        Some(spanned) => match &spanned.get_ref().0 {
+            IntOrText::Text(text) if text == "auto" => Some(Shards::Auto),
+            IntOrText::Int(n) => match usize::try_from(*n)
+                .ok()
+                .and_then(std::num::NonZeroUsize::new)
+            {
+                Some(n) => Some(Shards::Count(n)),
+                None => ctx.fail(
+                    spanned,
+                    "runtime.shards".into(),
+                    format!("must be at least 1, got {n}"),
+                ),
+            },
+            IntOrText::Text(text) => ctx.fail(
+                spanned,
+                "runtime.shards".into(),
+                format!("expected \"auto\" or a number of shards, got \"{text}\""),
+            ),
+        },
+    };
+    let driver = match raw.driver.as_ref() {
+        None => Some(DriverChoice::Auto),
+        Some(spanned) => match spanned.get_ref().as_str() {
+            "auto" => Some(DriverChoice::Auto),
+            "io_uring" => Some(DriverChoice::IoUring),
+            "epoll" => Some(DriverChoice::Epoll),
+            other => ctx.fail(
+                spanned,
+                "runtime.driver".into(),
+                format!("unknown driver \"{other}\"; expected \"auto\", \"io_uring\" or \"epoll\""),
+            ),
+        },
+    };
+    let uring_entries = match raw.uring_entries.as_ref() {
+        None => Some(1024),
+        Some(spanned) => match u32::try_from(*spanned.get_ref()) {
+            Ok(n) if (2..=32768).contains(&n) && n.is_power_of_two() => Some(n),
+            _ => ctx.fail(
+                spanned,
+                "runtime.uring_entries".into(),
+                format!(
+                    "must be a power of two from 2 to 32768, got {}",
+                    spanned.get_ref()
+                ),
+            ),
+        },
+    };
+    Some(Runtime {
+        shards: shards?,
+        driver: driver?,
+        pin: raw.pin.unwrap_or(true),
+        uring_entries: uring_entries?,
+    })
+}
+
+fn control(ctx: &mut Ctx<'_>, raw: Option<&RawControl>) -> Option<Control> {
+    let Some(socket) = raw.and_then(|c| c.socket.as_ref()) else {
+        return Some(Control {
+            socket: PathBuf::from("/run/ringway/control.sock"),
+        });
+    };
+    if socket.get_ref().is_empty() {
+        return ctx.fail(socket, "control.socket".into(), "must not be empty");
+    }
+    Some(Control {
+        socket: PathBuf::from(socket.get_ref()),
+    })
+}
+
+fn admin(ctx: &mut Ctx<'_>, raw: &RawAdmin, listeners: &[Listener]) -> Option<Admin> {
+    let listen = ctx.address(&raw.listen, "admin.listen".into())?;
+    if let Some(taken) = listeners.iter().find(|l| l.listen == listen) {
+        let message = format!(
+            "address {listen} is already used by listener \"{}\"",
+            taken.name
+        );
+        return ctx.fail(&raw.listen, "admin.listen".into(), message);
+    }
+    Some(Admin { listen })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::{errors, one_error, parse_ok, BASE};
+    use crate::model::{DriverChoice, Shards};
+
+    #[test]
+    fn runtime_defaults() {
+        let config = parse_ok(BASE);
+        assert_eq!(config.runtime.shards, Shards::Auto);
+        assert_eq!(config.runtime.driver, DriverChoice::Auto);
+        assert!(config.runtime.pin);
+        assert_eq!(config.runtime.uring_entries, 1024);
+        assert_eq!(
+            config.control.socket.to_str(),
+            Some("/run/ringway/control.sock")
+        );
+        assert!(config.admin.is_none());
+    }
+
+    #[test]
+    fn runtime_values() {
+        let src = format!(
+            "{BASE}[runtime]\nshards = 4\ndriver = \"epoll\"\npin = false\nuring_entries = 4096\n\
+             [control]\nsocket = \"/tmp/c.sock\"\n[admin]\nlisten = \"127.0.0.1:9901\"\n"
+        );
+        let config = parse_ok(&src);
+        assert_eq!(config.runtime.shards, Shards::Count(4.try_into().unwrap()));
+        assert_eq!(config.runtime.driver, DriverChoice::Epoll);
+        assert!(!config.runtime.pin);
+        assert_eq!(config.runtime.uring_entries, 4096);
+        assert_eq!(config.control.socket.to_str(), Some("/tmp/c.sock"));
+        assert_eq!(
+            config.admin.unwrap().listen,
+            "127.0.0.1:9901".parse().unwrap()
+        );
+        let io_uring = format!("{BASE}[runtime]\nshards = \"auto\"\ndriver = \"io_uring\"\n");
+        assert_eq!(parse_ok(&io_uring).runtime.driver, DriverChoice::IoUring);
+    }
+
+    #[test]
+    fn bad_shards() {
+        let src = format!("{BASE}[runtime]\nshards = 0\n");
+        assert_eq!(
+            one_error(&src),
+            "t.toml:5:10: runtime.shards: must be at least 1, got 0"
+        );
+        let src = format!("{BASE}[runtime]\nshards = \"many\"\n");
+        assert_eq!(
+            one_error(&src),
+            "t.toml:5:10: runtime.shards: expected \"auto\" or a number of shards, got \"many\""
+        );
+        let src = format!("{BASE}[runtime]\nshards = true\n");
+        assert_eq!(
+            one_error(&src),
+            "t.toml:5:10: runtime.shards: invalid type: boolean `true`, expected \"auto\" or a number of shards"
+        );
+    }
+
+    #[test]
+    fn bad_driver() {
+        let src = format!("{BASE}[runtime]\ndriver = \"kqueue\"\n");
+        assert_eq!(
+            one_error(&src),
+            "t.toml:5:10: runtime.driver: unknown driver \"kqueue\"; expected \"auto\", \"io_uring\" or \"epoll\""
+        );
+    }
+
+    #[test]
+    fn uring_entries_must_be_power_of_two_in_range() {
+        for bad in ["0", "1", "1000", "65536", "-2"] {
+            let src = format!("{BASE}[runtime]\nuring_entries = {bad}\n");
+            assert_eq!(
+                one_error(&src),
+                format!("t.toml:5:17: runtime.uring_entries: must be a power of two from 2 to 32768, got {bad}")
+            );
+        }
+        for good in [2, 32768] {
+            let src = format!("{BASE}[runtime]\nuring_entries = {good}\n");
+            assert_eq!(parse_ok(&src).runtime.uring_entries, good);
+        }
+    }
+
+    #[test]
+    fn empty_control_socket() {
+        let src = format!("{BASE}[control]\nsocket = \"\"\n");
+        assert_eq!(
+            one_error(&src),
+            "t.toml:5:10: control.socket: must not be empty"
+        );
+    }
+
+    #[test]
+    fn admin_listen_must_be_free() {
+        let src = format!("{BASE}[admin]\nlisten = \"127.0.0.1:8080\"\n");
+        assert_eq!(
+            one_error(&src),
+            "t.toml:5:10: admin.listen: address 127.0.0.1:8080 is already used by listener \"l\""
+        );
+        let src = format!("{BASE}[admin]\nlisten = \"nowhere\"\n");
+        assert_eq!(
+            one_error(&src),
+            "t.toml:5:10: admin.listen: \"nowhere\" is not an address; expected ip:port or host:port"
+        );
+        let src = format!("{BASE}[admin]\n");
+        assert_eq!(one_error(&src), "t.toml:4:1: admin: missing field `listen`");
+    }
+
+    #[test]
+    fn errors_come_in_file_order() {
+        let src = "[[routes]]\nname = \"r\"\nupstream = \"missing\"\n\n\
+                   [runtime]\ndriver = \"x\"\nuring_entries = 3\n";
+        assert_eq!(
+            errors(src),
+            [
+                "t.toml:1:1: listeners: at least one [[listeners]] table is required",
+                "t.toml:3:12: routes[0].upstream: no upstream named \"missing\"",
+                "t.toml:6:10: runtime.driver: unknown driver \"x\"; expected \"auto\", \"io_uring\" or \"epoll\"",
+                "t.toml:7:17: runtime.uring_entries: must be a power of two from 2 to 32768, got 3",
+            ]
+        );
+    }
+}

@@ -1,0 +1,194 @@
+//! `[[upstreams]]`: named groups of endpoints, and how connections to them behave.
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::Ctx;
+use crate::model::{Endpoint, Upstream};
+use crate::raw::{RawEndpoint, RawUpstream};
+
+pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &[Spanned<RawUpstream>]) -> Vec<Upstream> {
+    ctx.unique_names(
+        "upstream",
+        "upstreams",
+        raw.iter().map(|u| &u.get_ref().name),
+    );
+    let mut valid = Vec::new();
+    for (i, spanned) in raw.iter().enumerate() {
+        let u = spanned.get_ref();
+        let key = |field: &str| format!("upstreams[{i}].{field}");
+        let name = ctx.name(&u.name, key("name"));
+        let endpoints = endpoints(ctx, i, &u.endpoints);
+        let timeout = |ctx: &mut Ctx<'_>, raw: &Option<Spanned<String>>, field, secs| {
+            ctx.duration(raw.as_ref(), key(field), Duration::from_secs(secs))
+        };
+        let connect_timeout = timeout(ctx, &u.connect_timeout, "connect_timeout", 5);
+        let request_timeout = timeout(ctx, &u.request_timeout, "request_timeout", 60);
+        let idle_timeout = timeout(ctx, &u.idle_timeout, "idle_timeout", 60);
+        let pool_idle_timeout = timeout(ctx, &u.pool_idle_timeout, "pool_idle_timeout", 60);
+        let max_idle = ctx
+            .int(
+                u.max_idle_per_endpoint.as_ref(),
+                key("max_idle_per_endpoint"),
+                64,
+                (0, i64::MAX),
+            )
+            .and_then(|n| usize::try_from(n).ok());
+        let upstream = (|| {
+            Some(Upstream {
+                name: name?,
+                endpoints: endpoints?,
+                connect_timeout: connect_timeout?,
+                request_timeout: request_timeout?,
+                idle_timeout: idle_timeout?,
+                pool_idle_timeout: pool_idle_timeout?,
+                max_idle_per_endpoint: max_idle?,
+            })
+        })();
+        valid.extend(upstream);
+    }
+    valid
+}
+
+/// Every endpoint checked; `None` if any failed. An empty list is valid (answers 503).
+fn endpoints(ctx: &mut Ctx<'_>, upstream: usize, raw: &[RawEndpoint]) -> Option<Vec<Endpoint>> {
+    let mut seen = HashSet::new();
+    let mut endpoints = Vec::with_capacity(raw.len());
+    let mut all_valid = true;
+    for (i, e) in raw.iter().enumerate() {
+        let key = |field: &str| format!("upstreams[{upstream}].endpoints[{i}].{field}");
+        let mut address = ctx.address(&e.address, key("address"));
+        if let Some(addr) = address {
+            if addr.port() == 0 {
+                address = ctx.fail(&e.address, key("address"), "port 0 cannot be connected to");
+            } else if !seen.insert(addr) {
+                let message = format!("endpoint {addr} is listed twice in this upstream");
+                address = ctx.fail(&e.address, key("address"), message);
+            }
+        }
+        let weight = ctx
+            .int(e.weight.as_ref(), key("weight"), 1, (1, 1000))
+            .and_then(|w| NonZeroU32::new(u32::try_from(w).ok()?));
+        match (address, weight) {
+            (Some(address), Some(weight)) => endpoints.push(Endpoint { address, weight }),
+            _ => all_valid = false,
+        }
+    }
+    all_valid.then_some(endpoints)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::validate::test_util::{errors, one_error, parse_ok, BASE};
+
+    #[test]
+    fn defaults_and_weights() {
+        let src = format!(
+            "{BASE}[[upstreams]]\nname = \"users\"\nendpoints = [\n  \
+             {{ address = \"127.0.0.1:9000\", weight = 2 }},\n  {{ address = \"127.0.0.1:9001\" }},\n]\n"
+        );
+        let config = parse_ok(&src);
+        let u = config.upstream("users").unwrap();
+        assert_eq!(u.endpoints.len(), 2);
+        assert_eq!(u.endpoints[0].address, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(u.endpoints[0].weight.get(), 2);
+        assert_eq!(u.endpoints[1].weight.get(), 1);
+        assert_eq!(u.connect_timeout, Duration::from_secs(5));
+        assert_eq!(u.request_timeout, Duration::from_secs(60));
+        assert_eq!(u.idle_timeout, Duration::from_secs(60));
+        assert_eq!(u.pool_idle_timeout, Duration::from_secs(60));
+        assert_eq!(u.max_idle_per_endpoint, 64);
+    }
+
+    #[test]
+    fn explicit_values() {
+        let src = format!(
+            "{BASE}[[upstreams]]\nname = \"u\"\nendpoints = []\nconnect_timeout = \"250ms\"\n\
+             request_timeout = \"2s\"\nidle_timeout = \"3s\"\npool_idle_timeout = \"4s\"\n\
+             max_idle_per_endpoint = 0\n"
+        );
+        let config = parse_ok(&src);
+        let u = &config.upstreams[0];
+        assert!(u.endpoints.is_empty());
+        assert_eq!(u.connect_timeout, Duration::from_millis(250));
+        assert_eq!(u.request_timeout, Duration::from_secs(2));
+        assert_eq!(u.idle_timeout, Duration::from_secs(3));
+        assert_eq!(u.pool_idle_timeout, Duration::from_secs(4));
+        assert_eq!(u.max_idle_per_endpoint, 0);
+    }
+
+    #[test]
+    fn endpoints_key_is_required() {
+        let src = format!("{BASE}[[upstreams]]\nname = \"u\"\n");
+        assert_eq!(
+            one_error(&src),
+            "t.toml:4:1: upstreams[0]: missing field `endpoints`"
+        );
+    }
+
+    #[test]
+    fn weight_range() {
+        for bad in ["0", "1001", "-1"] {
+            let src = format!(
+                "{BASE}[[upstreams]]\nname = \"u\"\nendpoints = [{{ address = \"127.0.0.1:1\", weight = {bad} }}]\n"
+            );
+            assert_eq!(
+                one_error(&src),
+                format!("t.toml:6:50: upstreams[0].endpoints[0].weight: must be between 1 and 1000, got {bad}")
+            );
+        }
+        let src = format!(
+            "{BASE}[[upstreams]]\nname = \"u\"\nendpoints = [{{ address = \"127.0.0.1:1\", weight = 1000 }}]\n"
+        );
+        assert_eq!(parse_ok(&src).upstreams[0].endpoints[0].weight.get(), 1000);
+    }
+
+    #[test]
+    fn bad_endpoint_addresses() {
+        let src = format!(
+            "{BASE}[[upstreams]]\nname = \"u\"\nendpoints = [\n  {{ address = \"10.0.0.1\" }},\n  \
+             {{ address = \"127.0.0.1:0\" }},\n  {{ address = \"127.0.0.1:5\" }},\n  \
+             {{ address = \"localhost:5\" }},\n]\n"
+        );
+        assert_eq!(
+            errors(&src),
+            [
+                "t.toml:7:15: upstreams[0].endpoints[0].address: \"10.0.0.1\" is not an address; expected ip:port or host:port",
+                "t.toml:8:15: upstreams[0].endpoints[1].address: port 0 cannot be connected to",
+                "t.toml:10:15: upstreams[0].endpoints[3].address: endpoint 127.0.0.1:5 is listed twice in this upstream",
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_upstream_names_and_bad_timeouts() {
+        let src = format!(
+            "{BASE}[[upstreams]]\nname = \"u\"\nendpoints = []\nconnect_timeout = \"5\"\n\
+             [[upstreams]]\nname = \"u\"\nendpoints = []\nmax_idle_per_endpoint = -1\n"
+        );
+        assert_eq!(
+            errors(&src),
+            [
+                "t.toml:7:19: upstreams[0].connect_timeout: \"5\" has no unit; write it with ms, s, m or h, such as \"5s\"",
+                "t.toml:9:8: upstreams[1].name: duplicate upstream name \"u\" (first defined on line 5)",
+                "t.toml:11:25: upstreams[1].max_idle_per_endpoint: must be at least 0, got -1",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_endpoint_key() {
+        let src = format!(
+            "{BASE}[[upstreams]]\nname = \"u\"\nendpoints = [{{ address = \"127.0.0.1:1\", wieght = 2 }}]\n"
+        );
+        assert_eq!(
+            one_error(&src),
+            "t.toml:6:41: upstreams[0].endpoints[0].wieght: unknown field `wieght`, expected `address` or `weight`"
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! Owned read buffers that travel to the kernel and back (monoio's rent model).
+//!
+//! A [`ConnBuf`] holds the bytes read from a socket but not yet consumed: `data()` is
+//! `vec[start..len]`. Reads append at `len`; consuming moves `start`. The buffer is allocated
+//! once per connection and grows only up to the head limit the caller allows, so memory per
+//! connection stays bounded whatever the body size.
+
+use std::io;
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+
+pub struct ConnBuf {
+    vec: Vec<u8>,
+    start: usize,
+}
+
+impl ConnBuf {
+    pub fn with_capacity(capacity: usize) -> Self {
+        ConnBuf {
+            vec: Vec::with_capacity(capacity),
+            start: 0,
+        }
+    }
+
+    /// Unconsumed bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.vec[self.start..]
+    }
+
+    pub fn len(&self) -> usize {
+        self.vec.len() - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.vec.len()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.vec.capacity()
+    }
+
+    /// Drops the first `n` unconsumed bytes.
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.start += n;
+        if self.start == self.vec.len() {
+            self.vec.clear();
+            self.start = 0;
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.vec.clear();
+        self.start = 0;
+    }
+
+    /// Makes room to read at least one byte: moves unconsumed bytes to the front, and grows
+    /// the buffer (up to `max_capacity`) only when it is full of unconsumed bytes.
+    fn make_room(&mut self, max_capacity: usize) -> bool {
+        if self.vec.len() < self.vec.capacity() {
+            return true;
+        }
+        if self.start > 0 {
+            self.vec.copy_within(self.start.., 0);
+            self.vec.truncate(self.vec.len() - self.start);
+            self.start = 0;
+            return true;
+        }
+        if self.vec.capacity() < max_capacity {
+            let grow = (self.vec.capacity()).min(max_capacity - self.vec.capacity());
+            self.vec.reserve_exact(grow.max(1));
+            return true;
+        }
+        false
+    }
+
+    /// Reads once from `stream`, appending. Ok(0) means end of stream; an error of kind
+    /// `OutOfMemory` means the buffer is at `max_capacity` and full.
+    pub async fn read_from<S: AsyncReadRent>(
+        &mut self,
+        stream: &mut S,
+        max_capacity: usize,
+    ) -> io::Result<usize> {
+        if !self.make_room(max_capacity) {
+            return Err(io::Error::new(io::ErrorKind::OutOfMemory, "buffer full"));
+        }
+        let vec = std::mem::take(&mut self.vec);
+        let len = vec.len();
+        let cap = vec.capacity();
+        let (res, slice) = stream.read(vec.slice_mut(len..cap)).await;
+        self.vec = slice.into_inner();
+        res
+    }
+
+    /// Writes `data()[range]` to `stream`, whole.
+    pub async fn write_range_to<S: AsyncWriteRent>(
+        &mut self,
+        stream: &mut S,
+        from: usize,
+        to: usize,
+    ) -> io::Result<()> {
+        let vec = std::mem::take(&mut self.vec);
+        let (begin, end) = (self.start + from, self.start + to);
+        let (res, slice) = stream.write_all(vec.slice(begin..end)).await;
+        self.vec = slice.into_inner();
+        res.map(|_| ())
+    }
+}
+
+/// Writes a whole owned `Vec` and gives it back cleared, ready for reuse.
+pub async fn write_vec<S: AsyncWriteRent>(stream: &mut S, vec: &mut Vec<u8>) -> io::Result<()> {
+    let owned = std::mem::take(vec);
+    let (res, mut owned) = stream.write_all(owned).await;
+    owned.clear();
+    *vec = owned;
+    res.map(|_| ())
+}
+
+/// Writes a static byte string whole.
+pub async fn write_static<S: AsyncWriteRent>(stream: &mut S, bytes: &'static [u8]) -> io::Result<()> {
+    let (res, _) = stream.write_all(bytes).await;
+    res.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consume_and_compact() {
+        let mut b = ConnBuf::with_capacity(8);
+        b.vec.extend_from_slice(b"abcdefgh");
+        b.consume(3);
+        assert_eq!(b.data(), b"defgh");
+        assert!(b.make_room(8));
+        assert_eq!(b.data(), b"defgh");
+        assert_eq!(b.start, 0);
+        b.consume(5);
+        assert!(b.is_empty());
+        assert_eq!(b.vec.len(), 0);
+    }
+
+    #[test]
+    fn grows_only_to_max() {
+        let mut b = ConnBuf::with_capacity(4);
+        b.vec.extend_from_slice(b"abcd");
+        assert!(b.make_room(6));
+        assert!(b.capacity() >= 5);
+        let cap = b.capacity();
+        b.vec.resize(cap, b'x');
+        assert!(!b.make_room(cap));
+    }
+}

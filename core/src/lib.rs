@@ -1,0 +1,23 @@
+//! ringway-core: the data plane.
+//!
+//! Threading: one shard per core, each a single-threaded monoio runtime (io_uring, or epoll
+//! where io_uring cannot start). Per-shard state (connections, upstream pools, balancers) lives
+//! in `Rc`/`RefCell`/`Cell`; shards share only immutable, compiled [`Epoch`]s. Nothing on the
+//! request path takes a lock or touches an atomic shared with another shard.
+//!
+//! Error policy: input from the network never panics. A malformed request becomes a 4xx and a
+//! close, an upstream failure a 502/503/504; both are logged at debug level and counted.
+//! `unsafe` lives only in [`sys`].
+
+pub mod epoch;
+pub mod error;
+pub mod http;
+pub mod io;
+pub mod proxy;
+pub mod router;
+pub mod shard;
+pub mod sys;
+pub mod upstream;
+
+pub use epoch::Epoch;
+pub use shard::{start_shards, DriverKind, ShardInfo, ShardSet, StartError};

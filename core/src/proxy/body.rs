@@ -1,0 +1,176 @@
+//! Streaming bodies through fixed buffers: client to upstream and upstream to client. Nothing
+//! here holds a whole body; memory per exchange is the two connection buffers.
+
+use std::time::Duration;
+
+use monoio::time::timeout;
+use ringway_config::Listener;
+
+use super::head::ClientFraming;
+use super::Downstream;
+use crate::error::{Error, ProxyError};
+use crate::http::h1::{write_chunk_header, BodyKind, ChunkedScanner, ResponseBody, LAST_CHUNK};
+use crate::io::write_static;
+use crate::upstream::UpstreamConn;
+
+/// Largest trailer section accepted after a chunked body.
+pub const MAX_TRAILER: usize = 8 * 1024;
+
+async fn read_client(d: &mut Downstream, cfg: &Listener) -> Result<(), Error> {
+    let cap = d.buf.capacity();
+    match timeout(cfg.body_timeout, d.buf.read_from(&mut d.stream, cap)).await {
+        Err(_) => Err(ProxyError::downstream(408, "request body timeout", None)),
+        Ok(Ok(0)) => Err(ProxyError::downstream(400, "client closed during the request body", None)),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(ProxyError::downstream(400, "client read failed", Some(e))),
+    }
+}
+
+async fn write_upstream(d: &mut Downstream, up: &mut UpstreamConn, n: usize, idle: Duration) -> Result<(), Error> {
+    match timeout(idle, d.buf.write_range_to(&mut up.stream, 0, n)).await {
+        Err(_) => Err(ProxyError::upstream(504, "upstream write timeout", None)),
+        Ok(Err(e)) => Err(ProxyError::upstream(502, "upstream write failed", Some(e))),
+        Ok(Ok(())) => {
+            d.buf.consume(n);
+            Ok(())
+        }
+    }
+}
+
+/// Streams the request body, whose first bytes are at the front of `d.buf`, to the upstream.
+pub async fn send_request_body(
+    d: &mut Downstream,
+    up: &mut UpstreamConn,
+    kind: BodyKind,
+    cfg: &Listener,
+    idle: Duration,
+) -> Result<(), Error> {
+    match kind {
+        BodyKind::None => Ok(()),
+        BodyKind::Length(mut remaining) => {
+            while remaining > 0 {
+                if d.buf.is_empty() {
+                    read_client(d, cfg).await?;
+                }
+                let n = (d.buf.len() as u64).min(remaining) as usize;
+                write_upstream(d, up, n, idle).await?;
+                remaining -= n as u64;
+            }
+            Ok(())
+        }
+        BodyKind::Chunked => {
+            let mut scanner = ChunkedScanner::new(MAX_TRAILER);
+            loop {
+                if d.buf.is_empty() {
+                    read_client(d, cfg).await?;
+                }
+                let scan = scanner
+                    .scan(d.buf.data())
+                    .map_err(|_| ProxyError::downstream(400, "bad chunked request body", None))?;
+                if scanner.payload_bytes() > cfg.max_request_body {
+                    return Err(ProxyError::downstream(413, "request body over the limit", None));
+                }
+                write_upstream(d, up, scan.consumed, idle).await?;
+                if scan.done {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Where a relayed response body ended.
+pub struct Relayed {
+    /// The upstream connection ended cleanly after the body and may be reused.
+    pub upstream_clean: bool,
+}
+
+async fn read_upstream(up: &mut UpstreamConn, idle: Duration) -> Result<usize, Error> {
+    let cap = up.buf.capacity();
+    match timeout(idle, up.buf.read_from(&mut up.stream, cap)).await {
+        Err(_) => Err(ProxyError::upstream(0, "upstream idle timeout in the response body", None)),
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Err(ProxyError::upstream(0, "upstream read failed in the response body", Some(e))),
+    }
+}
+
+async fn write_client(d: &mut Downstream, up: &mut UpstreamConn, n: usize) -> Result<(), Error> {
+    up.buf
+        .write_range_to(&mut d.stream, 0, n)
+        .await
+        .map_err(|e| ProxyError::downstream(0, "client write failed", Some(e)))?;
+    up.buf.consume(n);
+    Ok(())
+}
+
+/// Relays the response body, whose first bytes are at the front of `up.buf`, to the client.
+pub async fn relay_response_body(
+    d: &mut Downstream,
+    up: &mut UpstreamConn,
+    body: ResponseBody,
+    framing: ClientFraming,
+    idle: Duration,
+) -> Result<Relayed, Error> {
+    match body {
+        ResponseBody::None => Ok(Relayed {
+            upstream_clean: up.buf.is_empty(),
+        }),
+        ResponseBody::Length(mut remaining) => {
+            while remaining > 0 {
+                if up.buf.is_empty() && read_upstream(up, idle).await? == 0 {
+                    return Err(ProxyError::upstream(0, "upstream closed before the body ended", None));
+                }
+                let n = (up.buf.len() as u64).min(remaining) as usize;
+                write_client(d, up, n).await?;
+                remaining -= n as u64;
+            }
+            Ok(Relayed {
+                upstream_clean: up.buf.is_empty(),
+            })
+        }
+        ResponseBody::Chunked => {
+            let mut scanner = ChunkedScanner::new(MAX_TRAILER);
+            loop {
+                if up.buf.is_empty() && read_upstream(up, idle).await? == 0 {
+                    return Err(ProxyError::upstream(0, "upstream closed inside a chunked body", None));
+                }
+                let scan = scanner
+                    .scan(up.buf.data())
+                    .map_err(|_| ProxyError::upstream(0, "bad chunked response body", None))?;
+                write_client(d, up, scan.consumed).await?;
+                if scan.done {
+                    return Ok(Relayed {
+                        upstream_clean: up.buf.is_empty(),
+                    });
+                }
+            }
+        }
+        ResponseBody::UntilClose => {
+            loop {
+                if up.buf.is_empty() && read_upstream(up, idle).await? == 0 {
+                    break;
+                }
+                let n = up.buf.len();
+                if framing == ClientFraming::Chunked {
+                    d.out.clear();
+                    write_chunk_header(&mut d.out, n);
+                    crate::io::write_vec(&mut d.stream, &mut d.out)
+                        .await
+                        .map_err(|e| ProxyError::downstream(0, "client write failed", Some(e)))?;
+                    write_client(d, up, n).await?;
+                    write_static(&mut d.stream, b"\r\n")
+                        .await
+                        .map_err(|e| ProxyError::downstream(0, "client write failed", Some(e)))?;
+                } else {
+                    write_client(d, up, n).await?;
+                }
+            }
+            if framing == ClientFraming::Chunked {
+                write_static(&mut d.stream, LAST_CHUNK)
+                    .await
+                    .map_err(|e| ProxyError::downstream(0, "client write failed", Some(e)))?;
+            }
+            Ok(Relayed { upstream_clean: false })
+        }
+    }
+}

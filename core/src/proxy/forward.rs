@@ -1,0 +1,256 @@
+//! Forwarding one request to an upstream endpoint and relaying the answer.
+//!
+//! Steps: check the body against the listener's limit; pick an endpoint; build the upstream
+//! head; borrow a pooled connection (or connect); send the head and body; read the response
+//! head (forwarding 1xx); write the client head; relay the body; return the connection to the
+//! pool when both messages ended cleanly. A request that meets a stale pooled connection is sent
+//! once more on a fresh connection when nothing of it is lost: its head is still in `d.out` and
+//! its body (if any) was wholly in the client buffer, not yet consumed.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use monoio::net::TcpStream;
+use monoio::time::timeout_at;
+use ringway_config::{Listener, Upstream};
+
+use super::body::{relay_response_body, send_request_body, MAX_TRAILER};
+use super::head::{write_client_head, write_upstream_head, ClientFraming};
+use super::{local, respond_static, After, Downstream};
+use crate::error::{Error, ProxyError};
+use crate::http::h1::{parse_response, BodyKind, ChunkedScanner, Method, RequestHead, ResponseBody, ResponseHead, Version};
+use crate::io::{write_static, write_vec};
+use crate::shard::{Shard, ShardEpoch};
+use crate::upstream::UpstreamConn;
+
+/// Largest response head accepted from an upstream.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// A response body up to this size that already sits in the buffer goes out in the same write
+/// as its head.
+const COALESCE: usize = 16 * 1024;
+
+fn at(instant: Instant) -> monoio::time::Instant {
+    monoio::time::Instant::from_std(instant)
+}
+
+/// What the exchange needs of the request once its head has left the buffer.
+#[derive(Clone, Copy)]
+struct Request {
+    method: Method,
+    version: Version,
+    keep_alive: bool,
+    body: BodyKind,
+    /// Bytes of the body already in the client buffer when the whole body is there.
+    buffered_body: Option<usize>,
+}
+
+pub(crate) async fn proxy(
+    shard: &Rc<Shard>,
+    sep: &Rc<ShardEpoch>,
+    d: &mut Downstream,
+    head: &RequestHead,
+    upstream: usize,
+    cfg: &Listener,
+) -> After {
+    match head.body {
+        BodyKind::Length(n) if n > cfg.max_request_body => return reject(d, 413).await,
+        BodyKind::Chunked => {
+            let mut scanner = ChunkedScanner::new(MAX_TRAILER);
+            match scanner.scan(&d.buf.data()[head.head_len..]) {
+                Err(_) => return reject(d, 400).await,
+                Ok(_) if scanner.payload_bytes() > cfg.max_request_body => return reject(d, 413).await,
+                Ok(_) => {}
+            }
+        }
+        _ => {}
+    }
+    let up_cfg = &sep.epoch.config.upstreams[upstream];
+    let Some(endpoint) = sep.balancers[upstream].borrow_mut().pick() else {
+        return respond_static(d, head, 503, cfg).await;
+    };
+    let addr = up_cfg.endpoints[endpoint].address;
+    match exchange(shard, d, head, up_cfg, addr, cfg).await {
+        Ok(after) => after,
+        Err(e) => {
+            tracing::debug!(shard = shard.index, upstream = %up_cfg.name, %addr, error = %e, "request failed");
+            if e.status != 0 {
+                let _ = write_static(&mut d.stream, local::error_response(e.status, true)).await;
+            }
+            After::Close
+        }
+    }
+}
+
+async fn reject(d: &mut Downstream, status: u16) -> After {
+    let _ = write_static(&mut d.stream, local::error_response(status, true)).await;
+    After::Close
+}
+
+async fn exchange(
+    shard: &Rc<Shard>,
+    d: &mut Downstream,
+    head: &RequestHead,
+    up_cfg: &Upstream,
+    addr: SocketAddr,
+    cfg: &Listener,
+) -> Result<After, Error> {
+    d.out.clear();
+    write_upstream_head(&mut d.out, d.buf.data(), head, &d.headers, d.peer.ip(), |out| shard.request_id(out));
+    let has_body = !matches!(head.body, BodyKind::None | BodyKind::Length(0));
+    if head.expect_continue && has_body {
+        write_static(&mut d.stream, local::CONTINUE)
+            .await
+            .map_err(|e| ProxyError::downstream(0, "client write failed", Some(e)))?;
+    }
+    d.buf.consume(head.head_len);
+    let buffered_body = match head.body {
+        BodyKind::None => Some(0),
+        BodyKind::Length(n) => (n <= d.buf.len() as u64).then_some(n as usize),
+        BodyKind::Chunked => {
+            let mut scanner = ChunkedScanner::new(MAX_TRAILER);
+            match scanner.scan(d.buf.data()) {
+                Ok(scan) if scan.done => Some(scan.consumed),
+                _ => None,
+            }
+        }
+    };
+    let req = Request {
+        method: head.method,
+        version: head.version,
+        keep_alive: head.keep_alive,
+        body: head.body,
+        buffered_body,
+    };
+    let deadline = Instant::now() + up_cfg.request_timeout;
+
+    let mut fresh_only = false;
+    let (mut conn, resp) = loop {
+        let pooled = if fresh_only { None } else { shard.pool.borrow_mut().checkout(addr) };
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => connect(addr, up_cfg, deadline).await?,
+        };
+        match send_and_read_head(d, &mut conn, req, up_cfg, cfg, deadline).await {
+            Ok(resp) => break (conn, resp),
+            Err(e) if e.retryable && conn.reused && !fresh_only => {
+                tracing::debug!(%addr, error = %e, "stale pooled connection, sending again on a fresh one");
+                fresh_only = true;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if let Some(n) = req.buffered_body {
+        d.buf.consume(n);
+    }
+
+    let framing = match resp.body {
+        ResponseBody::None => ClientFraming::None,
+        ResponseBody::Length(n) => ClientFraming::Length(n),
+        ResponseBody::Chunked | ResponseBody::UntilClose if req.version == Version::Http11 => ClientFraming::Chunked,
+        ResponseBody::Chunked | ResponseBody::UntilClose => ClientFraming::Close,
+    };
+    let close_client = !req.keep_alive || framing == ClientFraming::Close;
+    d.out.clear();
+    write_client_head(&mut d.out, conn.buf.data(), &resp, &d.headers, framing, close_client, req.version);
+    conn.buf.consume(resp.head_len);
+    let mut body = resp.body;
+    if let ResponseBody::Length(n) = body {
+        if n as usize <= conn.buf.len() && n as usize <= COALESCE {
+            d.out.extend_from_slice(&conn.buf.data()[..n as usize]);
+            conn.buf.consume(n as usize);
+            body = ResponseBody::None;
+        }
+    }
+    write_vec(&mut d.stream, &mut d.out)
+        .await
+        .map_err(|e| ProxyError::downstream(0, "client write failed", Some(e)))?;
+    let relayed = relay_response_body(d, &mut conn, body, framing, up_cfg.idle_timeout).await?;
+    if resp.keep_alive && relayed.upstream_clean {
+        shard
+            .pool
+            .borrow_mut()
+            .checkin(addr, conn, up_cfg.max_idle_per_endpoint, up_cfg.pool_idle_timeout);
+    }
+    Ok(if close_client { After::Close } else { After::KeepAlive })
+}
+
+async fn connect(addr: SocketAddr, up_cfg: &Upstream, deadline: Instant) -> Result<UpstreamConn, Error> {
+    let limit = deadline.min(Instant::now() + up_cfg.connect_timeout);
+    match timeout_at(at(limit), TcpStream::connect_addr(addr)).await {
+        Err(_) => Err(ProxyError::upstream(504, "upstream connect timeout", None)),
+        Ok(Err(e)) => Err(ProxyError::upstream(502, "upstream connect failed", Some(e))),
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(UpstreamConn::new(stream))
+        }
+    }
+}
+
+/// Sends the request (head from `d.out`, which is kept for a second try) and reads the final
+/// response head into `conn.buf`, forwarding interim 1xx heads to HTTP/1.1 clients.
+async fn send_and_read_head(
+    d: &mut Downstream,
+    conn: &mut UpstreamConn,
+    req: Request,
+    up_cfg: &Upstream,
+    cfg: &Listener,
+    deadline: Instant,
+) -> Result<ResponseHead, Error> {
+    let stale = |e: std::io::Error| ProxyError::upstream(502, "upstream write failed", Some(e)).retryable();
+    let out = std::mem::take(&mut d.out);
+    let (res, out) = timeout_at(at(deadline), monoio::io::AsyncWriteRentExt::write_all(&mut conn.stream, out))
+        .await
+        .map_err(|_| ProxyError::upstream(504, "upstream request timeout", None))?;
+    d.out = out;
+    res.map_err(stale)?;
+    match req.buffered_body {
+        Some(0) => {}
+        Some(n) => timeout_at(at(deadline), d.buf.write_range_to(&mut conn.stream, 0, n))
+            .await
+            .map_err(|_| ProxyError::upstream(504, "upstream request timeout", None))?
+            .map_err(stale)?,
+        None => {
+            let send = send_request_body(d, conn, req.body, cfg, up_cfg.idle_timeout);
+            timeout_at(at(deadline), send)
+                .await
+                .map_err(|_| ProxyError::upstream(504, "upstream request timeout", None))??;
+        }
+    }
+    // Retrying is safe only while nothing is lost: the body must still be in the buffer.
+    let replayable = req.buffered_body.is_some();
+    let mut received = false;
+    loop {
+        if !conn.buf.is_empty() {
+            match parse_response(conn.buf.data(), MAX_RESPONSE_HEAD, &mut d.headers, req.method) {
+                Ok(Some(resp)) if resp.status >= 200 => return Ok(resp),
+                Ok(Some(interim)) => {
+                    if interim.status != 100 && req.version == Version::Http11 {
+                        d.out.clear();
+                        write_client_head(&mut d.out, conn.buf.data(), &interim, &d.headers, ClientFraming::None, false, req.version);
+                        let sent = write_vec(&mut d.stream, &mut d.out).await;
+                        sent.map_err(|e| ProxyError::downstream(0, "client write failed", Some(e)))?;
+                    }
+                    conn.buf.consume(interim.head_len);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(_) => return Err(ProxyError::upstream(502, "bad response head from upstream", None)),
+            }
+        }
+        let read = timeout_at(at(deadline), conn.buf.read_from(&mut conn.stream, MAX_RESPONSE_HEAD)).await;
+        let err = match read {
+            Err(_) => return Err(ProxyError::upstream(504, "upstream request timeout", None)),
+            Ok(Ok(0)) => ProxyError::upstream(502, "upstream closed before answering", None),
+            Ok(Ok(_)) => {
+                received = true;
+                continue;
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+                return Err(ProxyError::upstream(502, "upstream response head too large", None))
+            }
+            Ok(Err(e)) => ProxyError::upstream(502, "upstream read failed", Some(e)),
+        };
+        return Err(if replayable && !received { err.retryable() } else { err });
+    }
+}

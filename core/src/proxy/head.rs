@@ -1,0 +1,162 @@
+//! Writing the heads the gateway forwards: the request to the upstream and the response to the
+//! client. Headers are copied from the read buffer by offset; hop-by-hop headers and those named
+//! in `Connection` are dropped, and the gateway writes its own framing and forwarding headers.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use crate::http::h1::{reason_phrase, BodyKind, HeaderKind, HeaderRef, RequestHead, ResponseHead, Version};
+
+/// The gateway's Via token.
+pub const VIA: &[u8] = b"1.1 ringway";
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the values of every header of `kind` joined by ", " to `out`; true if any.
+fn join_values(out: &mut Vec<u8>, src: &[u8], headers: &[HeaderRef], kind: HeaderKind) -> bool {
+    let mut any = false;
+    for h in headers.iter().filter(|h| h.kind == kind) {
+        let value = h.value.get(src);
+        if value.is_empty() {
+            continue;
+        }
+        if any {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(value);
+        any = true;
+    }
+    any
+}
+
+/// The request head sent upstream. `request_id` writes a fresh id when the client sent none.
+pub fn write_upstream_head(
+    out: &mut Vec<u8>,
+    src: &[u8],
+    head: &RequestHead,
+    headers: &[HeaderRef],
+    client_ip: IpAddr,
+    request_id: impl FnOnce(&mut Vec<u8>),
+) {
+    out.extend_from_slice(head.method_span.get(src));
+    out.push(b' ');
+    let path = head.path.get(src);
+    out.extend_from_slice(if path.is_empty() { b"/" } else { path });
+    out.extend_from_slice(match head.version {
+        Version::Http11 => b" HTTP/1.1\r\n",
+        Version::Http10 => b" HTTP/1.0\r\n",
+    });
+    let mut has_id = false;
+    for h in headers {
+        if h.strip_when_forwarding() {
+            continue;
+        }
+        match h.kind {
+            HeaderKind::XForwardedFor
+            | HeaderKind::XForwardedProto
+            | HeaderKind::XForwardedHost
+            | HeaderKind::Via
+            | HeaderKind::Expect => continue,
+            HeaderKind::XRequestId if has_id => continue,
+            HeaderKind::XRequestId => has_id = true,
+            _ => {}
+        }
+        push_header(out, h.name.get(src), h.value.get(src));
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if join_values(out, src, headers, HeaderKind::XForwardedFor) {
+        out.extend_from_slice(b", ");
+    }
+    let _ = write!(out, "{client_ip}\r\n");
+    out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+    if let Some(host) = head.host {
+        push_header(out, b"x-forwarded-host", host.get(src));
+    }
+    out.extend_from_slice(b"via: ");
+    if join_values(out, src, headers, HeaderKind::Via) {
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(VIA);
+    out.extend_from_slice(b"\r\n");
+    if !has_id {
+        out.extend_from_slice(b"x-request-id: ");
+        request_id(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    match head.body {
+        BodyKind::None => {}
+        BodyKind::Length(n) => {
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
+        BodyKind::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    if head.version == Version::Http10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the gateway frames a response body towards the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFraming {
+    /// No body; a `content-length` from the upstream (HEAD, 304) is passed as it is.
+    None,
+    Length(u64),
+    /// Chunked: passed through, or re-framed from a body that ends with the connection.
+    Chunked,
+    /// Ends when the gateway closes the connection (HTTP/1.0 clients).
+    Close,
+}
+
+/// The response head sent to the client: final (`close` decides `connection: close`) or
+/// interim (1xx: `framing` None, `close` false).
+pub fn write_client_head(
+    out: &mut Vec<u8>,
+    src: &[u8],
+    resp: &ResponseHead,
+    headers: &[HeaderRef],
+    framing: ClientFraming,
+    close: bool,
+    client: Version,
+) {
+    let _ = write!(out, "HTTP/1.1 {} ", resp.status);
+    let reason = resp.reason.get(src);
+    out.extend_from_slice(if reason.is_empty() {
+        reason_phrase(resp.status).as_bytes()
+    } else {
+        reason
+    });
+    out.extend_from_slice(b"\r\n");
+    let mut kept_length = false;
+    for h in headers {
+        if h.kind == HeaderKind::ContentLength && framing == ClientFraming::None && !kept_length && resp.status >= 200 {
+            kept_length = true;
+            push_header(out, h.name.get(src), h.value.get(src));
+            continue;
+        }
+        if h.strip_when_forwarding() {
+            continue;
+        }
+        push_header(out, h.name.get(src), h.value.get(src));
+    }
+    match framing {
+        ClientFraming::None | ClientFraming::Close => {}
+        ClientFraming::Length(n) => {
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
+        ClientFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    if resp.status >= 200 {
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        } else if client == Version::Http10 {
+            out.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}

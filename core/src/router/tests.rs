@@ -1,0 +1,169 @@
+use super::*;
+use ringway_config::{DirectResponse, HeaderMatch, RouteAction};
+
+fn route(name: &str) -> Route {
+    Route {
+        name: name.into(),
+        listeners: vec![],
+        host: None,
+        path: PathMatch::Any,
+        methods: vec![],
+        headers: vec![],
+        action: RouteAction::Respond(DirectResponse {
+            status: 200,
+            headers: vec![],
+            body: name.into(),
+        }),
+    }
+}
+
+fn with_host(mut r: Route, host: &str) -> Route {
+    r.host = Some(match host.strip_prefix('*') {
+        Some(suffix) => HostMatch::Wildcard(suffix.into()),
+        None => HostMatch::Exact(host.into()),
+    });
+    r
+}
+
+fn prefix(mut r: Route, p: &str) -> Route {
+    r.path = PathMatch::Prefix(p.into());
+    r
+}
+
+fn exact(mut r: Route, p: &str) -> Route {
+    r.path = PathMatch::Exact(p.into());
+    r
+}
+
+fn regex(mut r: Route, p: &str) -> Route {
+    r.path = PathMatch::Regex(regex::Regex::new(&format!("^(?:{p})$")).unwrap());
+    r
+}
+
+struct Req<'a> {
+    host: Option<&'a str>,
+    path: &'a str,
+    method: &'a str,
+    headers: Vec<(&'a str, &'a str)>,
+    listener: usize,
+}
+
+fn req(host: Option<&str>, path: &str) -> Req<'_> {
+    Req { host, path, method: "GET", headers: vec![], listener: 0 }
+}
+
+fn find<'r>(router: &'r Router, r: &Req<'_>) -> Option<&'r str> {
+    let headers = |f: &mut dyn FnMut(&[u8], &[u8]) -> bool| {
+        r.headers.iter().any(|(n, v)| f(n.as_bytes(), v.as_bytes()))
+    };
+    let view = RequestView {
+        listener: r.listener,
+        host: r.host.map(str::as_bytes),
+        path: r.path.as_bytes(),
+        method: r.method.as_bytes(),
+        headers: &headers,
+    };
+    router.find(&view).map(|id| router.route(id).name.as_str())
+}
+
+fn router(routes: Vec<Route>) -> Router {
+    Router::new(&routes, &["a".to_string(), "b".to_string()])
+}
+
+#[test]
+fn exact_host_beats_wildcard_beats_none() {
+    let r = router(vec![
+        prefix(route("none"), "/"),
+        prefix(with_host(route("wild"), "*.example.com"), "/"),
+        prefix(with_host(route("exact"), "api.example.com"), "/"),
+    ]);
+    assert_eq!(find(&r, &req(Some("api.example.com"), "/x")), Some("exact"));
+    assert_eq!(find(&r, &req(Some("API.Example.com:8080"), "/x")), Some("exact"));
+    assert_eq!(find(&r, &req(Some("www.example.com"), "/x")), Some("wild"));
+    assert_eq!(find(&r, &req(Some("a.b.example.com"), "/x")), Some("wild"));
+    assert_eq!(find(&r, &req(Some("example.com"), "/x")), Some("none"));
+    assert_eq!(find(&r, &req(None, "/x")), Some("none"));
+}
+
+#[test]
+fn longer_wildcard_suffix_wins() {
+    let r = router(vec![
+        with_host(route("short"), "*.example.com"),
+        with_host(route("long"), "*.eu.example.com"),
+    ]);
+    assert_eq!(find(&r, &req(Some("x.eu.example.com"), "/")), Some("long"));
+    assert_eq!(find(&r, &req(Some("x.us.example.com"), "/")), Some("short"));
+}
+
+#[test]
+fn host_tier_falls_through_when_no_path_matches() {
+    let r = router(vec![
+        prefix(with_host(route("api-users"), "api.example.com"), "/users"),
+        prefix(route("catch-all"), "/"),
+    ]);
+    assert_eq!(find(&r, &req(Some("api.example.com"), "/users/1")), Some("api-users"));
+    assert_eq!(find(&r, &req(Some("api.example.com"), "/other")), Some("catch-all"));
+}
+
+#[test]
+fn exact_beats_longest_prefix_beats_regex_beats_any() {
+    let r = router(vec![
+        route("any"),
+        regex(route("regex"), "/users/[0-9]+"),
+        prefix(route("short"), "/users"),
+        prefix(route("long"), "/users/admin"),
+        exact(route("exact"), "/users/42"),
+    ]);
+    assert_eq!(find(&r, &req(None, "/users/42")), Some("exact"));
+    assert_eq!(find(&r, &req(None, "/users/admin/x")), Some("long"));
+    assert_eq!(find(&r, &req(None, "/users/7")), Some("short"));
+    assert_eq!(find(&r, &req(None, "/other")), Some("any"));
+    let r = router(vec![route("any"), regex(route("regex"), "/u/[0-9]+")]);
+    assert_eq!(find(&r, &req(None, "/u/7")), Some("regex"));
+    assert_eq!(find(&r, &req(None, "/u/7/x")), Some("any"), "regex is anchored");
+}
+
+#[test]
+fn more_conditions_beat_fewer_then_file_order() {
+    let mut methods = prefix(route("get-only"), "/a");
+    methods.methods = vec!["GET".into()];
+    let mut both = prefix(route("get-and-header"), "/a");
+    both.methods = vec!["GET".into()];
+    both.headers = vec![HeaderMatch { name: "x-env".into(), value: Some("canary".into()) }];
+    let r = router(vec![prefix(route("first"), "/a"), prefix(route("second"), "/a"), methods, both]);
+    let mut canary = req(None, "/a");
+    canary.headers = vec![("X-Env", "canary")];
+    assert_eq!(find(&r, &canary), Some("get-and-header"));
+    assert_eq!(find(&r, &req(None, "/a")), Some("get-only"));
+    let mut post = req(None, "/a");
+    post.method = "POST";
+    assert_eq!(find(&r, &post), Some("first"), "file order breaks the last tie");
+}
+
+#[test]
+fn header_presence_and_value() {
+    let mut present = route("present");
+    present.headers = vec![HeaderMatch { name: "x-debug".into(), value: None }];
+    let r = router(vec![present, prefix(route("other"), "/")]);
+    let mut with = req(None, "/");
+    with.headers = vec![("x-debug", "")];
+    assert_eq!(find(&r, &with), Some("present"));
+    assert_eq!(find(&r, &req(None, "/")), Some("other"));
+}
+
+#[test]
+fn listeners_restrict_routes() {
+    let mut only_b = prefix(route("only-b"), "/");
+    only_b.listeners = vec!["b".into()];
+    let r = router(vec![only_b]);
+    assert_eq!(find(&r, &req(None, "/")), None);
+    let mut on_b = req(None, "/");
+    on_b.listener = 1;
+    assert_eq!(find(&r, &on_b), Some("only-b"));
+}
+
+#[test]
+fn no_match_is_none() {
+    let r = router(vec![exact(route("x"), "/x")]);
+    assert_eq!(find(&r, &req(None, "/y")), None);
+}

@@ -1,0 +1,66 @@
+//! The only module of ringway-core with `unsafe`: thin wrappers over system calls that the
+//! runtime does not offer.
+
+use std::os::fd::AsRawFd;
+
+/// What a non-blocking peek says about an idle pooled connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Nothing to read, not closed: safe to reuse.
+    Idle,
+    /// The peer closed it, reset it, or sent bytes nobody asked for.
+    Dead,
+}
+
+/// Peeks at a socket without blocking to tell whether an idle connection is still usable.
+pub fn liveness<S: AsRawFd>(socket: &S) -> Liveness {
+    let mut byte = 0u8;
+    // SAFETY: `socket` owns an open file descriptor for the duration of the call, and the
+    // buffer is one valid, writable byte on our stack. MSG_PEEK leaves the data in place;
+    // MSG_DONTWAIT makes the call return at once whatever the socket's blocking mode.
+    let n = unsafe {
+        libc::recv(
+            socket.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        let err = std::io::Error::last_os_error();
+        match err.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Liveness::Idle,
+            _ => Liveness::Dead,
+        }
+    } else {
+        Liveness::Dead
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn idle_then_data_then_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        assert_eq!(liveness(&client), Liveness::Idle);
+        server.write_all(b"x").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while liveness(&client) == Liveness::Idle && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(liveness(&client), Liveness::Dead);
+        let client2 = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server2, _) = listener.accept().unwrap();
+        drop(server2);
+        while liveness(&client2) == Liveness::Idle && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(liveness(&client2), Liveness::Dead);
+    }
+}

@@ -1,0 +1,7 @@
+//! Upstreams on a shard: endpoint choice and pooled keep-alive connections.
+
+pub mod balance;
+pub mod pool;
+
+pub use balance::SmoothWeighted;
+pub use pool::{Pool, UpstreamConn};

@@ -1,0 +1,89 @@
+//! A shard's idle keep-alive connections to upstream endpoints.
+//!
+//! Keyed by endpoint address, so a pool survives a reload that keeps the endpoint. Checkout is
+//! last-in first-out (the warmest connection) and skips connections that idled past their
+//! timeout or that the endpoint closed meanwhile (a non-blocking peek). A periodic sweep closes
+//! expired connections so that idle sockets do not linger at the upstream.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ahash::AHashMap;
+use monoio::net::TcpStream;
+
+use crate::io::ConnBuf;
+use crate::sys::{liveness, Liveness};
+
+/// Bytes of the read buffer each upstream connection owns.
+pub const UPSTREAM_BUF: usize = 16 * 1024;
+
+pub struct UpstreamConn {
+    pub stream: TcpStream,
+    pub buf: ConnBuf,
+    /// Served at least one exchange before (it came from the pool).
+    pub reused: bool,
+}
+
+impl UpstreamConn {
+    pub fn new(stream: TcpStream) -> Self {
+        UpstreamConn {
+            stream,
+            buf: ConnBuf::with_capacity(UPSTREAM_BUF),
+            reused: false,
+        }
+    }
+}
+
+struct Idle {
+    conn: UpstreamConn,
+    expires: Instant,
+}
+
+#[derive(Default)]
+pub struct Pool {
+    idle: AHashMap<SocketAddr, Vec<Idle>>,
+}
+
+impl Pool {
+    pub fn checkout(&mut self, addr: SocketAddr) -> Option<UpstreamConn> {
+        let list = self.idle.get_mut(&addr)?;
+        let now = Instant::now();
+        while let Some(idle) = list.pop() {
+            if idle.expires > now && liveness(&idle.conn.stream) == Liveness::Idle {
+                let mut conn = idle.conn;
+                conn.reused = true;
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps `conn` for reuse unless the endpoint already has `max_idle` idle connections.
+    pub fn checkin(&mut self, addr: SocketAddr, mut conn: UpstreamConn, max_idle: usize, idle_timeout: Duration) {
+        let list = self.idle.entry(addr).or_default();
+        if list.len() >= max_idle {
+            return;
+        }
+        conn.buf.clear();
+        list.push(Idle {
+            conn,
+            expires: Instant::now() + idle_timeout,
+        });
+    }
+
+    /// Closes every idle connection past its expiry. Returns how many were closed.
+    pub fn sweep(&mut self, now: Instant) -> usize {
+        let mut closed = 0;
+        self.idle.retain(|_, list| {
+            let before = list.len();
+            list.retain(|idle| idle.expires > now);
+            closed += before - list.len();
+            !list.is_empty()
+        });
+        closed
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.values().map(Vec::len).sum()
+    }
+}

@@ -1,0 +1,177 @@
+//! Large bodies stream through the gateway in both directions with bounded memory, and a body
+//! over `max_request_body` is refused before it reaches the upstream.
+
+use ringway_tests::{
+    assert_gateway_error, both_drivers, get, listener_toml, route_toml, upstream_toml, Client,
+    Gateway, Received, Reply, Upstream,
+};
+use std::time::Duration;
+
+const BIG: u64 = 64 * 1024 * 1024;
+/// Piece size the client writes a big body in.
+const PIECE: usize = 1024 * 1024;
+/// How much the gateway's resident memory may grow over one big transfer.
+const RSS_GROWTH_LIMIT_KIB: u64 = 32 * 1024;
+
+/// A gateway in front of an upstream that answers with the request body's length, or with a
+/// `Sized` body of `BIG` bytes for `/download/cl` and `/download/chunked`.
+fn setup(driver: ringway_tests::Driver) -> (Upstream, Gateway) {
+    let up = Upstream::start(|req: &Received| match req.target.as_str() {
+        "/download/cl" => Reply::Sized {
+            status: 200,
+            len: BIG,
+            chunked: false,
+        },
+        "/download/chunked" => Reply::Sized {
+            status: 200,
+            len: BIG,
+            chunked: true,
+        },
+        _ => Reply::ok(&req.body_len.to_string()),
+    });
+    let toml = listener_toml("max_request_body = \"128MiB\"")
+        + &upstream_toml("backend", &[(up.addr(), 1)], "")
+        + &route_toml("all", "backend");
+    let gw = Gateway::start(driver, &toml);
+    // Warm up: the first request allocates the connection's buffers and the pool.
+    assert_eq!(
+        Client::connect(gw.addr())
+            .request(&get("h", "/warm"))
+            .status,
+        200
+    );
+    (up, gw)
+}
+
+/// Runs `transfer` and asserts the gateway's peak RSS stayed within the limit above what it
+/// used before.
+fn assert_memory_bounded(gw: &Gateway, what: &str, transfer: impl FnOnce()) {
+    let before = gw.rss_kib();
+    transfer();
+    let peak = gw.peak_rss_kib();
+    let growth = peak.saturating_sub(before);
+    assert!(
+        growth < RSS_GROWTH_LIMIT_KIB,
+        "{what}: the gateway's RSS grew by {growth} KiB (from {before} KiB to a peak of {peak} KiB)"
+    );
+}
+
+fn upload(client: &mut Client, chunked: bool) {
+    let piece = vec![b'u'; PIECE];
+    if chunked {
+        client.send(b"POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let mut framed = format!("{:x}\r\n", PIECE).into_bytes();
+        framed.extend_from_slice(&piece);
+        framed.extend_from_slice(b"\r\n");
+        for _ in 0..BIG / PIECE as u64 {
+            client.send(&framed);
+        }
+        client.send(b"0\r\n\r\n");
+    } else {
+        client.send(
+            format!("POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: {BIG}\r\n\r\n").as_bytes(),
+        );
+        for _ in 0..BIG / PIECE as u64 {
+            client.send(&piece);
+        }
+    }
+    let resp = client.read_response();
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.text(),
+        BIG.to_string(),
+        "the upstream counted the whole body"
+    );
+}
+
+fn check_download(resp: &ringway_tests::Response, chunked: bool) {
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body.len() as u64, BIG);
+    assert_eq!(resp.chunked, chunked, "headers {:?}", resp.headers);
+    for offset in (0..BIG).step_by(4093).chain([BIG - 1]) {
+        assert_eq!(
+            resp.body[offset as usize],
+            Reply::sized_byte(offset),
+            "byte {offset}"
+        );
+    }
+}
+
+both_drivers!(upload_with_content_length, |driver| {
+    let (up, gw) = setup(driver);
+    let mut client = Client::connect(gw.addr());
+    assert_memory_bounded(&gw, "64 MiB upload (content-length)", || {
+        upload(&mut client, false)
+    });
+    let got = up
+        .received()
+        .pop()
+        .expect("the upload reached the upstream");
+    assert_eq!(got.body_len, BIG);
+});
+
+both_drivers!(upload_chunked, |driver| {
+    let (up, gw) = setup(driver);
+    let mut client = Client::connect(gw.addr());
+    assert_memory_bounded(&gw, "64 MiB upload (chunked)", || upload(&mut client, true));
+    let got = up
+        .received()
+        .pop()
+        .expect("the upload reached the upstream");
+    assert_eq!(got.body_len, BIG);
+});
+
+both_drivers!(download_with_content_length, |driver| {
+    let (_up, gw) = setup(driver);
+    let mut client = Client::connect(gw.addr());
+    assert_memory_bounded(&gw, "64 MiB download (content-length)", || {
+        let resp = client.request(&get("h", "/download/cl"));
+        check_download(&resp, false);
+        assert_eq!(
+            resp.header("content-length"),
+            Some(BIG.to_string().as_str())
+        );
+    });
+});
+
+both_drivers!(download_chunked, |driver| {
+    let (_up, gw) = setup(driver);
+    let mut client = Client::connect(gw.addr());
+    assert_memory_bounded(&gw, "64 MiB download (chunked)", || {
+        check_download(&client.request(&get("h", "/download/chunked")), true);
+    });
+});
+
+both_drivers!(body_over_the_limit_gets_413, |driver| {
+    let up = Upstream::ok("never");
+    let toml = listener_toml("max_request_body = 1024")
+        + &upstream_toml("backend", &[(up.addr(), 1)], "")
+        + &route_toml("all", "backend");
+    let gw = Gateway::start(driver, &toml);
+    let mut client = Client::connect(gw.addr());
+    // The head alone: the gateway answers from the declared length, before any body.
+    let resp = client.request("POST /big HTTP/1.1\r\nHost: h\r\nContent-Length: 2048\r\n\r\n");
+    assert_gateway_error(&resp, 413);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert!(client.is_closed(Duration::from_secs(5)));
+    assert_eq!(
+        up.connections(),
+        0,
+        "the upstream saw nothing of the refused request"
+    );
+
+    // At the limit is fine.
+    let mut client = Client::connect(gw.addr());
+    let body = "x".repeat(1024);
+    let ok = client.request(&format!(
+        "POST /ok HTTP/1.1\r\nHost: h\r\nContent-Length: 1024\r\n\r\n{body}"
+    ));
+    assert_eq!(ok.status, 200);
+    let got = up.received();
+    assert_eq!(
+        got.len(),
+        1,
+        "only the request within the limit reached the upstream"
+    );
+    assert_eq!(got[0].target, "/ok");
+});
