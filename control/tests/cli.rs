@@ -18,7 +18,10 @@ impl TempFile {
             "ringway-cli-{}-{}-{name}",
             std::process::id(),
             // Tests run in parallel threads of one process.
-            thread::current().name().unwrap_or("main").replace("::", "-")
+            thread::current()
+                .name()
+                .unwrap_or("main")
+                .replace("::", "-")
         ));
         std::fs::write(&path, contents).unwrap();
         TempFile(path)
@@ -126,10 +129,17 @@ fn diagnostics(out: &str, file: &Path) -> Vec<Diagnostic> {
         .map(|rest| {
             let parts: Vec<&str> = rest.splitn(4, ':').collect();
             assert_eq!(parts.len(), 4, "diagnostic shape: {rest:?}");
-            let line = parts[0].parse().unwrap_or_else(|_| panic!("line in {rest:?}"));
-            let column = parts[1].parse().unwrap_or_else(|_| panic!("column in {rest:?}"));
+            let line = parts[0]
+                .parse()
+                .unwrap_or_else(|_| panic!("line in {rest:?}"));
+            let column = parts[1]
+                .parse()
+                .unwrap_or_else(|_| panic!("column in {rest:?}"));
             assert!(parts[2].starts_with(' '), "space before the key: {rest:?}");
-            assert!(parts[3].starts_with(' '), "space before the message: {rest:?}");
+            assert!(
+                parts[3].starts_with(' '),
+                "space before the message: {rest:?}"
+            );
             Diagnostic {
                 line,
                 column,
@@ -154,8 +164,11 @@ fn help_mentions_commands_and_signals() {
     let out = ringway(&["--help"]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for word in ["run", "check", "SIGHUP", "SIGTERM"] {
-        assert!(stdout.contains(word), "--help does not mention {word}:\n{stdout}");
+    for word in ["run", "check", "SIGTERM", "SIGINT"] {
+        assert!(
+            stdout.contains(word),
+            "--help does not mention {word}:\n{stdout}"
+        );
     }
 }
 

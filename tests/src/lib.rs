@@ -63,7 +63,7 @@ impl std::fmt::Display for Driver {
 /// Expands to a module `name` holding two `#[test]` functions, `io_uring` and `epoll`, each
 /// running the body with its [`Driver`] bound to the closure's parameter:
 ///
-/// ```ignore
+/// ```text
 /// both_drivers!(direct_response, |driver| {
 ///     let gw = Gateway::start(driver, "...");
 /// });

@@ -105,7 +105,9 @@ impl Reply {
                 body,
             } => {
                 let bodyless = no_body(status, req);
-                if !bodyless && !has(&headers, "content-length") {
+                // A HEAD response carries the length a GET would get.
+                let no_length = status < 200 || status == 204 || status == 304;
+                if !no_length && !has(&headers, "content-length") {
                     headers.push(("content-length".into(), body.len().to_string()));
                 }
                 let mut bytes = head(status, &headers, req);

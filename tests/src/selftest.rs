@@ -180,3 +180,13 @@ fn blackhole_connects_hang() {
     let err = TcpStream::connect_timeout(&hole.addr(), Duration::from_millis(300)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
 }
+
+#[test]
+fn head_responses_carry_the_length_without_a_body() {
+    let up = Upstream::ok("hello");
+    let mut client = Client::connect(up.addr());
+    let head = client.request("HEAD / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(head.header("content-length"), Some("5"));
+    assert!(head.body.is_empty());
+    assert_eq!(client.request(&crate::get("h", "/")).text(), "hello");
+}

@@ -213,6 +213,31 @@ both_drivers!(bad_chunk_size_is_400, |driver| {
     }
 });
 
+both_drivers!(valid_chunked_variants_are_accepted, |driver| {
+    // The strict chunk parser must not reject what RFC 9112 allows.
+    let env = start(driver);
+    let cases = [
+        ("chunked", "5;name=value\r\nhello\r\n0\r\n\r\n", "hello"),
+        ("chunked", "A\r\n0123456789\r\n0\r\n\r\n", "0123456789"),
+        ("chunked", "005\r\nhello\r\n000\r\n\r\n", "hello"),
+        (
+            "chunked",
+            "5\r\nhello\r\n0\r\nx-trailer: 1\r\n\r\n",
+            "hello",
+        ),
+        ("Chunked", "5\r\nhello\r\n0\r\n\r\n", "hello"),
+    ];
+    for (i, (te, body, want)) in cases.iter().enumerate() {
+        let mut c = Client::connect(env.gw.addr());
+        c.send(&post(&format!("Transfer-Encoding: {te}\r\n"), body));
+        let resp = c.read_response();
+        assert_eq!(resp.status, 200, "{te} {body:?}: {:?}", resp.text());
+        let got = env.up.received();
+        assert_eq!(got.len(), i + 1);
+        assert_eq!(got[i].body, want.as_bytes(), "{te} {body:?}");
+    }
+});
+
 both_drivers!(missing_crlf_after_chunk_data_is_400, |driver| {
     let env = start(driver);
     for body in ["5\r\nhelloXX\r\n0\r\n\r\n", "5\r\nhello0\r\n\r\n"] {
@@ -232,6 +257,13 @@ both_drivers!(whitespace_before_colon_is_400, |driver| {
     let env = start(driver);
     env.reject(&get_with("X-A : b\r\n"), 400);
     env.reject(&get_with("X-A\t: b\r\n"), 400);
+});
+
+both_drivers!(invalid_header_name_is_400, |driver| {
+    let env = start(driver);
+    for line in ["X(A: b", ": b", "X-A b", "X A: b", "X\x01A: b"] {
+        env.reject(&get_with(&format!("{line}\r\n")), 400);
+    }
 });
 
 both_drivers!(control_characters_in_header_value_are_400, |driver| {
@@ -336,6 +368,12 @@ both_drivers!(chunked_body_over_max_request_body_is_413, |driver| {
     let chunk = format!("258\r\n{}\r\n", "c".repeat(600));
     let body = format!("{chunk}{chunk}0\r\n\r\n");
     env.reject_with(&post("Transfer-Encoding: chunked\r\n", &body), 413, false);
+    // One chunk whose declared size alone (0x3e9 = 1001) is over the limit.
+    env.reject_with(
+        &post("Transfer-Encoding: chunked\r\n", "3e9\r\nabc"),
+        413,
+        false,
+    );
 });
 
 // ---- request line syntax ----
@@ -353,6 +391,44 @@ both_drivers!(invalid_method_token_is_400, |driver| {
 both_drivers!(http20_version_is_400, |driver| {
     let env = start(driver);
     env.reject(b"GET / HTTP/2.0\r\nHost: example.com\r\n\r\n", 400);
+});
+
+both_drivers!(malformed_request_line_is_400, |driver| {
+    let env = start(driver);
+    for line in [
+        "GET / http/1.1",
+        "GET / HTTP/1",
+        "GET /",
+        "GET  / HTTP/1.1",
+        "GET / HTTP/1.1 extra",
+        "GET /a b HTTP/1.1",
+    ] {
+        env.reject(
+            format!("{line}\r\nHost: example.com\r\n\r\n").as_bytes(),
+            400,
+        );
+    }
+});
+
+both_drivers!(bad_request_pipelined_after_a_good_one, |driver| {
+    let env = start(driver);
+    // A good POST whose body is followed, in the same write, by a request with CL and TE.
+    let mut c = Client::connect(env.gw.addr());
+    let mut raw = post("Content-Length: 5\r\n", "hello");
+    raw.extend_from_slice(&post(
+        "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+        "0\r\n\r\n",
+    ));
+    c.send(&raw);
+    let first = c.read_response();
+    assert_eq!(first.status, 200, "{:?}", first.text());
+    let second = c.read_response();
+    assert_eq!(second.status, 400, "{:?}", second.text());
+    assert!(is_close(&second), "{:?}", second.headers);
+    assert!(c.is_closed(CLOSE_WITHIN));
+    let got = env.up.received();
+    assert_eq!(got.len(), 1, "only the good request reaches the upstream");
+    assert_eq!(got[0].body, b"hello");
 });
 
 both_drivers!(target_with_fragment_is_400, |driver| {
@@ -426,6 +502,77 @@ both_drivers!(stalled_head_gets_408_within_header_timeout, |driver| {
     assert!(c.is_closed(CLOSE_WITHIN));
     assert_eq!(env.up.connections(), 0);
 });
+
+both_drivers!(trickled_head_gets_408_within_header_timeout, |driver| {
+    // header_timeout bounds the whole head, not the gap between bytes: a client trickling a
+    // byte every 50 ms must not keep its connection past it.
+    let env = start_with(driver, "header_timeout = \"300ms\"");
+    let mut s = TcpStream::connect(env.gw.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut writer = s.try_clone().unwrap();
+    let started = Instant::now();
+    let trickle = std::thread::spawn(move || {
+        let head = format!(
+            "GET / HTTP/1.1\r\nHost: example.com\r\nX-Slow: {}",
+            "s".repeat(200)
+        );
+        for b in head.bytes() {
+            if writer.write_all(&[b]).is_err() || started.elapsed() > Duration::from_secs(5) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("no 408 after {:?}: {e}", started.elapsed()),
+        }
+    }
+    let took = started.elapsed();
+    let head = String::from_utf8_lossy(&buf).to_string();
+    assert!(head.starts_with("HTTP/1.1 408 "), "{head:?} after {took:?}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head:?}"
+    );
+    assert!(took < Duration::from_secs(3), "408 after {took:?}");
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    trickle.join().unwrap();
+    assert_eq!(env.up.connections(), 0);
+});
+
+both_drivers!(
+    silent_connection_does_not_outlive_header_timeout,
+    |driver| {
+        // A connection that never sends a byte: the contract does not say whether it gets a 408
+        // or a plain close, only that it does not stay open.
+        let env = start_with(driver, "header_timeout = \"300ms\"");
+        let mut s = TcpStream::connect(env.gw.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let started = Instant::now();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 1024];
+        loop {
+            match s.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    panic!("silent connection still open after {:?}", started.elapsed())
+                }
+                Err(_) => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408 "),
+            "{text:?}"
+        );
+    }
+);
 
 both_drivers!(
     idle_keep_alive_connection_is_closed_without_response,

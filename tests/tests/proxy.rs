@@ -286,3 +286,19 @@ both_drivers!(
         assert_eq!(up.connections(), 2);
     }
 );
+
+both_drivers!(
+    pipelined_requests_with_bodies_keep_their_boundaries,
+    |driver| {
+        let up = echo();
+        let gw = Gateway::start(driver, &proxy_toml(up.addr(), ""));
+        let mut client = Client::connect(gw.addr());
+        let all = "POST /1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\none\
+               POST /2 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\ntwo\r\n0\r\n\r\n\
+               GET /3 HTTP/1.1\r\nHost: h\r\n\r\n";
+        client.send(all.as_bytes());
+        for expected in ["POST /1 one", "POST /2 two", "GET /3 "] {
+            assert_eq!(client.read_response().text(), expected);
+        }
+    }
+);

@@ -254,6 +254,12 @@ respond = {{ status = 200 }}
             "keep-alive kept"
         );
     }
+    // HEAD: the same head, no body; the next response on the connection proves no body bytes
+    // were written.
+    let resp = c.request(&req("HEAD", "example.com", "/made", ""));
+    assert_eq!(resp.status, 201);
+    assert_eq!(resp.header("content-length"), Some("11"));
+    assert!(resp.body.is_empty());
     // Still the same connection: keep-alive was kept.
     let resp = c.request(&get("example.com", "/empty"));
     assert_eq!(resp.status, 200);

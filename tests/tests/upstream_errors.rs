@@ -120,3 +120,44 @@ both_drivers!(
         }
     }
 );
+
+both_drivers!(
+    upstream_failing_mid_body_closes_the_client_connection,
+    |driver| {
+        let up = Upstream::start(|req: &Received| match req.target.as_str() {
+            "/truncated" => Reply::RawThenClose(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b".to_vec(),
+            ),
+            "/bad-chunk" => Reply::Raw(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n".to_vec(),
+            ),
+            _ => Reply::ok("good"),
+        });
+        let gw = Gateway::start(driver, &proxy_toml(up.addr(), ""));
+        for path in ["/truncated", "/bad-chunk"] {
+            let mut client = Client::connect(gw.addr());
+            client.send(get("h", path).as_bytes());
+            // Either a 502 (the head was held back) or a response cut short; never a complete 200.
+            match client.try_read_response_to("GET") {
+                Ok(resp) => {
+                    assert_gateway_error(&resp, 502);
+                }
+                Err(e) => assert!(
+                    matches!(
+                        e.kind(),
+                        std::io::ErrorKind::UnexpectedEof
+                            | std::io::ErrorKind::InvalidData
+                            | std::io::ErrorKind::ConnectionReset
+                    ),
+                    "{path}: {e}"
+                ),
+            }
+            let mut next = Client::connect(gw.addr());
+            assert_eq!(
+                next.request(&get("h", "/after")).text(),
+                "good",
+                "after {path}"
+            );
+        }
+    }
+);

@@ -115,7 +115,12 @@ impl ChunkedScanner {
     /// an error, every later call returns the same error.
     pub fn scan(&mut self, input: &[u8]) -> Result<Scan, ChunkError> {
         match self.state {
-            State::Done => return Ok(Scan { consumed: 0, done: true }),
+            State::Done => {
+                return Ok(Scan {
+                    consumed: 0,
+                    done: true,
+                })
+            }
             State::Failed(err) => return Err(err),
             _ => {}
         }
@@ -137,7 +142,10 @@ impl ChunkedScanner {
                 return Err(err);
             }
             if self.state == State::Done {
-                return Ok(Scan { consumed: i, done: true });
+                return Ok(Scan {
+                    consumed: i,
+                    done: true,
+                });
             }
         }
         Ok(Scan {
@@ -180,7 +188,8 @@ impl ChunkedScanner {
                 b'\r' => SizeLf,
                 _ => return Err(ChunkError::BadSize),
             },
-            ExtNameStart | ExtName | ExtValueStart | ExtToken | ExtQuoted | ExtQuotedEscape | ExtAfterQuoted => {
+            ExtNameStart | ExtName | ExtValueStart | ExtToken | ExtQuoted | ExtQuotedEscape
+            | ExtAfterQuoted => {
                 self.extension_bytes += 1;
                 if self.extension_bytes > MAX_EXTENSION_BYTES {
                     return Err(ChunkError::BadExtension);

@@ -20,7 +20,11 @@ fn pieces(input: &[u8], cuts: &[usize]) -> Result<Scan, ChunkError> {
                 done: true,
             });
         }
-        assert_eq!(scan.consumed, to - from, "not done, so all of the input is consumed");
+        assert_eq!(
+            scan.consumed,
+            to - from,
+            "not done, so all of the input is consumed"
+        );
         from = to;
     }
     Ok(Scan {
@@ -30,7 +34,10 @@ fn pieces(input: &[u8], cuts: &[usize]) -> Result<Scan, ChunkError> {
 }
 
 fn done_at(consumed: usize) -> Result<Scan, ChunkError> {
-    Ok(Scan { consumed, done: true })
+    Ok(Scan {
+        consumed,
+        done: true,
+    })
 }
 
 const NOT_DONE: Result<Scan, ChunkError> = Ok(Scan {
@@ -76,26 +83,62 @@ fn a_body_and_the_next_message() {
 #[test]
 fn payload_counts_announced_sizes() {
     let mut scanner = ChunkedScanner::new(TRAILER_LIMIT);
-    assert_eq!(scanner.scan(b"10\r\nab"), Ok(Scan { consumed: 6, done: false }));
+    assert_eq!(
+        scanner.scan(b"10\r\nab"),
+        Ok(Scan {
+            consumed: 6,
+            done: false
+        })
+    );
     assert_eq!(scanner.payload_bytes(), 16);
     assert!(!scanner.is_done());
 }
 
 #[test]
 fn chunk_sizes() {
-    assert_eq!(whole(b"7fffffffffffffff\r\n").unwrap().done, false);
+    assert_eq!(
+        whole(b"7fffffffffffffff\r\n"),
+        Ok(Scan {
+            consumed: 18,
+            done: false
+        })
+    );
     assert_eq!(whole(b"0000000000000001\r\nx\r\n0\r\n\r\n"), done_at(26));
-    assert_eq!(whole(b"8000000000000000\r\n"), Err(ChunkError::SizeOverflow));
-    assert_eq!(whole(b"00000000000000001\r\n"), Err(ChunkError::SizeOverflow));
+    assert_eq!(
+        whole(b"8000000000000000\r\n"),
+        Err(ChunkError::SizeOverflow)
+    );
+    assert_eq!(
+        whole(b"00000000000000001\r\n"),
+        Err(ChunkError::SizeOverflow)
+    );
     assert_eq!(whole(b"ffffffffffffffffff"), Err(ChunkError::SizeOverflow));
-    for bad in [&b"\r\n"[..], b" 5\r\n", b"0x5\r\n", b"-5\r\n", b"+5\r\n", b"g\r\n", b"5 \r\n", b"5\t\r\n", b";a\r\n"] {
-        assert_eq!(whole(bad), Err(ChunkError::BadSize), "{}", String::from_utf8_lossy(bad));
+    for bad in [
+        &b"\r\n"[..],
+        b" 5\r\n",
+        b"0x5\r\n",
+        b"-5\r\n",
+        b"+5\r\n",
+        b"g\r\n",
+        b"5 \r\n",
+        b"5\t\r\n",
+        b";a\r\n",
+    ] {
+        assert_eq!(
+            whole(bad),
+            Err(ChunkError::BadSize),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
     }
 }
 
 #[test]
 fn chunk_extensions() {
-    assert_eq!(whole(b"1;a\r\nx\r\n0;b=c;d=\"e;f\\\\\"\r\n\r\n"), done_at(27));
+    assert_eq!(
+        whole(b"1;a\r\nx\r\n0;b=c;d=\"e;f\\\\\"\r\n\r\n"),
+        done_at(27)
+    );
     for bad in [
         &b"1;\r\n"[..],
         b"1; a\r\n",
@@ -109,11 +152,26 @@ fn chunk_extensions() {
         b"1;a;;b\r\n",
         b"1;a@b\r\n",
     ] {
-        assert_eq!(whole(bad), Err(ChunkError::BadExtension), "{}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            whole(bad),
+            Err(ChunkError::BadExtension),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
     }
-    let long = [&b"1;a="[..], &vec![b'b'; MAX_EXTENSION_BYTES - 3], b"\r\nx\r\n0\r\n\r\n"].concat();
+    let long = [
+        &b"1;a="[..],
+        &vec![b'b'; MAX_EXTENSION_BYTES - 3],
+        b"\r\nx\r\n0\r\n\r\n",
+    ]
+    .concat();
     assert!(whole(&long).unwrap().done);
-    let too_long = [&b"1;a="[..], &vec![b'b'; MAX_EXTENSION_BYTES - 2], b"\r\nx\r\n0\r\n\r\n"].concat();
+    let too_long = [
+        &b"1;a="[..],
+        &vec![b'b'; MAX_EXTENSION_BYTES - 2],
+        b"\r\nx\r\n0\r\n\r\n",
+    ]
+    .concat();
     assert_eq!(whole(&too_long), Err(ChunkError::BadExtension));
 }
 
@@ -130,14 +188,30 @@ fn line_endings_are_crlf() {
         b"0\r\n\rz",
         b"0\r\nX\n",
     ] {
-        assert_eq!(whole(bad), Err(ChunkError::BadLineEnding), "{}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            whole(bad),
+            Err(ChunkError::BadLineEnding),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
     }
 }
 
 #[test]
 fn data_is_followed_by_crlf() {
-    for bad in [&b"5\r\nhelloX"[..], b"5\r\nhello\n", b"5\r\nhello\rX", b"5\r\nhello\r\r", b"1\r\nxy\r\n"] {
-        assert_eq!(whole(bad), Err(ChunkError::MissingDataCrlf), "{}", String::from_utf8_lossy(bad));
+    for bad in [
+        &b"5\r\nhelloX"[..],
+        b"5\r\nhello\n",
+        b"5\r\nhello\rX",
+        b"5\r\nhello\r\r",
+        b"1\r\nxy\r\n",
+    ] {
+        assert_eq!(
+            whole(bad),
+            Err(ChunkError::MissingDataCrlf),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
     }
 }
 
@@ -147,9 +221,23 @@ fn trailers() {
     assert_eq!(scanner.scan(LAST_CHUNK), done_at(5));
     let trailer = b"0\r\nX-A: b\r\n\r\n";
     assert_eq!(ChunkedScanner::new(8).scan(trailer), done_at(trailer.len()));
-    assert_eq!(ChunkedScanner::new(7).scan(trailer), Err(ChunkError::TrailerTooLarge));
-    for bad in [&b"0\r\n X: y\r\n\r\n"[..], b"0\r\nX : y\r\n\r\n", b"0\r\nX\r\n\r\n", b"0\r\n: y\r\n\r\n", b"0\r\nX: a\0b\r\n\r\n"] {
-        assert_eq!(whole(bad), Err(ChunkError::BadTrailer), "{}", String::from_utf8_lossy(bad));
+    assert_eq!(
+        ChunkedScanner::new(7).scan(trailer),
+        Err(ChunkError::TrailerTooLarge)
+    );
+    for bad in [
+        &b"0\r\n X: y\r\n\r\n"[..],
+        b"0\r\nX : y\r\n\r\n",
+        b"0\r\nX\r\n\r\n",
+        b"0\r\n: y\r\n\r\n",
+        b"0\r\nX: a\0b\r\n\r\n",
+    ] {
+        assert_eq!(
+            whole(bad),
+            Err(ChunkError::BadTrailer),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
     }
 }
 
@@ -171,7 +259,12 @@ fn empty_input_changes_nothing() {
 fn one_byte_at_a_time_matches_whole() {
     for message in MESSAGES {
         let cuts: Vec<usize> = (1..message.len()).collect();
-        assert_eq!(pieces(message, &cuts), whole(message), "{}", String::from_utf8_lossy(message));
+        assert_eq!(
+            pieces(message, &cuts),
+            whole(message),
+            "{}",
+            String::from_utf8_lossy(message)
+        );
     }
 }
 
@@ -187,9 +280,16 @@ fn random_splits_match_whole() {
     };
     for message in MESSAGES {
         for _ in 0..200 {
-            let mut cuts: Vec<usize> = (0..(next() % 6)).map(|_| (next() % (message.len() as u64 + 1)) as usize).collect();
+            let mut cuts: Vec<usize> = (0..(next() % 6))
+                .map(|_| (next() % (message.len() as u64 + 1)) as usize)
+                .collect();
             cuts.sort_unstable();
-            assert_eq!(pieces(message, &cuts), whole(message), "{} at {cuts:?}", String::from_utf8_lossy(message));
+            assert_eq!(
+                pieces(message, &cuts),
+                whole(message),
+                "{} at {cuts:?}",
+                String::from_utf8_lossy(message)
+            );
         }
     }
 }

@@ -87,7 +87,9 @@ impl HeaderRef {
     /// True for hop-by-hop kinds, for Content-Length (the proxy writes its own framing) and for
     /// fields named in Connection.
     pub fn strip_when_forwarding(&self) -> bool {
-        self.kind.is_hop_by_hop() || self.kind == HeaderKind::ContentLength || self.named_in_connection
+        self.kind.is_hop_by_hop()
+            || self.kind == HeaderKind::ContentLength
+            || self.named_in_connection
     }
 }
 
@@ -102,6 +104,9 @@ pub(crate) struct Fields {
     pub close: bool,
     pub keep_alive: bool,
     pub expect_continue: bool,
+    /// A field name that reads as Content-Length or Transfer-Encoding once '_' becomes '-'
+    /// (as CGI-style servers fold them): it would reach the upstream past our framing.
+    pub framing_lookalike: bool,
 }
 
 /// The transfer-codings listed across every Transfer-Encoding field, in order.
@@ -149,9 +154,12 @@ pub(crate) fn collect(
                 }
             }
             HeaderKind::TransferEncoding => {
-                let codings = fields.transfer_encoding.get_or_insert_with(Codings::default);
+                let codings = fields
+                    .transfer_encoding
+                    .get_or_insert_with(Codings::default);
                 for element in list_elements(value) {
-                    let is_chunked = transfer_coding_is_chunked(element).ok_or("invalid Transfer-Encoding")?;
+                    let is_chunked =
+                        transfer_coding_is_chunked(element).ok_or("invalid Transfer-Encoding")?;
                     codings.chunked += usize::from(is_chunked);
                     codings.other |= !is_chunked;
                     codings.last_is_chunked = is_chunked;
@@ -171,8 +179,10 @@ pub(crate) fn collect(
                 }
             }
             HeaderKind::Expect => {
-                fields.expect_continue |= list_elements(value).any(|e| e.eq_ignore_ascii_case(b"100-continue"));
+                fields.expect_continue |=
+                    list_elements(value).any(|e| e.eq_ignore_ascii_case(b"100-continue"));
             }
+            HeaderKind::Other => fields.framing_lookalike |= resembles_framing_field(name),
             _ => {}
         }
     }
@@ -187,13 +197,31 @@ fn parse_content_length(element: &[u8]) -> Option<u64> {
     if element.is_empty() || element.len() > 19 || !element.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(element.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+    Some(
+        element
+            .iter()
+            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
+    )
+}
+
+fn resembles_framing_field(name: &[u8]) -> bool {
+    let folds_to = |field: &[u8]| {
+        field.len() == name.len()
+            && field
+                .iter()
+                .zip(name)
+                .all(|(&f, &n)| f == n.to_ascii_lowercase() || (f == b'-' && n == b'_'))
+    };
+    name.contains(&b'_') && (folds_to(b"content-length") || folds_to(b"transfer-encoding"))
 }
 
 /// One transfer-coding element: `Some(true)` for a bare `chunked` (it takes no parameters),
 /// `Some(false)` for any other well-formed coding, `None` for an empty or malformed element.
 fn transfer_coding_is_chunked(element: &[u8]) -> Option<bool> {
-    let name_len = element.iter().position(|&b| !super::scan::is_tchar(b)).unwrap_or(element.len());
+    let name_len = element
+        .iter()
+        .position(|&b| !super::scan::is_tchar(b))
+        .unwrap_or(element.len());
     let (name, params) = element.split_at(name_len);
     if name.is_empty() {
         return None;
@@ -217,11 +245,16 @@ fn mark_named_in_connection(buf: &[u8], headers: &mut [HeaderRef]) {
             continue;
         }
         for option in list_elements(headers[i].value.get(buf)) {
-            if option.is_empty() || option.eq_ignore_ascii_case(b"close") || option.eq_ignore_ascii_case(b"keep-alive") {
+            if option.is_empty()
+                || option.eq_ignore_ascii_case(b"close")
+                || option.eq_ignore_ascii_case(b"keep-alive")
+            {
                 continue;
             }
             for header in headers.iter_mut() {
-                if header.kind != HeaderKind::Host && header.name.get(buf).eq_ignore_ascii_case(option) {
+                if header.kind != HeaderKind::Host
+                    && header.name.get(buf).eq_ignore_ascii_case(option)
+                {
                     header.named_in_connection = true;
                 }
             }

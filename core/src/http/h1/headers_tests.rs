@@ -16,11 +16,23 @@ fn collect_fields(fields: &[u8]) -> (Vec<u8>, Vec<HeaderRef>, Result<Fields, &'s
 #[test]
 fn classify_is_case_insensitive() {
     assert_eq!(HeaderKind::classify(b"Host"), HeaderKind::Host);
-    assert_eq!(HeaderKind::classify(b"CONTENT-LENGTH"), HeaderKind::ContentLength);
-    assert_eq!(HeaderKind::classify(b"transfer-Encoding"), HeaderKind::TransferEncoding);
+    assert_eq!(
+        HeaderKind::classify(b"CONTENT-LENGTH"),
+        HeaderKind::ContentLength
+    );
+    assert_eq!(
+        HeaderKind::classify(b"transfer-Encoding"),
+        HeaderKind::TransferEncoding
+    );
     assert_eq!(HeaderKind::classify(b"TE"), HeaderKind::Te);
-    assert_eq!(HeaderKind::classify(b"X-Request-Id"), HeaderKind::XRequestId);
-    assert_eq!(HeaderKind::classify(b"Proxy-Authorization"), HeaderKind::ProxyAuthorization);
+    assert_eq!(
+        HeaderKind::classify(b"X-Request-Id"),
+        HeaderKind::XRequestId
+    );
+    assert_eq!(
+        HeaderKind::classify(b"Proxy-Authorization"),
+        HeaderKind::ProxyAuthorization
+    );
     assert_eq!(HeaderKind::classify(b"Forwarded"), HeaderKind::Forwarded);
     assert_eq!(HeaderKind::classify(b"Hosts"), HeaderKind::Other);
     assert_eq!(HeaderKind::classify(b""), HeaderKind::Other);
@@ -47,7 +59,13 @@ fn hop_by_hop_and_framing_fields_are_stripped() {
     ] {
         assert!(header(kind, false).strip_when_forwarding(), "{kind:?}");
     }
-    for kind in [HeaderKind::Other, HeaderKind::Host, HeaderKind::Via, HeaderKind::XForwardedFor, HeaderKind::Expect] {
+    for kind in [
+        HeaderKind::Other,
+        HeaderKind::Host,
+        HeaderKind::Via,
+        HeaderKind::XForwardedFor,
+        HeaderKind::Expect,
+    ] {
         assert!(!header(kind, false).strip_when_forwarding(), "{kind:?}");
     }
     assert!(header(HeaderKind::Other, true).strip_when_forwarding());
@@ -68,12 +86,29 @@ fn spans_point_into_the_buffer() {
 
 #[test]
 fn content_length_values() {
-    let cl = |v: &[u8]| collect_fields(&[b"Content-Length: ", v, b"\r\n"].concat()).2.map(|f| f.content_length);
+    let cl = |v: &[u8]| {
+        collect_fields(&[b"Content-Length: ", v, b"\r\n"].concat())
+            .2
+            .map(|f| f.content_length)
+    };
     assert_eq!(cl(b"0"), Ok(Some(0)));
     assert_eq!(cl(b"0042"), Ok(Some(42)));
     assert_eq!(cl(b"5, 5"), Ok(Some(5)));
-    assert_eq!(cl(b"9999999999999999999"), Ok(Some(9_999_999_999_999_999_999)));
-    for bad in [&b"+5"[..], b"-5", b"5 5", b"0x5", b"5,", b"5,,5", b"", b"10000000000000000000", b"5.0"] {
+    assert_eq!(
+        cl(b"9999999999999999999"),
+        Ok(Some(9_999_999_999_999_999_999))
+    );
+    for bad in [
+        &b"+5"[..],
+        b"-5",
+        b"5 5",
+        b"0x5",
+        b"5,",
+        b"5,,5",
+        b"",
+        b"10000000000000000000",
+        b"5.0",
+    ] {
         assert!(cl(bad).is_err(), "{}", String::from_utf8_lossy(bad));
     }
     assert_eq!(cl(b"5, 6"), Err("differing Content-Length values"));
@@ -93,14 +128,39 @@ fn transfer_codings_span_every_field() {
             other,
         }))
     };
-    assert_eq!(te(b"Transfer-Encoding: chunked\r\n"), codings(1, true, false));
-    assert_eq!(te(b"Transfer-Encoding: CHUNKED\r\n"), codings(1, true, false));
-    assert_eq!(te(b"Transfer-Encoding: gzip, chunked\r\n"), codings(1, true, true));
-    assert_eq!(te(b"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n"), codings(1, false, true));
-    assert_eq!(te(b"Transfer-Encoding: chunked, chunked\r\n"), codings(2, true, false));
-    assert_eq!(te(b"Transfer-Encoding: gzip;level=1\r\n"), codings(0, false, true));
+    assert_eq!(
+        te(b"Transfer-Encoding: chunked\r\n"),
+        codings(1, true, false)
+    );
+    assert_eq!(
+        te(b"Transfer-Encoding: CHUNKED\r\n"),
+        codings(1, true, false)
+    );
+    assert_eq!(
+        te(b"Transfer-Encoding: gzip, chunked\r\n"),
+        codings(1, true, true)
+    );
+    assert_eq!(
+        te(b"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n"),
+        codings(1, false, true)
+    );
+    assert_eq!(
+        te(b"Transfer-Encoding: chunked, chunked\r\n"),
+        codings(2, true, false)
+    );
+    assert_eq!(
+        te(b"Transfer-Encoding: gzip;level=1\r\n"),
+        codings(0, false, true)
+    );
     assert_eq!(te(b"X: y\r\n"), Ok(None));
-    for bad in [&b"chunked;x=1"[..], b"chunked,", b",chunked", b"\"chunked\"", b"chunked x", b""] {
+    for bad in [
+        &b"chunked;x=1"[..],
+        b"chunked,",
+        b",chunked",
+        b"\"chunked\"",
+        b"chunked x",
+        b"",
+    ] {
         let field = [b"Transfer-Encoding: ", bad, b"\r\n"].concat();
         assert!(te(&field).is_err(), "{}", String::from_utf8_lossy(bad));
     }
@@ -113,7 +173,11 @@ fn connection_options() {
     let fields = fields.unwrap();
     assert!(fields.close);
     assert!(!fields.keep_alive);
-    let marked: Vec<&[u8]> = out.iter().filter(|h| h.named_in_connection).map(|h| h.name.get(&buf)).collect();
+    let marked: Vec<&[u8]> = out
+        .iter()
+        .filter(|h| h.named_in_connection)
+        .map(|h| h.name.get(&buf))
+        .collect();
     assert_eq!(marked, [&b"x-secret"[..]], "Host is never marked");
 
     let (_, _, fields) = collect_fields(b"Connection: Keep-Alive\r\n");
@@ -130,4 +194,21 @@ fn expect_continue_is_case_insensitive() {
     assert!(fields.unwrap().expect_continue);
     let (_, _, fields) = collect_fields(b"Expect: something-else\r\n");
     assert!(!fields.unwrap().expect_continue);
+}
+
+#[test]
+fn framing_lookalikes_are_flagged() {
+    for name in [
+        "Content_Length",
+        "transfer_encoding",
+        "Transfer_Encoding",
+        "content_length",
+    ] {
+        let (_, _, fields) = collect_fields(format!("{name}: 5\r\n").as_bytes());
+        assert!(fields.unwrap().framing_lookalike, "{name}");
+    }
+    for name in ["X_Content_Length", "Content-Length", "content_type", "X_Y"] {
+        let (_, _, fields) = collect_fields(format!("{name}: 5\r\n").as_bytes());
+        assert!(!fields.unwrap().framing_lookalike, "{name}");
+    }
 }

@@ -221,7 +221,14 @@ mod tests {
 
     #[test]
     fn idempotent_methods() {
-        for m in [Method::Get, Method::Head, Method::Put, Method::Delete, Method::Options, Method::Trace] {
+        for m in [
+            Method::Get,
+            Method::Head,
+            Method::Put,
+            Method::Delete,
+            Method::Options,
+            Method::Trace,
+        ] {
             assert!(m.is_idempotent(), "{m:?}");
         }
         for m in [Method::Post, Method::Patch, Method::Connect, Method::Other] {

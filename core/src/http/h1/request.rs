@@ -112,11 +112,18 @@ pub fn parse_request(
         return incomplete();
     };
     // 414 is judged before 431: scan far enough to see the whole allowed request line.
-    let scan_limit = limits.max_head.max(start.saturating_add(limits.max_request_line).saturating_add(2));
+    let scan_limit = limits.max_head.max(
+        start
+            .saturating_add(limits.max_request_line)
+            .saturating_add(2),
+    );
     let scanned = &buf[..buf.len().min(scan_limit)];
     let (line_end, head_len) = match scan::scan_head(scanned, start, limits.max_request_line)? {
         Head::Partial => return incomplete(),
-        Head::Complete { first_line_end, end } => (first_line_end, end),
+        Head::Complete {
+            first_line_end,
+            end,
+        } => (first_line_end, end),
     };
     if head_len > limits.max_head || head_len > u32::MAX as usize {
         return Err(RequestError::HeadTooLarge);
@@ -128,7 +135,9 @@ pub fn parse_request(
     match req.parse_with_uninit_headers(head, &mut raw) {
         Ok(httparse::Status::Complete(n)) if n == head_len => {}
         Ok(_) => return Err(BadRequest("malformed head")),
-        Err(httparse::Error::Token) => return Err(BadRequest(request_line_fault(&buf[start..line_end]))),
+        Err(httparse::Error::Token) => {
+            return Err(BadRequest(request_line_fault(&buf[start..line_end])))
+        }
         Err(err) => return Err(BadRequest(scan::httparse_reason(err))),
     }
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
@@ -137,9 +146,18 @@ pub fn parse_request(
     let method_span = Span::within(buf, method.as_bytes());
     let method = Method::from_bytes(method.as_bytes());
     let target = Span::within(buf, target.as_bytes());
-    let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
 
     let fields = collect(buf, req.headers, headers).map_err(BadRequest)?;
+    if fields.framing_lookalike {
+        return Err(BadRequest(
+            "field name resembles Content-Length or Transfer-Encoding",
+        ));
+    }
     let form = request_target(buf, target, method)?;
     let host = route_host(buf, &fields, version, form.authority)?;
     let body = request_body(&fields, version)?;
@@ -153,7 +171,12 @@ pub fn parse_request(
         method_span,
         target,
         path: form.path,
-        path_len_without_query: form.path.get(buf).iter().position(|&b| b == b'?').unwrap_or(form.path.len()),
+        path_len_without_query: form
+            .path
+            .get(buf)
+            .iter()
+            .position(|&b| b == b'?')
+            .unwrap_or(form.path.len()),
         version,
         host,
         body,
@@ -220,7 +243,10 @@ fn request_target(buf: &[u8], target: Span, method: Method) -> Result<TargetForm
         return Err(BadRequest("invalid request-target form"));
     };
     let rest = &bytes[scheme_len..];
-    let authority_len = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+    let authority_len = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_len);
     if authority.contains(&b'@') {
         return Err(BadRequest("userinfo in request-target"));
@@ -276,7 +302,9 @@ fn request_body(fields: &Fields, version: Version) -> Result<BodyKind, RequestEr
     match (fields.transfer_encoding, fields.content_length) {
         (None, None) => Ok(BodyKind::None),
         (None, Some(n)) => Ok(BodyKind::Length(n)),
-        (Some(_), _) if version == Version::Http10 => Err(BadRequest("Transfer-Encoding in an HTTP/1.0 request")),
+        (Some(_), _) if version == Version::Http10 => {
+            Err(BadRequest("Transfer-Encoding in an HTTP/1.0 request"))
+        }
         (Some(_), Some(_)) => Err(BadRequest("both Content-Length and Transfer-Encoding")),
         (Some(codings), None) => {
             if codings.chunked > 1 {
@@ -295,3 +323,7 @@ fn request_body(fields: &Fields, version: Version) -> Result<BodyKind, RequestEr
 #[cfg(test)]
 #[path = "request_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "request_fields_tests.rs"]
+mod fields_tests;

@@ -86,7 +86,10 @@ pub fn parse_response(
     let scanned = &buf[..buf.len().min(max_head)];
     let (line_end, head_len) = match scan::scan_head(scanned, start, usize::MAX)? {
         Head::Partial => return incomplete(),
-        Head::Complete { first_line_end, end } => (first_line_end, end),
+        Head::Complete {
+            first_line_end,
+            end,
+        } => (first_line_end, end),
     };
     if head_len > u32::MAX as usize {
         return Err(ResponseError::HeadTooLarge);
@@ -94,7 +97,11 @@ pub fn parse_response(
 
     let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut []);
-    match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, &buf[..head_len], &mut raw) {
+    match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut res,
+        &buf[..head_len],
+        &mut raw,
+    ) {
         Ok(httparse::Status::Complete(n)) if n == head_len => {}
         Ok(_) => return Err(Malformed("malformed head")),
         Err(err) => return Err(Malformed(scan::httparse_reason(err))),
@@ -102,13 +109,20 @@ pub fn parse_response(
     let (Some(minor), Some(status)) = (res.version, res.code) else {
         return Err(Malformed("invalid status line"));
     };
-    let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
     if !(100..=599).contains(&status) {
         return Err(Malformed("status code out of range"));
     }
     // httparse hides a reason with obs-text; take it from the status line itself.
     let line_content_end = line_end - 2;
-    let reason = Span::new((start + REASON_OFFSET).min(line_content_end), line_content_end);
+    let reason = Span::new(
+        (start + REASON_OFFSET).min(line_content_end),
+        line_content_end,
+    );
 
     let fields = collect(buf, res.headers, headers).map_err(Malformed)?;
     if status == 101 {
@@ -133,7 +147,10 @@ pub fn parse_response(
             return Err(Malformed("chunked applied more than once"));
         }
     }
-    let no_body = (100..200).contains(&status) || status == 204 || status == 304 || request_method == Method::Head;
+    let no_body = (100..200).contains(&status)
+        || status == 204
+        || status == 304
+        || request_method == Method::Head;
     let (body, keep_alive) = match (fields.transfer_encoding, fields.content_length) {
         _ if no_body => (ResponseBody::None, persistent),
         (Some(codings), _) if codings.last_is_chunked => (ResponseBody::Chunked, persistent),

@@ -62,7 +62,9 @@ pub(crate) fn skip_empty_lines(buf: &[u8]) -> Result<Option<usize>, ScanError> {
                 None => return Ok(None),
                 Some(b'\n') => {
                     if i / 2 == MAX_LEADING_EMPTY_LINES {
-                        return Err(ScanError::Syntax("too many empty lines before the start line"));
+                        return Err(ScanError::Syntax(
+                            "too many empty lines before the start line",
+                        ));
                     }
                     i += 2;
                 }
@@ -78,13 +80,19 @@ pub(crate) fn skip_empty_lines(buf: &[u8]) -> Result<Option<usize>, ScanError> {
 /// CRLF, no control character but HTAB may appear, no field line may start with whitespace
 /// (obs-fold), the start line may hold at most `max_first_line` bytes before its CRLF, and at
 /// most [`MAX_HEADERS`] field lines may follow it. The caller bounds `buf` to its head limit.
-pub(crate) fn scan_head(buf: &[u8], start: usize, max_first_line: usize) -> Result<Head, ScanError> {
+pub(crate) fn scan_head(
+    buf: &[u8],
+    start: usize,
+    max_first_line: usize,
+) -> Result<Head, ScanError> {
     let mut line_start = start;
     let mut first_line_end = None;
     let mut fields = 0usize;
     loop {
         if first_line_end.is_some() && matches!(buf.get(line_start), Some(b' ' | b'\t')) {
-            return Err(ScanError::Syntax("obs-fold (field line starts with whitespace)"));
+            return Err(ScanError::Syntax(
+                "obs-fold (field line starts with whitespace)",
+            ));
         }
         let rest = &buf[line_start..];
         let special = rest.iter().position(|&b| CLASS[b as usize] != PLAIN);
@@ -146,7 +154,20 @@ static TCHAR: [bool; 256] = {
         map[i] = b.is_ascii_alphanumeric()
             || matches!(
                 b,
-                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
             );
         i += 1;
     }
@@ -255,7 +276,11 @@ mod tests {
             })
         );
         for cut in 0..27 {
-            assert_eq!(scan_head(&buf[..cut], 0, 100), Ok(Head::Partial), "cut {cut}");
+            assert_eq!(
+                scan_head(&buf[..cut], 0, 100),
+                Ok(Head::Partial),
+                "cut {cut}"
+            );
         }
     }
 
@@ -277,10 +302,19 @@ mod tests {
 
     #[test]
     fn scan_limits_the_first_line_and_the_field_count() {
-        assert_eq!(scan_head(b"GET /abc HTTP/1.1\r\n", 0, 17), Ok(Head::Partial));
+        assert_eq!(
+            scan_head(b"GET /abc HTTP/1.1\r\n", 0, 17),
+            Ok(Head::Partial)
+        );
         assert_eq!(scan_head(b"GET /abc HTTP/1.1\r", 0, 17), Ok(Head::Partial));
-        assert_eq!(scan_head(b"GET /abcd HTTP/1.1\r\n", 0, 17), Err(ScanError::FirstLineTooLong));
-        assert_eq!(scan_head(b"GET /abcd HTTP/1.", 0, 16), Err(ScanError::FirstLineTooLong));
+        assert_eq!(
+            scan_head(b"GET /abcd HTTP/1.1\r\n", 0, 17),
+            Err(ScanError::FirstLineTooLong)
+        );
+        assert_eq!(
+            scan_head(b"GET /abcd HTTP/1.", 0, 16),
+            Err(ScanError::FirstLineTooLong)
+        );
         let mut many = b"GET / HTTP/1.1\r\n".to_vec();
         for _ in 0..=MAX_HEADERS {
             many.extend_from_slice(b"a: b\r\n");
@@ -293,10 +327,16 @@ mod tests {
         assert_eq!(skip_empty_lines(b"GET"), Ok(Some(0)));
         assert_eq!(skip_empty_lines(b"\r\n\r\nGET"), Ok(Some(4)));
         assert_eq!(skip_empty_lines(b"\r\n\r"), Ok(None));
-        assert_eq!(skip_empty_lines(b"\nGET"), Err(ScanError::Syntax("bare LF")));
+        assert_eq!(
+            skip_empty_lines(b"\nGET"),
+            Err(ScanError::Syntax("bare LF"))
+        );
         assert!(skip_empty_lines(&b"\r\n".repeat(MAX_LEADING_EMPTY_LINES + 1)).is_err());
         let max = b"\r\n".repeat(MAX_LEADING_EMPTY_LINES);
-        assert_eq!(skip_empty_lines(&[&max[..], b"G"].concat()), Ok(Some(max.len())));
+        assert_eq!(
+            skip_empty_lines(&[&max[..], b"G"].concat()),
+            Ok(Some(max.len()))
+        );
     }
 
     #[test]
@@ -311,7 +351,11 @@ mod tests {
             b"a%2Db",
             b"under_score",
         ] {
-            assert!(is_valid_authority(ok, false), "{}", String::from_utf8_lossy(ok));
+            assert!(
+                is_valid_authority(ok, false),
+                "{}",
+                String::from_utf8_lossy(ok)
+            );
         }
         for bad in [
             &b"user@example.com"[..],
@@ -328,7 +372,11 @@ mod tests {
             b"a%2",
             b"a:1:2",
         ] {
-            assert!(!is_valid_authority(bad, false), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                !is_valid_authority(bad, false),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         assert!(is_valid_authority(b"example.com:443", true));
         assert!(!is_valid_authority(b"example.com", true));
