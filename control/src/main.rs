@@ -107,7 +107,9 @@ fn run(config: Config) -> ExitCode {
                 core = ?shard.core,
                 "shard runs on epoll: io_uring could not start ({why})"
             ),
-            None => tracing::info!(shard = shard.index, core = ?shard.core, driver = %shard.driver, "shard started"),
+            None => {
+                tracing::info!(shard = shard.index, core = ?shard.core, driver = %shard.driver, "shard started")
+            }
         }
     }
     let driver = shards.shards.first().map_or("none", |s| s.driver.as_str());

@@ -118,7 +118,10 @@ pub async fn write_vec<S: AsyncWriteRent>(stream: &mut S, vec: &mut Vec<u8>) -> 
 }
 
 /// Writes a static byte string whole.
-pub async fn write_static<S: AsyncWriteRent>(stream: &mut S, bytes: &'static [u8]) -> io::Result<()> {
+pub async fn write_static<S: AsyncWriteRent>(
+    stream: &mut S,
+    bytes: &'static [u8],
+) -> io::Result<()> {
     let (res, _) = stream.write_all(bytes).await;
     res.map(|_| ())
 }

@@ -16,7 +16,9 @@ fn main() -> Result<()> {
         Some("stub") => {
             let mut opts = stub::Options::default();
             while let Some(flag) = args.next() {
-                let value = args.next().with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+                let value = args
+                    .next()
+                    .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
                 match flag.as_str() {
                     "--listen" => opts.listen = value.parse().context("--listen")?,
                     "--body" => opts.body = value.parse().context("--body")?,

@@ -25,7 +25,11 @@ impl Default for Options {
 }
 
 pub fn run(opts: Options) -> Result<()> {
-    let mut response = format!("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n", opts.body).into_bytes();
+    let mut response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n",
+        opts.body
+    )
+    .into_bytes();
     response.extend(std::iter::repeat_n(b'x', opts.body));
     let threads: Vec<_> = (0..opts.threads.max(1))
         .map(|_| {
@@ -40,7 +44,10 @@ pub fn run(opts: Options) -> Result<()> {
             })
         })
         .collect();
-    eprintln!("stub upstream listening on {} ({} threads, {}-byte body)", opts.listen, opts.threads, opts.body);
+    eprintln!(
+        "stub upstream listening on {} ({} threads, {}-byte body)",
+        opts.listen, opts.threads, opts.body
+    );
     for t in threads {
         t.join().expect("stub thread")?;
     }

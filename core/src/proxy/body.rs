@@ -20,13 +20,22 @@ async fn read_client(d: &mut Downstream, cfg: &Listener) -> Result<(), Error> {
     let cap = d.buf.capacity();
     match timeout(cfg.body_timeout, d.buf.read_from(&mut d.stream, cap)).await {
         Err(_) => Err(ProxyError::downstream(408, "request body timeout", None)),
-        Ok(Ok(0)) => Err(ProxyError::downstream(400, "client closed during the request body", None)),
+        Ok(Ok(0)) => Err(ProxyError::downstream(
+            400,
+            "client closed during the request body",
+            None,
+        )),
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(ProxyError::downstream(400, "client read failed", Some(e))),
     }
 }
 
-async fn write_upstream(d: &mut Downstream, up: &mut UpstreamConn, n: usize, idle: Duration) -> Result<(), Error> {
+async fn write_upstream(
+    d: &mut Downstream,
+    up: &mut UpstreamConn,
+    n: usize,
+    idle: Duration,
+) -> Result<(), Error> {
     match timeout(idle, d.buf.write_range_to(&mut up.stream, 0, n)).await {
         Err(_) => Err(ProxyError::upstream(504, "upstream write timeout", None)),
         Ok(Err(e)) => Err(ProxyError::upstream(502, "upstream write failed", Some(e))),
@@ -68,7 +77,11 @@ pub async fn send_request_body(
                     .scan(d.buf.data())
                     .map_err(|_| ProxyError::downstream(400, "bad chunked request body", None))?;
                 if scanner.payload_bytes() > cfg.max_request_body {
-                    return Err(ProxyError::downstream(413, "request body over the limit", None));
+                    return Err(ProxyError::downstream(
+                        413,
+                        "request body over the limit",
+                        None,
+                    ));
                 }
                 write_upstream(d, up, scan.consumed, idle).await?;
                 if scan.done {
@@ -88,9 +101,17 @@ pub struct Relayed {
 async fn read_upstream(up: &mut UpstreamConn, idle: Duration) -> Result<usize, Error> {
     let cap = up.buf.capacity();
     match timeout(idle, up.buf.read_from(&mut up.stream, cap)).await {
-        Err(_) => Err(ProxyError::upstream(0, "upstream idle timeout in the response body", None)),
+        Err(_) => Err(ProxyError::upstream(
+            0,
+            "upstream idle timeout in the response body",
+            None,
+        )),
         Ok(Ok(n)) => Ok(n),
-        Ok(Err(e)) => Err(ProxyError::upstream(0, "upstream read failed in the response body", Some(e))),
+        Ok(Err(e)) => Err(ProxyError::upstream(
+            0,
+            "upstream read failed in the response body",
+            Some(e),
+        )),
     }
 }
 
@@ -118,7 +139,11 @@ pub async fn relay_response_body(
         ResponseBody::Length(mut remaining) => {
             while remaining > 0 {
                 if up.buf.is_empty() && read_upstream(up, idle).await? == 0 {
-                    return Err(ProxyError::upstream(0, "upstream closed before the body ended", None));
+                    return Err(ProxyError::upstream(
+                        0,
+                        "upstream closed before the body ended",
+                        None,
+                    ));
                 }
                 let n = (up.buf.len() as u64).min(remaining) as usize;
                 write_client(d, up, n).await?;
@@ -132,7 +157,11 @@ pub async fn relay_response_body(
             let mut scanner = ChunkedScanner::new(MAX_TRAILER);
             loop {
                 if up.buf.is_empty() && read_upstream(up, idle).await? == 0 {
-                    return Err(ProxyError::upstream(0, "upstream closed inside a chunked body", None));
+                    return Err(ProxyError::upstream(
+                        0,
+                        "upstream closed inside a chunked body",
+                        None,
+                    ));
                 }
                 let scan = scanner
                     .scan(up.buf.data())
@@ -170,7 +199,9 @@ pub async fn relay_response_body(
                     .await
                     .map_err(|e| ProxyError::downstream(0, "client write failed", Some(e)))?;
             }
-            Ok(Relayed { upstream_clean: false })
+            Ok(Relayed {
+                upstream_clean: false,
+            })
         }
     }
 }

@@ -19,7 +19,10 @@ use super::body::{relay_response_body, send_request_body, MAX_TRAILER};
 use super::head::{write_client_head, write_upstream_head, ClientFraming};
 use super::{local, respond_static, After, Downstream};
 use crate::error::{Error, ProxyError};
-use crate::http::h1::{parse_response, BodyKind, ChunkedScanner, Method, RequestHead, ResponseBody, ResponseHead, Version};
+use crate::http::h1::{
+    parse_response, BodyKind, ChunkedScanner, Method, RequestHead, ResponseBody, ResponseHead,
+    Version,
+};
 use crate::io::{write_static, write_vec};
 use crate::shard::{Shard, ShardEpoch};
 use crate::upstream::UpstreamConn;
@@ -59,7 +62,9 @@ pub(crate) async fn proxy(
             let mut scanner = ChunkedScanner::new(MAX_TRAILER);
             match scanner.scan(&d.buf.data()[head.head_len..]) {
                 Err(_) => return reject(d, 400).await,
-                Ok(_) if scanner.payload_bytes() > cfg.max_request_body => return reject(d, 413).await,
+                Ok(_) if scanner.payload_bytes() > cfg.max_request_body => {
+                    return reject(d, 413).await
+                }
                 Ok(_) => {}
             }
         }
@@ -96,7 +101,14 @@ async fn exchange(
     cfg: &Listener,
 ) -> Result<After, Error> {
     d.out.clear();
-    write_upstream_head(&mut d.out, d.buf.data(), head, &d.headers, d.peer.ip(), |out| shard.request_id(out));
+    write_upstream_head(
+        &mut d.out,
+        d.buf.data(),
+        head,
+        &d.headers,
+        d.peer.ip(),
+        |out| shard.request_id(out),
+    );
     let has_body = !matches!(head.body, BodyKind::None | BodyKind::Length(0));
     if head.expect_continue && has_body {
         write_static(&mut d.stream, local::CONTINUE)
@@ -126,7 +138,11 @@ async fn exchange(
 
     let mut fresh_only = false;
     let (mut conn, resp) = loop {
-        let pooled = if fresh_only { None } else { shard.pool.borrow_mut().checkout(addr) };
+        let pooled = if fresh_only {
+            None
+        } else {
+            shard.pool.borrow_mut().checkout(addr)
+        };
         let mut conn = match pooled {
             Some(conn) => conn,
             None => connect(addr, up_cfg, deadline).await?,
@@ -147,12 +163,22 @@ async fn exchange(
     let framing = match resp.body {
         ResponseBody::None => ClientFraming::None,
         ResponseBody::Length(n) => ClientFraming::Length(n),
-        ResponseBody::Chunked | ResponseBody::UntilClose if req.version == Version::Http11 => ClientFraming::Chunked,
+        ResponseBody::Chunked | ResponseBody::UntilClose if req.version == Version::Http11 => {
+            ClientFraming::Chunked
+        }
         ResponseBody::Chunked | ResponseBody::UntilClose => ClientFraming::Close,
     };
     let close_client = !req.keep_alive || framing == ClientFraming::Close;
     d.out.clear();
-    write_client_head(&mut d.out, conn.buf.data(), &resp, &d.headers, framing, close_client, req.version);
+    write_client_head(
+        &mut d.out,
+        conn.buf.data(),
+        &resp,
+        &d.headers,
+        framing,
+        close_client,
+        req.version,
+    );
     conn.buf.consume(resp.head_len);
     let mut body = resp.body;
     if let ResponseBody::Length(n) = body {
@@ -167,19 +193,33 @@ async fn exchange(
         .map_err(|e| ProxyError::downstream(0, "client write failed", Some(e)))?;
     let relayed = relay_response_body(d, &mut conn, body, framing, up_cfg.idle_timeout).await?;
     if resp.keep_alive && relayed.upstream_clean {
-        shard
-            .pool
-            .borrow_mut()
-            .checkin(addr, conn, up_cfg.max_idle_per_endpoint, up_cfg.pool_idle_timeout);
+        shard.pool.borrow_mut().checkin(
+            addr,
+            conn,
+            up_cfg.max_idle_per_endpoint,
+            up_cfg.pool_idle_timeout,
+        );
     }
-    Ok(if close_client { After::Close } else { After::KeepAlive })
+    Ok(if close_client {
+        After::Close
+    } else {
+        After::KeepAlive
+    })
 }
 
-async fn connect(addr: SocketAddr, up_cfg: &Upstream, deadline: Instant) -> Result<UpstreamConn, Error> {
+async fn connect(
+    addr: SocketAddr,
+    up_cfg: &Upstream,
+    deadline: Instant,
+) -> Result<UpstreamConn, Error> {
     let limit = deadline.min(Instant::now() + up_cfg.connect_timeout);
     match timeout_at(at(limit), TcpStream::connect_addr(addr)).await {
         Err(_) => Err(ProxyError::upstream(504, "upstream connect timeout", None)),
-        Ok(Err(e)) => Err(ProxyError::upstream(502, "upstream connect failed", Some(e))),
+        Ok(Err(e)) => Err(ProxyError::upstream(
+            502,
+            "upstream connect failed",
+            Some(e),
+        )),
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
             Ok(UpstreamConn::new(stream))
@@ -197,11 +237,15 @@ async fn send_and_read_head(
     cfg: &Listener,
     deadline: Instant,
 ) -> Result<ResponseHead, Error> {
-    let stale = |e: std::io::Error| ProxyError::upstream(502, "upstream write failed", Some(e)).retryable();
+    let stale =
+        |e: std::io::Error| ProxyError::upstream(502, "upstream write failed", Some(e)).retryable();
     let out = std::mem::take(&mut d.out);
-    let (res, out) = timeout_at(at(deadline), monoio::io::AsyncWriteRentExt::write_all(&mut conn.stream, out))
-        .await
-        .map_err(|_| ProxyError::upstream(504, "upstream request timeout", None))?;
+    let (res, out) = timeout_at(
+        at(deadline),
+        monoio::io::AsyncWriteRentExt::write_all(&mut conn.stream, out),
+    )
+    .await
+    .map_err(|_| ProxyError::upstream(504, "upstream request timeout", None))?;
     d.out = out;
     res.map_err(stale)?;
     match req.buffered_body {
@@ -222,23 +266,48 @@ async fn send_and_read_head(
     let mut received = false;
     loop {
         if !conn.buf.is_empty() {
-            match parse_response(conn.buf.data(), MAX_RESPONSE_HEAD, &mut d.headers, req.method) {
+            match parse_response(
+                conn.buf.data(),
+                MAX_RESPONSE_HEAD,
+                &mut d.headers,
+                req.method,
+            ) {
                 Ok(Some(resp)) if resp.status >= 200 => return Ok(resp),
                 Ok(Some(interim)) => {
                     if interim.status != 100 && req.version == Version::Http11 {
                         d.out.clear();
-                        write_client_head(&mut d.out, conn.buf.data(), &interim, &d.headers, ClientFraming::None, false, req.version);
+                        write_client_head(
+                            &mut d.out,
+                            conn.buf.data(),
+                            &interim,
+                            &d.headers,
+                            ClientFraming::None,
+                            false,
+                            req.version,
+                        );
                         let sent = write_vec(&mut d.stream, &mut d.out).await;
-                        sent.map_err(|e| ProxyError::downstream(0, "client write failed", Some(e)))?;
+                        sent.map_err(|e| {
+                            ProxyError::downstream(0, "client write failed", Some(e))
+                        })?;
                     }
                     conn.buf.consume(interim.head_len);
                     continue;
                 }
                 Ok(None) => {}
-                Err(_) => return Err(ProxyError::upstream(502, "bad response head from upstream", None)),
+                Err(_) => {
+                    return Err(ProxyError::upstream(
+                        502,
+                        "bad response head from upstream",
+                        None,
+                    ))
+                }
             }
         }
-        let read = timeout_at(at(deadline), conn.buf.read_from(&mut conn.stream, MAX_RESPONSE_HEAD)).await;
+        let read = timeout_at(
+            at(deadline),
+            conn.buf.read_from(&mut conn.stream, MAX_RESPONSE_HEAD),
+        )
+        .await;
         let err = match read {
             Err(_) => return Err(ProxyError::upstream(504, "upstream request timeout", None)),
             Ok(Ok(0)) => ProxyError::upstream(502, "upstream closed before answering", None),
@@ -247,10 +316,18 @@ async fn send_and_read_head(
                 continue;
             }
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::OutOfMemory => {
-                return Err(ProxyError::upstream(502, "upstream response head too large", None))
+                return Err(ProxyError::upstream(
+                    502,
+                    "upstream response head too large",
+                    None,
+                ))
             }
             Ok(Err(e)) => ProxyError::upstream(502, "upstream read failed", Some(e)),
         };
-        return Err(if replayable && !received { err.retryable() } else { err });
+        return Err(if replayable && !received {
+            err.retryable()
+        } else {
+            err
+        });
     }
 }

@@ -5,7 +5,9 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use crate::http::h1::{reason_phrase, BodyKind, HeaderKind, HeaderRef, RequestHead, ResponseHead, Version};
+use crate::http::h1::{
+    reason_phrase, BodyKind, HeaderKind, HeaderRef, RequestHead, ResponseHead, Version,
+};
 
 /// The gateway's Via token.
 pub const VIA: &[u8] = b"1.1 ringway";
@@ -134,7 +136,11 @@ pub fn write_client_head(
     out.extend_from_slice(b"\r\n");
     let mut kept_length = false;
     for h in headers {
-        if h.kind == HeaderKind::ContentLength && framing == ClientFraming::None && !kept_length && resp.status >= 200 {
+        if h.kind == HeaderKind::ContentLength
+            && framing == ClientFraming::None
+            && !kept_length
+            && resp.status >= 200
+        {
             kept_length = true;
             push_header(out, h.name.get(src), h.value.get(src));
             continue;

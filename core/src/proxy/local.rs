@@ -45,13 +45,18 @@ mod tests {
 
     #[test]
     fn error_responses_are_well_framed() {
-        for status in [400, 403, 404, 405, 408, 413, 414, 417, 431, 500, 501, 502, 503, 504] {
+        for status in [
+            400, 403, 404, 405, 408, 413, 414, 417, 431, 500, 501, 502, 503, 504,
+        ] {
             for close in [false, true] {
                 let text = std::str::from_utf8(error_response(status, close)).unwrap();
                 let (head, body) = text.split_once("\r\n\r\n").unwrap();
                 assert!(head.starts_with(&format!("HTTP/1.1 {status} ")));
                 assert!(body.starts_with(&status.to_string()) && body.ends_with('\n'));
-                assert!(head.contains(&format!("content-length: {}\r\n", body.len())) || head.ends_with(&format!("content-length: {}", body.len())));
+                assert!(
+                    head.contains(&format!("content-length: {}\r\n", body.len()))
+                        || head.ends_with(&format!("content-length: {}", body.len()))
+                );
                 assert_eq!(head.contains("connection: close"), close);
             }
         }

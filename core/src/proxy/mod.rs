@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 use ringway_config::Listener;
 
 use crate::epoch::{Action, LocalResponse};
-use crate::http::h1::{parse_request, BodyKind, HeaderRef, Method, RequestHead, RequestLimits, MAX_HEADERS};
+use crate::http::h1::{parse_request, BodyKind, HeaderRef, Method, RequestHead, RequestLimits};
 use crate::io::{write_static, write_vec, ConnBuf};
 use crate::router::RequestView;
 use crate::shard::{Shard, ShardEpoch};
@@ -103,10 +103,18 @@ async fn read_head(d: &mut Downstream, cfg: &Listener, first: bool) -> HeadRead 
             Some(deadline) => deadline,
             // Waiting for the first byte of a request: the keep-alive idle timeout, or for a
             // fresh connection the header timeout.
-            None => Instant::now() + if first { cfg.header_timeout } else { cfg.idle_timeout },
+            None => {
+                Instant::now()
+                    + if first {
+                        cfg.header_timeout
+                    } else {
+                        cfg.idle_timeout
+                    }
+            }
         };
         let max = cfg.max_header_bytes.max(DOWNSTREAM_BUF);
-        let read = monoio::time::timeout_at(deadline.into(), d.buf.read_from(&mut d.stream, max)).await;
+        let read =
+            monoio::time::timeout_at(deadline.into(), d.buf.read_from(&mut d.stream, max)).await;
         match read {
             Err(_elapsed) if head_deadline.is_some() => return HeadRead::Reject(408),
             Err(_elapsed) => return HeadRead::Gone,
@@ -116,13 +124,21 @@ async fn read_head(d: &mut Downstream, cfg: &Listener, first: bool) -> HeadRead 
                     head_deadline = Some(Instant::now() + cfg.header_timeout);
                 }
             }
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::OutOfMemory => return HeadRead::Reject(431),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+                return HeadRead::Reject(431)
+            }
             Ok(Err(_)) => return HeadRead::Gone,
         }
     }
 }
 
-async fn handle(shard: &Rc<Shard>, sep: &Rc<ShardEpoch>, d: &mut Downstream, head: &RequestHead, cfg: &Listener) -> After {
+async fn handle(
+    shard: &Rc<Shard>,
+    sep: &Rc<ShardEpoch>,
+    d: &mut Downstream,
+    head: &RequestHead,
+    cfg: &Listener,
+) -> After {
     let epoch = &sep.epoch;
     let route = {
         let src = d.buf.data();
@@ -134,7 +150,11 @@ async fn handle(shard: &Rc<Shard>, sep: &Rc<ShardEpoch>, d: &mut Downstream, hea
         let view = RequestView {
             listener: d.listener,
             host: head.host.map(|h| h.get(src)),
-            path: if path.is_empty() { b"/" } else { &path[..head.path_len_without_query.min(path.len())] },
+            path: if path.is_empty() {
+                b"/"
+            } else {
+                &path[..head.path_len_without_query.min(path.len())]
+            },
             method: head.method_span.get(src),
             headers: &any_header,
         };
@@ -146,18 +166,28 @@ async fn handle(shard: &Rc<Shard>, sep: &Rc<ShardEpoch>, d: &mut Downstream, hea
     match &epoch.actions[route] {
         Action::Proxy { upstream } => forward::proxy(shard, sep, d, head, *upstream, cfg).await,
         Action::Local(response) => respond_local(d, head, response, cfg).await,
-        Action::Redirect { status, location, keep_path } => {
+        Action::Redirect {
+            status,
+            location,
+            keep_path,
+        } => {
             let mut response = LocalResponse {
                 head: Vec::new(),
                 body: Vec::new(),
             };
             let reason = crate::http::h1::reason_phrase(*status);
-            response.head.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\nlocation: {location}").as_bytes());
+            response.head.extend_from_slice(
+                format!("HTTP/1.1 {status} {reason}\r\nlocation: {location}").as_bytes(),
+            );
             if *keep_path {
                 let path = head.path.get(d.buf.data());
-                response.head.extend_from_slice(if path.is_empty() { b"/" } else { path });
+                response
+                    .head
+                    .extend_from_slice(if path.is_empty() { b"/" } else { path });
             }
-            response.head.extend_from_slice(b"\r\ncontent-length: 0\r\n");
+            response
+                .head
+                .extend_from_slice(b"\r\ncontent-length: 0\r\n");
             respond_local(d, head, &response, cfg).await
         }
     }
@@ -183,7 +213,12 @@ fn consume_request(d: &mut Downstream, head: &RequestHead) -> bool {
     true
 }
 
-async fn respond_local(d: &mut Downstream, head: &RequestHead, response: &LocalResponse, _cfg: &Listener) -> After {
+async fn respond_local(
+    d: &mut Downstream,
+    head: &RequestHead,
+    response: &LocalResponse,
+    _cfg: &Listener,
+) -> After {
     let keep = head.keep_alive && consume_request(d, head);
     d.out.clear();
     d.out.extend_from_slice(&response.head);
@@ -202,7 +237,12 @@ async fn respond_local(d: &mut Downstream, head: &RequestHead, response: &LocalR
     }
 }
 
-async fn respond_static(d: &mut Downstream, head: &RequestHead, status: u16, _cfg: &Listener) -> After {
+async fn respond_static(
+    d: &mut Downstream,
+    head: &RequestHead,
+    status: u16,
+    _cfg: &Listener,
+) -> After {
     let keep = head.keep_alive && consume_request(d, head);
     match write_static(&mut d.stream, local::error_response(status, !keep)).await {
         Ok(()) if keep => After::KeepAlive,
@@ -227,9 +267,3 @@ pub async fn linger_close(mut stream: TcpStream, buf: Option<ConnBuf>) {
         }
     }
 }
-
-/// Headers reused across requests never hold more than the parser's cap.
-const _: () = assert!(MAX_HEADERS <= 1024);
-
-#[allow(dead_code)]
-fn _assert_traits<S: AsyncReadRent + AsyncWriteRent>() {}

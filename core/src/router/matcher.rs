@@ -2,7 +2,10 @@
 
 use ringway_config::{PathMatch, Route};
 
-/// What the router looks at in a request. `headers` yields (name, value) pairs.
+/// Calls the predicate on each (name, value) header pair; true as soon as one satisfies it.
+pub type AnyHeader<'a> = &'a dyn Fn(&mut dyn FnMut(&[u8], &[u8]) -> bool) -> bool;
+
+/// What the router looks at in a request.
 pub struct RequestView<'a> {
     pub listener: usize,
     /// Authority as sent (may carry a port, any case).
@@ -10,7 +13,7 @@ pub struct RequestView<'a> {
     /// Path without the query.
     pub path: &'a [u8],
     pub method: &'a [u8],
-    pub headers: &'a dyn Fn(&mut dyn FnMut(&[u8], &[u8]) -> bool) -> bool,
+    pub headers: AnyHeader<'a>,
 }
 
 /// Lower-cases `host` without its port into `out`. None when it does not fit or is not ASCII.

@@ -51,7 +51,7 @@ impl Router {
         wildcard.iter_mut().for_each(|(_, ids)| order(ids));
         order(&mut any_host);
         // Stable sort keeps file order between equally long suffixes.
-        wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        wildcard.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         let listener_masks = routes
             .iter()
             .map(|r| {
@@ -117,7 +117,15 @@ impl Router {
 }
 
 /// Sort key: path kind, longer prefixes first, more conditions first, then file order.
-fn precedence_key(route: &Route, id: RouteId) -> (u8, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>, usize) {
+fn precedence_key(
+    route: &Route,
+    id: RouteId,
+) -> (
+    u8,
+    std::cmp::Reverse<usize>,
+    std::cmp::Reverse<usize>,
+    usize,
+) {
     let (kind, len) = match &route.path {
         PathMatch::Exact(p) => (0, p.len()),
         PathMatch::Prefix(p) => (1, p.len()),
@@ -125,7 +133,12 @@ fn precedence_key(route: &Route, id: RouteId) -> (u8, std::cmp::Reverse<usize>, 
         PathMatch::Any => (3, 0),
     };
     let conditions = usize::from(!route.methods.is_empty()) + route.headers.len();
-    (kind, std::cmp::Reverse(len), std::cmp::Reverse(conditions), id)
+    (
+        kind,
+        std::cmp::Reverse(len),
+        std::cmp::Reverse(conditions),
+        id,
+    )
 }
 
 #[cfg(test)]

@@ -48,8 +48,14 @@ struct Req<'a> {
     listener: usize,
 }
 
-fn req(host: Option<&str>, path: &str) -> Req<'_> {
-    Req { host, path, method: "GET", headers: vec![], listener: 0 }
+fn req<'a>(host: Option<&'a str>, path: &'a str) -> Req<'a> {
+    Req {
+        host,
+        path,
+        method: "GET",
+        headers: vec![],
+        listener: 0,
+    }
 }
 
 fn find<'r>(router: &'r Router, r: &Req<'_>) -> Option<&'r str> {
@@ -78,7 +84,10 @@ fn exact_host_beats_wildcard_beats_none() {
         prefix(with_host(route("exact"), "api.example.com"), "/"),
     ]);
     assert_eq!(find(&r, &req(Some("api.example.com"), "/x")), Some("exact"));
-    assert_eq!(find(&r, &req(Some("API.Example.com:8080"), "/x")), Some("exact"));
+    assert_eq!(
+        find(&r, &req(Some("API.Example.com:8080"), "/x")),
+        Some("exact")
+    );
     assert_eq!(find(&r, &req(Some("www.example.com"), "/x")), Some("wild"));
     assert_eq!(find(&r, &req(Some("a.b.example.com"), "/x")), Some("wild"));
     assert_eq!(find(&r, &req(Some("example.com"), "/x")), Some("none"));
@@ -101,8 +110,14 @@ fn host_tier_falls_through_when_no_path_matches() {
         prefix(with_host(route("api-users"), "api.example.com"), "/users"),
         prefix(route("catch-all"), "/"),
     ]);
-    assert_eq!(find(&r, &req(Some("api.example.com"), "/users/1")), Some("api-users"));
-    assert_eq!(find(&r, &req(Some("api.example.com"), "/other")), Some("catch-all"));
+    assert_eq!(
+        find(&r, &req(Some("api.example.com"), "/users/1")),
+        Some("api-users")
+    );
+    assert_eq!(
+        find(&r, &req(Some("api.example.com"), "/other")),
+        Some("catch-all")
+    );
 }
 
 #[test]
@@ -120,7 +135,11 @@ fn exact_beats_longest_prefix_beats_regex_beats_any() {
     assert_eq!(find(&r, &req(None, "/other")), Some("any"));
     let r = router(vec![route("any"), regex(route("regex"), "/u/[0-9]+")]);
     assert_eq!(find(&r, &req(None, "/u/7")), Some("regex"));
-    assert_eq!(find(&r, &req(None, "/u/7/x")), Some("any"), "regex is anchored");
+    assert_eq!(
+        find(&r, &req(None, "/u/7/x")),
+        Some("any"),
+        "regex is anchored"
+    );
 }
 
 #[test]
@@ -129,21 +148,36 @@ fn more_conditions_beat_fewer_then_file_order() {
     methods.methods = vec!["GET".into()];
     let mut both = prefix(route("get-and-header"), "/a");
     both.methods = vec!["GET".into()];
-    both.headers = vec![HeaderMatch { name: "x-env".into(), value: Some("canary".into()) }];
-    let r = router(vec![prefix(route("first"), "/a"), prefix(route("second"), "/a"), methods, both]);
+    both.headers = vec![HeaderMatch {
+        name: "x-env".into(),
+        value: Some("canary".into()),
+    }];
+    let r = router(vec![
+        prefix(route("first"), "/a"),
+        prefix(route("second"), "/a"),
+        methods,
+        both,
+    ]);
     let mut canary = req(None, "/a");
     canary.headers = vec![("X-Env", "canary")];
     assert_eq!(find(&r, &canary), Some("get-and-header"));
     assert_eq!(find(&r, &req(None, "/a")), Some("get-only"));
     let mut post = req(None, "/a");
     post.method = "POST";
-    assert_eq!(find(&r, &post), Some("first"), "file order breaks the last tie");
+    assert_eq!(
+        find(&r, &post),
+        Some("first"),
+        "file order breaks the last tie"
+    );
 }
 
 #[test]
 fn header_presence_and_value() {
-    let mut present = route("present");
-    present.headers = vec![HeaderMatch { name: "x-debug".into(), value: None }];
+    let mut present = prefix(route("present"), "/");
+    present.headers = vec![HeaderMatch {
+        name: "x-debug".into(),
+        value: None,
+    }];
     let r = router(vec![present, prefix(route("other"), "/")]);
     let mut with = req(None, "/");
     with.headers = vec![("x-debug", "")];

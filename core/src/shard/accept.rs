@@ -13,7 +13,10 @@ use crate::{io, proxy, Epoch};
 pub(super) async fn run(index: usize, epoch: Arc<Epoch>, info: ShardInfo, ready: Ready) {
     let mut listeners = Vec::with_capacity(epoch.config.listeners.len());
     for l in &epoch.config.listeners {
-        let opts = ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(4096);
+        let opts = ListenerOpts::new()
+            .reuse_port(true)
+            .reuse_addr(true)
+            .backlog(4096);
         match TcpListener::bind_with_config(l.listen, &opts) {
             Ok(listener) => listeners.push(listener),
             Err(error) => {
@@ -53,7 +56,9 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, index: usize) {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let max = shard.epoch().epoch.config.listeners[index].max_connections.get();
+                let max = shard.epoch().epoch.config.listeners[index]
+                    .max_connections
+                    .get();
                 let open = &shard.connections[index];
                 if open.get() >= max {
                     monoio::spawn(refuse_busy(stream));
@@ -62,7 +67,10 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, index: usize) {
                 open.set(open.get() + 1);
                 let shard = shard.clone();
                 monoio::spawn(async move {
-                    let _guard = ConnectionGuard { shard: &shard, index };
+                    let _guard = ConnectionGuard {
+                        shard: &shard,
+                        index,
+                    };
                     proxy::serve(&shard, stream, peer, index).await;
                 });
             }

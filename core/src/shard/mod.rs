@@ -101,7 +101,11 @@ pub fn start_shards(epoch: Arc<Epoch>) -> Result<ShardSet, StartError> {
         match ready_rx.recv() {
             Ok(Ok(info)) => shards.push(info),
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(StartError::Died { shard: shards.len() }),
+            Err(_) => {
+                return Err(StartError::Died {
+                    shard: shards.len(),
+                })
+            }
         }
     }
     shards.sort_by_key(|s: &ShardInfo| s.index);
@@ -110,7 +114,14 @@ pub fn start_shards(epoch: Arc<Epoch>) -> Result<ShardSet, StartError> {
 
 type Ready = mpsc::Sender<Result<ShardInfo, StartError>>;
 
-fn run_shard(index: usize, core: Option<usize>, choice: DriverChoice, entries: u32, epoch: Arc<Epoch>, ready: Ready) {
+fn run_shard(
+    index: usize,
+    core: Option<usize>,
+    choice: DriverChoice,
+    entries: u32,
+    epoch: Arc<Epoch>,
+    ready: Ready,
+) {
     if let Some(core) = core {
         if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
             tracing::warn!(shard = index, core, "could not pin shard to its core");
@@ -123,12 +134,18 @@ fn run_shard(index: usize, core: Option<usize>, choice: DriverChoice, entries: u
         fallback,
     };
     match runtime::build(choice, entries) {
-        Ok(runtime::Built::Uring(mut rt)) => {
-            rt.block_on(accept::run(index, epoch, info(DriverKind::IoUring, None), ready))
-        }
-        Ok(runtime::Built::Legacy(mut rt, why)) => {
-            rt.block_on(accept::run(index, epoch, info(DriverKind::Epoll, why), ready))
-        }
+        Ok(runtime::Built::Uring(mut rt)) => rt.block_on(accept::run(
+            index,
+            epoch,
+            info(DriverKind::IoUring, None),
+            ready,
+        )),
+        Ok(runtime::Built::Legacy(mut rt, why)) => rt.block_on(accept::run(
+            index,
+            epoch,
+            info(DriverKind::Epoll, why),
+            ready,
+        )),
         Err((driver, error)) => {
             let _ = ready.send(Err(StartError::Runtime {
                 shard: index,

@@ -20,7 +20,11 @@ impl ShardEpoch {
             .config
             .upstreams
             .iter()
-            .map(|u| RefCell::new(SmoothWeighted::new(u.endpoints.iter().map(|e| e.weight.get()))))
+            .map(|u| {
+                RefCell::new(SmoothWeighted::new(
+                    u.endpoints.iter().map(|e| e.weight.get()),
+                ))
+            })
             .collect();
         ShardEpoch { epoch, balancers }
     }
@@ -91,7 +95,9 @@ mod tests {
         shard.request_id(&mut a);
         shard.request_id(&mut b);
         assert_eq!(a.len(), 32);
-        assert!(a.iter().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(a
+            .iter()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a, b);
     }
 }

@@ -59,7 +59,13 @@ impl Pool {
     }
 
     /// Keeps `conn` for reuse unless the endpoint already has `max_idle` idle connections.
-    pub fn checkin(&mut self, addr: SocketAddr, mut conn: UpstreamConn, max_idle: usize, idle_timeout: Duration) {
+    pub fn checkin(
+        &mut self,
+        addr: SocketAddr,
+        mut conn: UpstreamConn,
+        max_idle: usize,
+        idle_timeout: Duration,
+    ) {
         let list = self.idle.entry(addr).or_default();
         if list.len() >= max_idle {
             return;
