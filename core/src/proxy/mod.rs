@@ -88,8 +88,11 @@ async fn read_head(d: &mut Downstream, cfg: &Listener, first: bool) -> HeadRead 
         max_head: cfg.max_header_bytes,
     };
     let mut head_deadline = (!d.buf.is_empty()).then(|| Instant::now() + cfg.header_timeout);
+    // The parser keeps no state between calls: parse again only when a line may have ended (or
+    // a limit may be crossed), so a client trickling bytes cannot make it rescan per byte.
+    let mut parse = true;
     loop {
-        if !d.buf.is_empty() {
+        if parse && !d.buf.is_empty() {
             match parse_request(d.buf.data(), &limits, &mut d.headers) {
                 Ok(Some(head)) => return HeadRead::Head(head),
                 Ok(None) => {}
@@ -113,8 +116,12 @@ async fn read_head(d: &mut Downstream, cfg: &Listener, first: bool) -> HeadRead 
             }
         };
         let max = cfg.max_header_bytes.max(DOWNSTREAM_BUF);
+        let before = d.buf.len();
         let read =
             monoio::time::timeout_at(deadline.into(), d.buf.read_from(&mut d.stream, max)).await;
+        let data = d.buf.data();
+        parse =
+            data.len() > cfg.max_request_line || data[before.min(data.len())..].contains(&b'\n');
         match read {
             Err(_elapsed) if head_deadline.is_some() => return HeadRead::Reject(408),
             Err(_elapsed) => return HeadRead::Gone,
