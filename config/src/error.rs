@@ -60,11 +60,23 @@ impl ConfigError {
         }
     }
 
-    /// The error `toml` and serde stopped at, with the key path serde_path_to_error tracked.
-    pub(crate) fn from_toml(
+    /// A TOML syntax error: the file could not be parsed at all.
+    pub(crate) fn syntax(file: &str, src: &str, error: &toml_edit::TomlError) -> Self {
+        let offset = error.span().map_or(0, |span| span.start);
+        ConfigError::at(
+            file,
+            src,
+            offset,
+            "(syntax)".to_owned(),
+            error.message().to_owned(),
+        )
+    }
+
+    /// The error deserialisation stopped at, with the key path serde_path_to_error tracked.
+    pub(crate) fn from_serde(
         file: &str,
         src: &str,
-        error: &serde_path_to_error::Error<toml::de::Error>,
+        error: &serde_path_to_error::Error<toml_edit::de::Error>,
     ) -> Self {
         let offset = error.inner().span().map_or(0, |span| span.start);
         let key = key_path(error.path());

@@ -1,9 +1,9 @@
 //! Ringway's configuration: the TOML schema users write, its validation, and the validated,
 //! immutable [`Config`] that every epoch runs.
 //!
-//! The path is the same at start-up and on reload: TOML text is deserialised into private
-//! `Raw*` types that reject unknown keys, then validated into the types of [`model`], which
-//! cannot hold an invalid state (durations are [`Duration`](std::time::Duration)s,
+//! The path is the same at start-up and on reload: TOML text is parsed once, deserialised
+//! into private `Raw*` types (collecting unknown keys), then validated into the types of
+//! [`model`], which cannot hold an invalid state (durations are [`Duration`](std::time::Duration)s,
 //! addresses [`SocketAddr`](std::net::SocketAddr)s, regexes compiled, references resolved).
 //! Host names in addresses are resolved once, here, while loading.
 //!
@@ -16,15 +16,18 @@
 //!
 //! Nothing here panics on any input. [`parse`] and [`load`] return [`ConfigErrors`]: one
 //! [`ConfigError`] per problem, each naming file, line, column and key path, displayed as
-//! `file:line:column: key: message`. A TOML syntax or type error (unknown key, wrong type,
-//! missing key) stops deserialisation, so it is reported alone; past that, validation runs
-//! every check and reports every failure, in file order.
+//! `file:line:column: key: message`, in file order. Every problem is reported in one go:
+//! unknown keys, values of the wrong type, missing keys, bad values and broken references.
+//! Only two things stop reading early: a TOML syntax error (reported alone), and a value of
+//! the wrong shape where a table is needed, such as `respond = "hello"` (reported with the
+//! unknown keys met before it).
 
 #![forbid(unsafe_code)]
 
 mod error;
 pub mod model;
 mod raw;
+mod read;
 mod units;
 mod validate;
 
@@ -39,8 +42,8 @@ pub const DEFAULT_TOML: &str = include_str!("../default.toml");
 
 /// Parses and validates `src`; `file` names it in errors and becomes [`Config::source`].
 pub fn parse(src: &str, file: &str) -> Result<Config, ConfigErrors> {
-    let raw = raw::from_toml(src).map_err(|e| ConfigError::from_toml(file, src, &e))?;
-    validate::validate(&raw, file, src)
+    let (raw, unknown_keys) = read::read(src, file)?;
+    validate::validate(&raw, file, src, unknown_keys)
 }
 
 /// Reads, parses and validates the file at `path`. A file that cannot be read (or is not

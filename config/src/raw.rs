@@ -1,153 +1,297 @@
 //! The TOML schema exactly as users write it.
 //!
-//! Every table rejects unknown keys. Values that a later check may reject keep their
-//! position (`Spanned`) so that the error can name line and column; the checks themselves
-//! live in `validate`, which turns these types into the ones in `model`.
+//! Deserialising these types fails only on the shape of the document: a table or an array
+//! where something else was written. Everything else is left to `validate`, so that it is
+//! reported together with every other problem:
+//!
+//! - unknown keys are not rejected here; `read` collects them while deserialising;
+//! - a missing required key is an absent `Option`;
+//! - a leaf value of the wrong TOML type is a [`Typed`] holding the type error, and an array
+//!   key holding something else is a [`List`] holding the type error.
+//!
+//! Every value keeps its position (`Spanned`) so that errors can name line and column; the
+//! checks themselves live in `validate`, which turns these types into the ones in `model`.
 
 use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Range;
 
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, DeserializeOwned, Deserializer, Unexpected, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-/// Deserialises a whole document. A syntax or type error stops here, with the key path of
-/// the value that failed.
-pub(crate) fn from_toml(
-    src: &str,
-) -> Result<RawConfig, serde_path_to_error::Error<toml::de::Error>> {
-    serde_path_to_error::deserialize(toml::Deserializer::new(src))
-}
-
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a Ringway configuration")]
+#[serde(expecting = "a Ringway configuration")]
 pub(crate) struct RawConfig {
     pub runtime: Option<RawRuntime>,
     pub control: Option<RawControl>,
-    pub admin: Option<RawAdmin>,
+    pub admin: Option<Spanned<RawAdmin>>,
     #[serde(default)]
-    pub listeners: Vec<Spanned<RawListener>>,
+    pub listeners: List<Spanned<RawListener>>,
     #[serde(default)]
-    pub upstreams: Vec<Spanned<RawUpstream>>,
+    pub upstreams: List<Spanned<RawUpstream>>,
     #[serde(default)]
-    pub routes: Vec<Spanned<RawRoute>>,
+    pub routes: List<Spanned<RawRoute>>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table of runtime settings")]
+#[serde(expecting = "a table of runtime settings")]
 pub(crate) struct RawRuntime {
-    pub shards: Option<Spanned<RawShards>>,
-    pub driver: Option<Spanned<String>>,
-    pub pin: Option<bool>,
-    pub uring_entries: Option<Spanned<i64>>,
+    pub shards: Option<Typed<RawShards>>,
+    pub driver: Option<Typed<String>>,
+    pub pin: Option<Typed<bool>>,
+    pub uring_entries: Option<Typed<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a table with the control socket path"
-)]
+#[serde(expecting = "a table with the control socket path")]
 pub(crate) struct RawControl {
-    pub socket: Option<Spanned<String>>,
+    pub socket: Option<Typed<String>>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a table with the admin listen address"
-)]
+#[serde(expecting = "a table with the admin listen address")]
 pub(crate) struct RawAdmin {
-    pub listen: Spanned<String>,
+    /// Required.
+    pub listen: Option<Typed<String>>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a listener table")]
+#[serde(expecting = "a listener table")]
 pub(crate) struct RawListener {
-    pub name: Spanned<String>,
-    pub listen: Spanned<String>,
-    pub max_connections: Option<Spanned<i64>>,
-    pub header_timeout: Option<Spanned<String>>,
-    pub idle_timeout: Option<Spanned<String>>,
-    pub body_timeout: Option<Spanned<String>>,
-    pub max_request_line: Option<Spanned<RawSize>>,
-    pub max_header_bytes: Option<Spanned<RawSize>>,
-    pub max_request_body: Option<Spanned<RawSize>>,
+    /// Required.
+    pub name: Option<Typed<String>>,
+    /// Required.
+    pub listen: Option<Typed<String>>,
+    pub max_connections: Option<Typed<i64>>,
+    pub header_timeout: Option<Typed<String>>,
+    pub idle_timeout: Option<Typed<String>>,
+    pub body_timeout: Option<Typed<String>>,
+    pub max_request_line: Option<Typed<RawSize>>,
+    pub max_header_bytes: Option<Typed<RawSize>>,
+    pub max_request_body: Option<Typed<RawSize>>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "an upstream table")]
+#[serde(expecting = "an upstream table")]
 pub(crate) struct RawUpstream {
-    pub name: Spanned<String>,
-    pub endpoints: Vec<RawEndpoint>,
-    pub connect_timeout: Option<Spanned<String>>,
-    pub request_timeout: Option<Spanned<String>>,
-    pub idle_timeout: Option<Spanned<String>>,
-    pub pool_idle_timeout: Option<Spanned<String>>,
-    pub max_idle_per_endpoint: Option<Spanned<i64>>,
+    /// Required.
+    pub name: Option<Typed<String>>,
+    /// Required (may be empty).
+    pub endpoints: Option<List<Spanned<RawEndpoint>>>,
+    pub connect_timeout: Option<Typed<String>>,
+    pub request_timeout: Option<Typed<String>>,
+    pub idle_timeout: Option<Typed<String>>,
+    pub pool_idle_timeout: Option<Typed<String>>,
+    pub max_idle_per_endpoint: Option<Typed<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "an endpoint table such as { address = \"10.0.0.5:9000\" }"
-)]
+#[serde(expecting = "an endpoint table such as { address = \"10.0.0.5:9000\" }")]
 pub(crate) struct RawEndpoint {
-    pub address: Spanned<String>,
-    pub weight: Option<Spanned<i64>>,
+    /// Required.
+    pub address: Option<Typed<String>>,
+    pub weight: Option<Typed<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a route table")]
+#[serde(expecting = "a route table")]
 pub(crate) struct RawRoute {
-    pub name: Spanned<String>,
-    pub listeners: Option<Spanned<Vec<Spanned<String>>>>,
-    pub host: Option<Spanned<String>>,
-    pub path_exact: Option<Spanned<String>>,
-    pub path_prefix: Option<Spanned<String>>,
-    pub path_regex: Option<Spanned<String>>,
-    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Required.
+    pub name: Option<Typed<String>>,
+    pub listeners: Option<List<Typed<String>>>,
+    pub host: Option<Typed<String>>,
+    pub path_exact: Option<Typed<String>>,
+    pub path_prefix: Option<Typed<String>>,
+    pub path_regex: Option<Typed<String>>,
+    pub methods: Option<List<Typed<String>>>,
     #[serde(default)]
-    pub headers: Vec<RawHeaderMatch>,
-    pub upstream: Option<Spanned<String>>,
+    pub headers: List<Spanned<RawHeaderMatch>>,
+    pub upstream: Option<Typed<String>>,
     pub respond: Option<Spanned<RawRespond>>,
     pub redirect: Option<Spanned<RawRedirect>>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a header match such as { name = \"x-env\", value = \"canary\" }"
-)]
+#[serde(expecting = "a header match such as { name = \"x-env\", value = \"canary\" }")]
 pub(crate) struct RawHeaderMatch {
-    pub name: Spanned<String>,
-    pub value: Option<Spanned<String>>,
+    /// Required.
+    pub name: Option<Typed<String>>,
+    pub value: Option<Typed<String>>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a direct response such as { status = 200, body = \"hello\" }"
-)]
+#[serde(expecting = "a direct response such as { status = 200, body = \"hello\" }")]
 pub(crate) struct RawRespond {
-    pub status: Spanned<i64>,
+    /// Required.
+    pub status: Option<Typed<i64>>,
     #[serde(default)]
     pub headers: RawHeaderMap,
-    pub body: Option<Spanned<String>>,
+    pub body: Option<Typed<String>>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a redirect such as { location = \"https://example.com/\" }"
-)]
+#[serde(expecting = "a redirect such as { location = \"https://example.com/\" }")]
 pub(crate) struct RawRedirect {
-    pub location: Spanned<String>,
-    pub status: Option<Spanned<i64>>,
-    pub keep_path: Option<bool>,
+    /// Required.
+    pub location: Option<Typed<String>>,
+    pub status: Option<Typed<i64>>,
+    pub keep_path: Option<Typed<bool>>,
+}
+
+/// A leaf value as written: of type `T`, or the error saying what it is instead (such as
+/// ``invalid type: integer `8080`, expected a string``), at the value's position either way.
+/// Any TOML value deserialises into it, so a wrong type never stops reading.
+#[derive(Debug)]
+pub(crate) enum Typed<T> {
+    Ok(Spanned<T>),
+    Wrong(Spanned<String>),
+}
+
+impl<T> Typed<T> {
+    /// Where the value is in the source.
+    pub fn span(&self) -> Range<usize> {
+        match self {
+            Typed::Ok(value) => value.span(),
+            Typed::Wrong(error) => error.span(),
+        }
+    }
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Typed<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Whatever the value is, it is read whole first; only then is it made a `T`, and a
+        // failure there is kept rather than returned.
+        let value = Spanned::<toml::Value>::deserialize(deserializer)?;
+        let span = value.span();
+        Ok(match T::deserialize(value.into_inner()) {
+            Ok(typed) => Typed::Ok(Spanned::new(span, typed)),
+            Err(error) => Typed::Wrong(Spanned::new(span, error.message().to_owned())),
+        })
+    }
+}
+
+/// An array key as written, at its position: its elements, or the error saying what it is
+/// instead (such as `invalid type: string "GET", expected a sequence`). An element of the
+/// wrong shape still stops reading, unless `E` is itself tolerant, as [`Typed`] is.
+#[derive(Debug)]
+pub(crate) struct List<E> {
+    span: Range<usize>,
+    items: Result<Vec<E>, String>,
+}
+
+/// An absent key: no elements.
+impl<E> Default for List<E> {
+    fn default() -> Self {
+        List {
+            span: 0..0,
+            items: Ok(Vec::new()),
+        }
+    }
+}
+
+impl<E> List<E> {
+    /// Where the array is in the source.
+    pub fn span(&self) -> Range<usize> {
+        self.span.clone()
+    }
+
+    /// The elements, or what was written instead of an array.
+    pub fn items(&self) -> Result<&[E], &str> {
+        match &self.items {
+            Ok(items) => Ok(items),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The elements; none when it was not an array.
+    pub fn items_mut(&mut self) -> &mut [E] {
+        match &mut self.items {
+            Ok(items) => items,
+            Err(_) => &mut [],
+        }
+    }
+}
+
+impl<'de, E: Deserialize<'de>> Deserialize<'de> for List<E> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Inner<E>(Result<Vec<E>, String>);
+        impl<'de, E: Deserialize<'de>> Deserialize<'de> for Inner<E> {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer
+                    .deserialize_any(ListVisitor(PhantomData))
+                    .map(Inner)
+            }
+        }
+        let inner = Spanned::<Inner<E>>::deserialize(deserializer)?;
+        Ok(List {
+            span: inner.span(),
+            items: inner.into_inner().0,
+        })
+    }
+}
+
+struct ListVisitor<E>(PhantomData<E>);
+
+type ListResult<E> = Result<Vec<E>, String>;
+
+impl<E> ListVisitor<E> {
+    fn wrong<Err>(&self, unexpected: Unexpected<'_>) -> Result<ListResult<E>, Err> {
+        Ok(Err(format!(
+            "invalid type: {unexpected}, expected a sequence"
+        )))
+    }
+}
+
+impl<'de, E: Deserialize<'de>> Visitor<'de> for ListVisitor<E> {
+    type Value = ListResult<E>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sequence")
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<ListResult<E>, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Ok(items))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<ListResult<E>, A::Error> {
+        // Read as values, not ignored, so that its keys are not reported as unknown too.
+        while map.next_entry::<String, toml::Value>()?.is_some() {}
+        self.wrong(Unexpected::Map)
+    }
+
+    fn visit_str<Err: de::Error>(self, v: &str) -> Result<ListResult<E>, Err> {
+        self.wrong(Unexpected::Str(v))
+    }
+
+    fn visit_i64<Err: de::Error>(self, v: i64) -> Result<ListResult<E>, Err> {
+        self.wrong(Unexpected::Signed(v))
+    }
+
+    fn visit_u64<Err: de::Error>(self, v: u64) -> Result<ListResult<E>, Err> {
+        self.wrong(Unexpected::Unsigned(v))
+    }
+
+    fn visit_f64<Err: de::Error>(self, v: f64) -> Result<ListResult<E>, Err> {
+        self.wrong(Unexpected::Float(v))
+    }
+
+    fn visit_bool<Err: de::Error>(self, v: bool) -> Result<ListResult<E>, Err> {
+        self.wrong(Unexpected::Bool(v))
+    }
 }
 
 /// `headers = { name = "value", ... }` in file order (a map type would sort it).
+///
+/// The names are read as plain strings: the key tracking that finds unknown keys cannot
+/// follow a `Spanned` key. Each name's span starts as its value's; `read` then moves it to
+/// the name itself, found in the parsed document.
 #[derive(Debug, Default)]
-pub(crate) struct RawHeaderMap(pub Vec<(Spanned<String>, Spanned<String>)>);
+pub(crate) struct RawHeaderMap(pub Vec<(Spanned<String>, Typed<String>)>);
 
 impl<'de> Deserialize<'de> for RawHeaderMap {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -162,8 +306,8 @@ impl<'de> Deserialize<'de> for RawHeaderMap {
                 mut map: A,
             ) -> Result<RawHeaderMap, A::Error> {
                 let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
+                while let Some((name, value)) = map.next_entry::<String, Typed<String>>()? {
+                    entries.push((Spanned::new(value.span(), name), value));
                 }
                 Ok(RawHeaderMap(entries))
             }

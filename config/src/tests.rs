@@ -150,7 +150,23 @@ fn wrong_types_are_rejected_with_their_path() {
         one_error(&format!(
             "{BASE}[[routes]]\nname = \"r\"\nrespond = {{ status = 200, headers = {{ x-a = 1 }} }}\n"
         )),
-        "t.toml:6:45: routes[0].respond.headers: invalid type: integer `1`, expected a string"
+        "t.toml:6:45: routes[0].respond.headers.x-a: invalid type: integer `1`, expected a string"
+    );
+    assert_eq!(
+        one_error(&format!(
+            "{BASE}header_timeout = 10
+"
+        )),
+        "t.toml:4:18: listeners[0].header_timeout: invalid type: integer `10`, expected a string"
+    );
+    assert_eq!(
+        one_error(&format!(
+            "{BASE}[[routes]]
+name = \"r\"
+upstream = {{ name = \"u\" }}
+"
+        )),
+        "t.toml:6:12: routes[0].upstream: invalid type: map, expected a string"
     );
 }
 
@@ -159,6 +175,167 @@ fn missing_keys_are_reported() {
     assert_eq!(
         one_error("[[listeners]]\nname = \"l\"\n"),
         "t.toml:1:1: listeners[0]: missing field `listen`"
+    );
+    assert_eq!(
+        errors("[[listeners]]\n[[upstreams]]\n[[routes]]\nrespond = {}\n"),
+        [
+            "t.toml:1:1: listeners[0]: missing field `name`",
+            "t.toml:1:1: listeners[0]: missing field `listen`",
+            "t.toml:2:1: upstreams[0]: missing field `name`",
+            "t.toml:2:1: upstreams[0]: missing field `endpoints`",
+            "t.toml:3:1: routes[0]: missing field `name`",
+            "t.toml:4:11: routes[0].respond: missing field `status`",
+        ]
+    );
+}
+
+/// The acceptance case of `ringway check`: an unknown key, a bad duration and a reference
+/// to a missing upstream, all reported in one run.
+#[test]
+fn unknown_keys_are_reported_with_every_other_error() {
+    let src = "\
+[runtime]
+shards = 1
+
+[[listeners]]
+bogus_key = 1
+header_timeout = \"ten seconds\"
+name = \"main\"
+listen = \"127.0.0.1:1\"
+
+[[upstreams]]
+name = \"backend\"
+endpoints = [{ address = \"127.0.0.1:9\" }]
+
+[[routes]]
+name = \"all\"
+upstream = \"missing\"
+";
+    assert_eq!(
+        errors(src),
+        [
+            "t.toml:5:1: listeners[0].bogus_key: unknown field `bogus_key`, expected one of `name`, \
+             `listen`, `max_connections`, `header_timeout`, `idle_timeout`, `body_timeout`, \
+             `max_request_line`, `max_header_bytes`, `max_request_body`",
+            "t.toml:6:18: listeners[0].header_timeout: \"ten seconds\" is not a duration; write a \
+             number with a unit (ms, s, m, h), such as \"5s\"",
+            "t.toml:16:12: routes[0].upstream: no upstream named \"missing\"",
+        ]
+    );
+}
+
+#[test]
+fn errors_of_every_kind_are_reported_together_in_file_order() {
+    let src = "\
+[runtime]
+pin = \"yes\"
+shard = 2
+
+[[listeners]]
+name = \"web\"
+listen = 8080
+idle_timeout = \"5\"
+max_request_body = \"1 TB\"
+
+[[listeners]]
+name = \"api\"
+
+[[upstreams]]
+name = \"users\"
+endpoints = [{ adress = \"127.0.0.1:9000\" }, { address = \"127.0.0.1:9001\", weight = \"2\" }]
+
+[[routes]]
+name = \"users\"
+listeners = [\"web\", \"admin\"]
+methods = \"GET\"
+upstream = \"user\"
+
+[[routes]]
+listeners = [\"api\", 2]
+respond.status = 200
+respond.bdy = \"x\"
+respond.headers = { x-a = 1 }
+
+[server]
+port = 1
+";
+    assert_eq!(
+        errors(src),
+        [
+            "t.toml:2:7: runtime.pin: invalid type: string \"yes\", expected a boolean",
+            "t.toml:3:1: runtime.shard: unknown field `shard`, expected one of `shards`, `driver`, \
+             `pin`, `uring_entries`",
+            "t.toml:7:10: listeners[0].listen: invalid type: integer `8080`, expected a string",
+            "t.toml:8:16: listeners[0].idle_timeout: \"5\" has no unit; write it with ms, s, m or h, \
+             such as \"5s\"",
+            "t.toml:9:20: listeners[0].max_request_body: unknown size unit \"TB\"; use B, KB, MB, \
+             GB, KiB, MiB or GiB",
+            "t.toml:11:1: listeners[1]: missing field `listen`",
+            "t.toml:16:14: upstreams[0].endpoints[0]: missing field `address`",
+            "t.toml:16:16: upstreams[0].endpoints[0].adress: unknown field `adress`, expected \
+             `address` or `weight`",
+            "t.toml:16:79: upstreams[0].endpoints[1].weight: invalid type: string \"2\", expected i64",
+            "t.toml:20:22: routes[0].listeners[1]: no listener named \"admin\"",
+            "t.toml:21:11: routes[0].methods: invalid type: string \"GET\", expected a sequence",
+            "t.toml:22:12: routes[0].upstream: no upstream named \"user\"",
+            "t.toml:24:1: routes[1]: missing field `name`",
+            "t.toml:25:22: routes[1].listeners[1]: invalid type: integer `2`, expected a string",
+            "t.toml:27:9: routes[1].respond.bdy: unknown field `bdy`, expected one of `status`, \
+             `headers`, `body`",
+            "t.toml:28:25: routes[1].respond.headers.x-a: invalid type: integer `1`, expected a \
+             string",
+            "t.toml:30:2: server: unknown field `server`, expected one of `runtime`, `control`, \
+             `admin`, `listeners`, `upstreams`, `routes`",
+        ]
+    );
+}
+
+#[test]
+fn an_array_written_as_a_table_is_one_error_without_knock_on_errors() {
+    let src = "\
+[listeners]
+name = \"web\"
+listen = \"127.0.0.1:80\"
+
+[[routes]]
+name = \"r\"
+listeners = [\"web\"]
+upstream = \"nowhere\"
+";
+    assert_eq!(
+        errors(src),
+        [
+            "t.toml:1:1: listeners: invalid type: map, expected a sequence",
+            "t.toml:8:12: routes[0].upstream: no upstream named \"nowhere\"",
+        ]
+    );
+}
+
+#[test]
+fn a_route_reference_to_an_unnamed_entry_is_not_reported() {
+    // The listener's name is wrong, so whether "web" exists is unknown: one error, not two.
+    let src = "[[listeners]]\nname = 7\nlisten = \"127.0.0.1:80\"\n\
+               [[routes]]\nname = \"r\"\nlisteners = [\"web\"]\nrespond = { status = 200 }\n";
+    assert_eq!(
+        one_error(src),
+        "t.toml:2:8: listeners[0].name: invalid type: integer `7`, expected a string"
+    );
+}
+
+#[test]
+fn a_table_of_the_wrong_type_stops_reading_with_the_unknown_keys_before_it() {
+    let src = format!(
+        "[runtime]\npins = true\n{BASE}header_timeout = \"x\"\n\
+         [[routes]]\nname = \"r\"\nrespond = \"hello\"\n[[routes]]\nname = \"s\"\nbogus = 1\n"
+    );
+    assert_eq!(
+        errors(&src),
+        [
+            "t.toml:2:1: runtime.pins: unknown field `pins`, expected one of `shards`, `driver`, \
+             `pin`, `uring_entries`",
+            "t.toml:9:11: routes[0].respond: invalid type: string \"hello\", expected a direct \
+             response such as { status = 200, body = \"hello\" }",
+        ]
     );
 }
 

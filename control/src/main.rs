@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use ringway_config::{Config, ConfigErrors};
-use ringway_core::{start_shards, Epoch};
+use ringway_core::{start_shards, Epoch, Sinks};
 
 const AFTER_HELP: &str = "\
 Signals:
@@ -93,7 +93,14 @@ fn run(config: Config) -> ExitCode {
         .map(|l| format!("{}={}", l.name, l.listen))
         .collect();
     let epoch = Arc::new(Epoch::compile(1, config));
-    let shards = match start_shards(epoch) {
+    // The control thread arrives with the control-plane work; until then shard events go
+    // nowhere and there is no access log.
+    let (events, _events_rx) = crossbeam_channel::bounded(1024);
+    let sinks = Sinks {
+        events,
+        access_log: None,
+    };
+    let shards = match start_shards(epoch, sinks) {
         Ok(shards) => shards,
         Err(e) => {
             tracing::error!("{e}");

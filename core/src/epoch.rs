@@ -28,6 +28,7 @@ pub enum Action {
 /// A complete response (head and body) without its `connection` header, written by appending
 /// `connection: close` or nothing before the blank line.
 pub struct LocalResponse {
+    pub status: u16,
     /// Status line and headers, without the final blank line.
     pub head: Vec<u8>,
     pub body: Vec<u8>,
@@ -55,6 +56,7 @@ impl Epoch {
                     }
                     head.push_str(&format!("content-length: {}\r\n", r.body.len()));
                     Action::Local(LocalResponse {
+                        status: r.status,
                         head: head.into_bytes(),
                         body: r.body.clone().into_bytes(),
                     })

@@ -1,6 +1,9 @@
-//! The data plane's error: who caused it, what the client should get, whether a retry is safe.
+//! The data plane's error: who caused it, why (the metrics cause), what the client should get,
+//! and whether a retry is safe.
 
 use std::fmt;
+
+use crate::metrics::ErrorCause;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -8,13 +11,45 @@ pub enum Side {
     Downstream,
     /// The upstream: refused, reset, timed out, bad framing.
     Upstream,
-    Internal,
+}
+
+impl ErrorCause {
+    pub fn side(self) -> Side {
+        match self {
+            ErrorCause::BadRequest
+            | ErrorCause::ClientTimeout
+            | ErrorCause::BodyTooLarge
+            | ErrorCause::UriTooLong
+            | ErrorCause::HeadTooLarge
+            | ErrorCause::NoRoute
+            | ErrorCause::ClientClosed => Side::Downstream,
+            _ => Side::Upstream,
+        }
+    }
+
+    /// The status the client gets for this cause while no response head has gone out (0: none,
+    /// the client is gone).
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCause::BadRequest => 400,
+            ErrorCause::ClientTimeout => 408,
+            ErrorCause::BodyTooLarge => 413,
+            ErrorCause::UriTooLong => 414,
+            ErrorCause::HeadTooLarge => 431,
+            ErrorCause::NoRoute => 404,
+            ErrorCause::ClientClosed => 0,
+            ErrorCause::ConnectFailed | ErrorCause::UpstreamClosed | ErrorCause::BadResponse => 502,
+            ErrorCause::ConnectTimeout | ErrorCause::UpstreamTimeout => 504,
+            ErrorCause::NoEndpoint => 503,
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct ProxyError {
-    pub side: Side,
-    /// The status to answer with, when no response head has gone to the client yet.
+    pub cause: ErrorCause,
+    /// The status to answer with; 0 when nothing can be sent any more (the response head
+    /// already went out, or the client is gone).
     pub status: u16,
     /// The request may be sent again on a fresh upstream connection.
     pub retryable: bool,
@@ -26,35 +61,40 @@ pub struct ProxyError {
 pub type Error = Box<ProxyError>;
 
 impl ProxyError {
-    pub fn upstream(status: u16, context: &'static str, source: Option<std::io::Error>) -> Error {
+    pub fn new(cause: ErrorCause, context: &'static str, source: Option<std::io::Error>) -> Error {
         Box::new(ProxyError {
-            side: Side::Upstream,
-            status,
+            cause,
+            status: cause.status(),
             retryable: false,
             context,
             source,
         })
     }
 
-    pub fn downstream(status: u16, context: &'static str, source: Option<std::io::Error>) -> Error {
-        Box::new(ProxyError {
-            side: Side::Downstream,
-            status,
-            retryable: false,
-            context,
-            source,
-        })
+    /// The response head already went out: the only answer left is closing the connection.
+    pub fn after_head(
+        cause: ErrorCause,
+        context: &'static str,
+        source: Option<std::io::Error>,
+    ) -> Error {
+        let mut e = Self::new(cause, context, source);
+        e.status = 0;
+        e
     }
 
     pub fn retryable(mut self: Box<Self>) -> Error {
         self.retryable = true;
         self
     }
+
+    pub fn side(&self) -> Side {
+        self.cause.side()
+    }
 }
 
 impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {} ({})", self.side, self.context, self.status)?;
+        write!(f, "{}: {}", self.cause.as_str(), self.context)?;
         if let Some(source) = &self.source {
             write!(f, ": {source}")?;
         }

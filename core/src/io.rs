@@ -13,6 +13,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 pub struct ConnBuf {
     vec: Vec<u8>,
     start: usize,
+    /// Bytes consumed over the buffer's life (for byte counters).
+    consumed_total: u64,
 }
 
 impl ConnBuf {
@@ -20,6 +22,7 @@ impl ConnBuf {
         ConnBuf {
             vec: Vec::with_capacity(capacity),
             start: 0,
+            consumed_total: 0,
         }
     }
 
@@ -36,6 +39,10 @@ impl ConnBuf {
         self.start == self.vec.len()
     }
 
+    pub fn consumed_total(&self) -> u64 {
+        self.consumed_total
+    }
+
     pub fn capacity(&self) -> usize {
         self.vec.capacity()
     }
@@ -44,6 +51,7 @@ impl ConnBuf {
     pub fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len());
         self.start += n;
+        self.consumed_total += n as u64;
         if self.start == self.vec.len() {
             self.vec.clear();
             self.start = 0;

@@ -13,6 +13,7 @@ pub mod epoch;
 pub mod error;
 pub mod http;
 pub mod io;
+pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod shard;
@@ -20,4 +21,6 @@ pub mod sys;
 pub mod upstream;
 
 pub use epoch::Epoch;
-pub use shard::{start_shards, DriverKind, ShardInfo, ShardSet, StartError};
+pub use shard::{
+    start_shards, DriverKind, FromShard, ShardInfo, ShardLink, ShardSet, Sinks, StartError, ToShard,
+};

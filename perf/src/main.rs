@@ -1,33 +1,55 @@
-//! ringway-perf: the project's measuring stick. For now: `stub`, an upstream that answers every
-//! request with a fixed-size body as fast as it can (thread per core, monoio), so that a proxy in
-//! front of it is the bottleneck. The open-loop load generator and the side-by-side comparison
-//! with nginx and HAProxy come with the measurement issue.
+//! ringway-perf: the project's measuring stick.
+//!
+//! - `stub`: an upstream that answers every request with a fixed-size body as fast as it can
+//!   (thread per core, monoio), so that a proxy in front of it is the bottleneck.
+//! - `load`: the load generator (thread per core, glommio): open loop at a fixed rate with
+//!   coordinated-omission-corrected latency, or closed loop for maximum throughput.
+//! - `idle`: holds many idle keep-alive connections open, to measure a server's memory per
+//!   connection.
+//!
+//! `perf/compare.sh` runs them against Ringway, nginx and HAProxy side by side. Errors are
+//! `anyhow` at this binary's edge; the network is trusted only as far as a benchmark needs.
 #![forbid(unsafe_code)]
 
+mod idle;
+mod load;
 mod stub;
+mod target;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
+use clap::{Parser, Subcommand};
 
-const USAGE: &str = "usage: ringway-perf stub [--listen ADDR] [--body BYTES] [--threads N]";
+#[derive(Parser)]
+#[command(name = "ringway-perf", about = "Ringway's measuring stick")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Upstream stub: answers every request with a fixed-size body.
+    Stub(stub::Args),
+    /// Load generator: open loop (--rate) or closed loop.
+    Load(load::Args),
+    /// Opens and holds idle keep-alive connections.
+    Idle(idle::Args),
+}
 
 fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
-        Some("stub") => {
-            let mut opts = stub::Options::default();
-            while let Some(flag) = args.next() {
-                let value = args
-                    .next()
-                    .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-                match flag.as_str() {
-                    "--listen" => opts.listen = value.parse().context("--listen")?,
-                    "--body" => opts.body = value.parse().context("--body")?,
-                    "--threads" => opts.threads = value.parse().context("--threads")?,
-                    _ => bail!("unknown flag {flag}\n{USAGE}"),
-                }
-            }
-            stub::run(opts)
-        }
-        _ => bail!("{USAGE}"),
+    match Cli::parse().command {
+        Command::Stub(args) => stub::run(args.into()),
+        Command::Load(args) => load::run(args),
+        Command::Idle(args) => idle::run(args),
+    }
+}
+
+/// Raises this process's open-file limit to at least `wanted` where the hard limit allows;
+/// a failure only means connects fail later, counted as errors.
+fn raise_fd_limit(wanted: u64) {
+    match rlimit::utils::increase_nofile_limit(wanted) {
+        Ok(got) if got >= wanted => {}
+        Ok(got) => eprintln!("open-file limit is {got}, below the {wanted} wanted"),
+        Err(e) => eprintln!("could not raise the open-file limit to {wanted}: {e}"),
     }
 }

@@ -8,6 +8,29 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on (every thread binds it with SO_REUSEPORT).
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
+    /// Response body bytes.
+    #[arg(long, default_value_t = 13)]
+    body: usize,
+    /// Threads (monoio runtimes).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+impl From<Args> for Options {
+    fn from(args: Args) -> Options {
+        Options {
+            listen: args.listen,
+            body: args.body,
+            threads: args.threads,
+        }
+    }
+}
+
 pub struct Options {
     pub listen: SocketAddr,
     pub body: usize,

@@ -17,7 +17,7 @@ pub(super) fn action(
     ctx: &mut Ctx<'_>,
     prefix: &str,
     route: &Spanned<RawRoute>,
-    upstreams: &HashSet<&str>,
+    upstreams: Option<&HashSet<&str>>,
 ) -> Option<RouteAction> {
     let r = route.get_ref();
     let given: Vec<(&str, usize)> = [
@@ -42,34 +42,45 @@ pub(super) fn action(
         }
     }
     let upstream = r.upstream.as_ref().map(|name| {
-        if upstreams.contains(name.get_ref().as_str()) {
-            Some(RouteAction::Proxy {
-                upstream: name.get_ref().clone(),
-            })
-        } else {
+        let key = format!("{prefix}.upstream");
+        let name = ctx.typed(name, &key)?;
+        if upstreams.is_some_and(|known| !known.contains(name.get_ref().as_str())) {
             let message = format!("no upstream named \"{}\"", name.get_ref());
-            ctx.fail(name, format!("{prefix}.upstream"), message)
+            return ctx.fail(name, key, message);
         }
+        Some(RouteAction::Proxy {
+            upstream: name.get_ref().clone(),
+        })
     });
     let respond = r
         .respond
         .as_ref()
-        .map(|raw| respond(ctx, prefix, raw.get_ref()).map(RouteAction::Respond));
+        .map(|raw| respond(ctx, prefix, raw).map(RouteAction::Respond));
     let redirect = r
         .redirect
         .as_ref()
-        .map(|raw| redirect(ctx, prefix, raw.get_ref()).map(RouteAction::Redirect));
+        .map(|raw| redirect(ctx, prefix, raw).map(RouteAction::Redirect));
     match given.len() {
         1 => upstream.or(respond).or(redirect).flatten(),
         _ => None,
     }
 }
 
-fn respond(ctx: &mut Ctx<'_>, prefix: &str, raw: &RawRespond) -> Option<DirectResponse> {
-    let key = |field: &str| format!("{prefix}.respond.{field}");
+fn respond(ctx: &mut Ctx<'_>, prefix: &str, raw: &Spanned<RawRespond>) -> Option<DirectResponse> {
+    let table_key = format!("{prefix}.respond");
+    let key = |field: &str| format!("{table_key}.{field}");
+    let table = (raw.span().start, table_key.as_str());
+    let raw = raw.get_ref();
     let status = ctx
-        .int(Some(&raw.status), key("status"), 200, (200, 599))
-        .map(|s| s as u16);
+        .required(raw.status.as_ref(), table, "status")
+        .and_then(|status| {
+            let n = *status.get_ref();
+            if !(200..=599).contains(&n) {
+                let message = format!("must be between 200 and 599, got {n}");
+                return ctx.fail(status, key("status"), message);
+            }
+            u16::try_from(n).ok()
+        });
     let mut headers = Vec::with_capacity(raw.headers.0.len());
     let mut headers_valid = true;
     for (name, value) in &raw.headers.0 {
@@ -85,15 +96,18 @@ fn respond(ctx: &mut Ctx<'_>, prefix: &str, raw: &RawRespond) -> Option<DirectRe
             );
             checked_name = ctx.fail(name, header_key.clone(), message);
         }
-        let checked_value = ctx.header_safe(value, header_key);
+        let checked_value = ctx
+            .typed(value, &header_key)
+            .and_then(|value| ctx.header_safe(value, header_key));
         match (checked_name, checked_value) {
             (Some(name), Some(value)) => headers.push((name, value)),
             _ => headers_valid = false,
         }
     }
-    let body = raw.body.as_ref().map_or("", |b| b.get_ref().as_str());
-    if let (Some(code @ (204 | 304)), Some(at)) = (status, &raw.body) {
-        if !body.is_empty() {
+    let body = ctx.optional(raw.body.as_ref(), &key("body"));
+    let text = body.flatten().map_or("", |b| b.get_ref().as_str());
+    if let (Some(code @ (204 | 304)), Some(Some(at))) = (status, body) {
+        if !text.is_empty() {
             ctx.error(
                 at,
                 key("body"),
@@ -105,20 +119,28 @@ fn respond(ctx: &mut Ctx<'_>, prefix: &str, raw: &RawRespond) -> Option<DirectRe
     Some(DirectResponse {
         status: status?,
         headers: headers_valid.then_some(headers)?,
-        body: body.to_owned(),
+        body: body.map(|_| text.to_owned())?,
     })
 }
 
-fn redirect(ctx: &mut Ctx<'_>, prefix: &str, raw: &RawRedirect) -> Option<Redirect> {
-    let key = |field: &str| format!("{prefix}.redirect.{field}");
-    let location = if raw.location.get_ref().is_empty() {
-        ctx.fail(&raw.location, key("location"), "must not be empty")
-    } else {
-        ctx.header_safe(&raw.location, key("location"))
-    };
-    let status = match &raw.status {
-        None => Some(302),
-        Some(status) => match u16::try_from(*status.get_ref()) {
+fn redirect(ctx: &mut Ctx<'_>, prefix: &str, raw: &Spanned<RawRedirect>) -> Option<Redirect> {
+    let table_key = format!("{prefix}.redirect");
+    let key = |field: &str| format!("{table_key}.{field}");
+    let table = (raw.span().start, table_key.as_str());
+    let raw = raw.get_ref();
+    let location = ctx
+        .required(raw.location.as_ref(), table, "location")
+        .and_then(|location| {
+            if location.get_ref().is_empty() {
+                ctx.fail(location, key("location"), "must not be empty")
+            } else {
+                ctx.header_safe(location, key("location"))
+            }
+        });
+    let status = match ctx.optional(raw.status.as_ref(), &key("status")) {
+        None => None,
+        Some(None) => Some(302),
+        Some(Some(status)) => match u16::try_from(*status.get_ref()) {
             Ok(code) if REDIRECT_STATUSES.contains(&code) => Some(code),
             _ => {
                 let message = format!(
@@ -129,10 +151,13 @@ fn redirect(ctx: &mut Ctx<'_>, prefix: &str, raw: &RawRedirect) -> Option<Redire
             }
         },
     };
+    let keep_path = ctx
+        .optional(raw.keep_path.as_ref(), &key("keep_path"))
+        .map(|keep| keep.is_some_and(|keep| *keep.get_ref()));
     Some(Redirect {
         location: location?,
         status: status?,
-        keep_path: raw.keep_path.unwrap_or(false),
+        keep_path: keep_path?,
     })
 }
 

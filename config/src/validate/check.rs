@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::Ctx;
 use crate::model::HostMatch;
-use crate::raw::RawSize;
+use crate::raw::{RawSize, Typed};
 use crate::units::{parse_duration, parse_size};
 
 impl Ctx<'_> {
@@ -29,15 +29,16 @@ impl Ctx<'_> {
         Some(name.clone())
     }
 
-    /// Reports every name that an earlier entry of the same table already took.
+    /// Reports every name that an earlier entry of the same table already took; `names`
+    /// are the entries' indices and the names that are strings.
     pub(super) fn unique_names<'r>(
         &mut self,
         kind: &str,
         table: &str,
-        names: impl Iterator<Item = &'r Spanned<String>>,
+        names: impl Iterator<Item = (usize, &'r Spanned<String>)>,
     ) {
         let mut first_lines: HashMap<&str, usize> = HashMap::new();
-        for (i, name) in names.enumerate() {
+        for (i, name) in names {
             let line = self.line_of(name.span().start);
             match first_lines.get(name.get_ref().as_str()) {
                 Some(first) => {
@@ -65,12 +66,14 @@ impl Ctx<'_> {
     /// An integer in `min..=max`, or `default` when absent.
     pub(super) fn int(
         &mut self,
-        raw: Option<&Spanned<i64>>,
+        raw: Option<&Typed<i64>>,
         key: String,
         default: i64,
         (min, max): (i64, i64),
     ) -> Option<i64> {
-        let Some(raw) = raw else { return Some(default) };
+        let Some(raw) = self.optional(raw, &key)? else {
+            return Some(default);
+        };
         let n = *raw.get_ref();
         if n < min || n > max {
             let message = if max == i64::MAX {
@@ -86,11 +89,13 @@ impl Ctx<'_> {
     /// A duration string such as `"5s"`, or `default` when absent.
     pub(super) fn duration(
         &mut self,
-        raw: Option<&Spanned<String>>,
+        raw: Option<&Typed<String>>,
         key: String,
         default: Duration,
     ) -> Option<Duration> {
-        let Some(raw) = raw else { return Some(default) };
+        let Some(raw) = self.optional(raw, &key)? else {
+            return Some(default);
+        };
         match parse_duration(raw.get_ref()) {
             Ok(duration) => Some(duration),
             Err(message) => self.fail(raw, key, message),
@@ -100,12 +105,14 @@ impl Ctx<'_> {
     /// A size of at least `min` bytes, or `default` when absent.
     pub(super) fn size(
         &mut self,
-        raw: Option<&Spanned<RawSize>>,
+        raw: Option<&Typed<RawSize>>,
         key: String,
         default: u64,
         min: u64,
     ) -> Option<u64> {
-        let Some(raw) = raw else { return Some(default) };
+        let Some(raw) = self.optional(raw, &key)? else {
+            return Some(default);
+        };
         match parse_size(&raw.get_ref().0) {
             Ok(n) if n < min => {
                 self.fail(raw, key, format!("must be at least {min} bytes, got {n}"))

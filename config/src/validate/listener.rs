@@ -9,11 +9,14 @@ use toml::Spanned;
 
 use super::Ctx;
 use crate::model::Listener;
-use crate::raw::RawListener;
+use crate::raw::{List, RawListener, Typed};
 
 const MIN_REQUEST_LINE: u64 = 64;
 
-pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &[Spanned<RawListener>]) -> Vec<Listener> {
+pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &List<Spanned<RawListener>>) -> Vec<Listener> {
+    let Some(raw) = ctx.list(raw, "listeners") else {
+        return Vec::new();
+    };
     if raw.is_empty() {
         ctx.error_at(
             0,
@@ -21,24 +24,38 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &[Spanned<RawListener>]) -> Vec<
             "at least one [[listeners]] table is required",
         );
     }
+    let names: Vec<Option<&Spanned<String>>> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let table = (l.span().start, format!("listeners[{i}]"));
+            ctx.required(l.get_ref().name.as_ref(), (table.0, &table.1), "name")
+        })
+        .collect();
     ctx.unique_names(
         "listener",
         "listeners",
-        raw.iter().map(|l| &l.get_ref().name),
+        names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((i, (*n)?))),
     );
     let mut taken: HashMap<SocketAddr, &str> = HashMap::new();
     let mut valid = Vec::new();
     for (i, spanned) in raw.iter().enumerate() {
         let l = spanned.get_ref();
-        let key = |field: &str| format!("listeners[{i}].{field}");
-        let name = ctx.name(&l.name, key("name"));
-        let mut listen = ctx.address(&l.listen, key("listen"));
-        if let Some(addr) = listen {
+        let prefix = format!("listeners[{i}]");
+        let table = (spanned.span().start, prefix.as_str());
+        let key = |field: &str| format!("{prefix}.{field}");
+        let name = names[i].and_then(|name| ctx.name(name, key("name")));
+        let raw_listen = ctx.required(l.listen.as_ref(), table, "listen");
+        let mut listen = raw_listen.and_then(|raw_listen| ctx.address(raw_listen, key("listen")));
+        if let (Some(addr), Some(raw_listen)) = (listen, raw_listen) {
             if let Some(other) = taken.get(&addr) {
                 let message = format!("address {addr} is already used by listener \"{other}\"");
-                listen = ctx.fail(&l.listen, key("listen"), message);
-            } else {
-                taken.insert(addr, l.name.get_ref());
+                listen = ctx.fail(raw_listen, key("listen"), message);
+            } else if let Some(name) = names[i] {
+                taken.insert(addr, name.get_ref());
             }
         }
         let max_connections = ctx
@@ -49,7 +66,7 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &[Spanned<RawListener>]) -> Vec<
                 (1, i64::MAX),
             )
             .and_then(|n| NonZeroUsize::new(usize::try_from(n).ok()?));
-        let timeout = |ctx: &mut Ctx<'_>, raw: &Option<Spanned<String>>, field, secs| {
+        let timeout = |ctx: &mut Ctx<'_>, raw: &Option<Typed<String>>, field, secs| {
             ctx.duration(raw.as_ref(), key(field), Duration::from_secs(secs))
         };
         let header_timeout = timeout(ctx, &l.header_timeout, "header_timeout", 10);
@@ -81,8 +98,14 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &[Spanned<RawListener>]) -> Vec<
                 );
                 // Point at whichever of the two the file sets; the head size if both.
                 match (&l.max_header_bytes, &l.max_request_line) {
-                    (Some(at), _) => head = ctx.fail(at, key("max_header_bytes"), message),
-                    (None, Some(at)) => line = ctx.fail(at, key("max_request_line"), message),
+                    (Some(at), _) => {
+                        ctx.error_at(at.span().start, key("max_header_bytes"), message);
+                        head = None;
+                    }
+                    (None, Some(at)) => {
+                        ctx.error_at(at.span().start, key("max_request_line"), message);
+                        line = None;
+                    }
                     (None, None) => unreachable!("the defaults are consistent"),
                 }
             }

@@ -1,5 +1,7 @@
 //! Raw TOML types to the validated `Config`. Every check runs, whatever failed before it,
-//! and each failure is recorded in `Ctx`; a `Config` is built only when none failed.
+//! and each failure is recorded in `Ctx`; a `Config` is built only when none failed. Missing
+//! keys and values of the wrong TOML type are found here too (see `raw`), so they are
+//! reported with everything else.
 
 mod action;
 mod check;
@@ -17,7 +19,7 @@ use toml::Spanned;
 
 use crate::error::{line_column, ConfigError, ConfigErrors};
 use crate::model::{Admin, Config, Control, DriverChoice, Listener, Runtime, Shards};
-use crate::raw::{IntOrText, RawAdmin, RawConfig, RawControl, RawRuntime};
+use crate::raw::{IntOrText, List, RawAdmin, RawConfig, RawControl, RawRuntime, Typed};
 
 /// Where validation errors are collected.
 pub(crate) struct Ctx<'a> {
@@ -27,12 +29,9 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(file: &'a str, src: &'a str) -> Self {
-        Ctx {
-            file,
-            src,
-            errors: Vec::new(),
-        }
+    /// Starts from errors already found (unknown keys).
+    fn new(file: &'a str, src: &'a str, errors: Vec<ConfigError>) -> Self {
+        Ctx { file, src, errors }
     }
 
     /// Records an error at byte `offset` of the source.
@@ -60,11 +59,68 @@ impl<'a> Ctx<'a> {
     pub(super) fn line_of(&self, offset: usize) -> usize {
         line_column(self.src, offset).0
     }
+
+    /// The value if it has the expected TOML type; else records the type error.
+    pub(super) fn typed<'r, T>(
+        &mut self,
+        value: &'r Typed<T>,
+        key: &str,
+    ) -> Option<&'r Spanned<T>> {
+        match value {
+            Typed::Ok(value) => Some(value),
+            Typed::Wrong(error) => self.fail(error, key.to_owned(), error.get_ref().as_str()),
+        }
+    }
+
+    /// An optional key: `Some(None)` when absent, `None` when of the wrong type (recorded).
+    pub(super) fn optional<'r, T>(
+        &mut self,
+        value: Option<&'r Typed<T>>,
+        key: &str,
+    ) -> Option<Option<&'r Spanned<T>>> {
+        match value {
+            None => Some(None),
+            Some(value) => self.typed(value, key).map(Some),
+        }
+    }
+
+    /// A required key `field` of the table at byte `table` whose path is `prefix`: missing
+    /// or of the wrong type is recorded.
+    pub(super) fn required<'r, T>(
+        &mut self,
+        value: Option<&'r Typed<T>>,
+        (table, prefix): (usize, &str),
+        field: &str,
+    ) -> Option<&'r Spanned<T>> {
+        match value {
+            Some(value) => self.typed(value, &format!("{prefix}.{field}")),
+            None => {
+                self.error_at(table, prefix.to_owned(), format!("missing field `{field}`"));
+                None
+            }
+        }
+    }
+
+    /// The elements of an array key, or `None` when something else was written (recorded).
+    pub(super) fn list<'r, E>(&mut self, list: &'r List<E>, key: &str) -> Option<&'r [E]> {
+        match list.items() {
+            Ok(items) => Some(items),
+            Err(error) => {
+                self.error_at(list.span().start, key.to_owned(), error);
+                None
+            }
+        }
+    }
 }
 
 /// Validates a whole document, reporting every error found, in file order.
-pub(crate) fn validate(raw: &RawConfig, file: &str, src: &str) -> Result<Config, ConfigErrors> {
-    let mut ctx = Ctx::new(file, src);
+pub(crate) fn validate(
+    raw: &RawConfig,
+    file: &str,
+    src: &str,
+    errors: Vec<ConfigError>,
+) -> Result<Config, ConfigErrors> {
+    let mut ctx = Ctx::new(file, src, errors);
     let runtime = runtime(&mut ctx, raw.runtime.as_ref());
     let control = control(&mut ctx, raw.control.as_ref());
     let listeners = listener::listeners(&mut ctx, &raw.listeners);
@@ -103,9 +159,10 @@ fn runtime(ctx: &mut Ctx<'_>, raw: Option<&RawRuntime>) -> Option<Runtime> {
             uring_entries: 1024,
         });
     };
-    let shards = match raw.shards.as_ref() {
-        None => Some(Shards::Auto),
-        Some(spanned) => match &spanned.get_ref().0 {
+    let shards = match ctx.optional(raw.shards.as_ref(), "runtime.shards") {
+        None => None,
+        Some(None) => Some(Shards::Auto),
+        Some(Some(spanned)) => match &spanned.get_ref().0 {
             IntOrText::Text(text) if text == "auto" => Some(Shards::Auto),
             IntOrText::Int(n) => match usize::try_from(*n)
                 .ok()
@@ -125,9 +182,10 @@ fn runtime(ctx: &mut Ctx<'_>, raw: Option<&RawRuntime>) -> Option<Runtime> {
             ),
         },
     };
-    let driver = match raw.driver.as_ref() {
-        None => Some(DriverChoice::Auto),
-        Some(spanned) => match spanned.get_ref().as_str() {
+    let driver = match ctx.optional(raw.driver.as_ref(), "runtime.driver") {
+        None => None,
+        Some(None) => Some(DriverChoice::Auto),
+        Some(Some(spanned)) => match spanned.get_ref().as_str() {
             "auto" => Some(DriverChoice::Auto),
             "io_uring" => Some(DriverChoice::IoUring),
             "epoll" => Some(DriverChoice::Epoll),
@@ -138,9 +196,13 @@ fn runtime(ctx: &mut Ctx<'_>, raw: Option<&RawRuntime>) -> Option<Runtime> {
             ),
         },
     };
-    let uring_entries = match raw.uring_entries.as_ref() {
-        None => Some(1024),
-        Some(spanned) => match u32::try_from(*spanned.get_ref()) {
+    let pin = ctx
+        .optional(raw.pin.as_ref(), "runtime.pin")
+        .map(|pin| pin.is_none_or(|pin| *pin.get_ref()));
+    let uring_entries = match ctx.optional(raw.uring_entries.as_ref(), "runtime.uring_entries") {
+        None => None,
+        Some(None) => Some(1024),
+        Some(Some(spanned)) => match u32::try_from(*spanned.get_ref()) {
             Ok(n) if (2..=32768).contains(&n) && n.is_power_of_two() => Some(n),
             _ => ctx.fail(
                 spanned,
@@ -155,13 +217,14 @@ fn runtime(ctx: &mut Ctx<'_>, raw: Option<&RawRuntime>) -> Option<Runtime> {
     Some(Runtime {
         shards: shards?,
         driver: driver?,
-        pin: raw.pin.unwrap_or(true),
+        pin: pin?,
         uring_entries: uring_entries?,
     })
 }
 
 fn control(ctx: &mut Ctx<'_>, raw: Option<&RawControl>) -> Option<Control> {
-    let Some(socket) = raw.and_then(|c| c.socket.as_ref()) else {
+    let socket = raw.and_then(|c| c.socket.as_ref());
+    let Some(socket) = ctx.optional(socket, "control.socket")? else {
         return Some(Control {
             socket: PathBuf::from("/run/ringway/control.sock"),
         });
@@ -174,14 +237,16 @@ fn control(ctx: &mut Ctx<'_>, raw: Option<&RawControl>) -> Option<Control> {
     })
 }
 
-fn admin(ctx: &mut Ctx<'_>, raw: &RawAdmin, listeners: &[Listener]) -> Option<Admin> {
-    let listen = ctx.address(&raw.listen, "admin.listen".into())?;
+fn admin(ctx: &mut Ctx<'_>, raw: &Spanned<RawAdmin>, listeners: &[Listener]) -> Option<Admin> {
+    let table = (raw.span().start, "admin");
+    let raw_listen = ctx.required(raw.get_ref().listen.as_ref(), table, "listen")?;
+    let listen = ctx.address(raw_listen, "admin.listen".into())?;
     if let Some(taken) = listeners.iter().find(|l| l.listen == listen) {
         let message = format!(
             "address {listen} is already used by listener \"{}\"",
             taken.name
         );
-        return ctx.fail(&raw.listen, "admin.listen".into(), message);
+        return ctx.fail(raw_listen, "admin.listen".into(), message);
     }
     Some(Admin { listen })
 }

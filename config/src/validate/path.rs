@@ -5,10 +5,10 @@ use toml::Spanned;
 
 use super::Ctx;
 use crate::model::PathMatch;
-use crate::raw::RawRoute;
+use crate::raw::{RawRoute, Typed};
 
 pub(super) fn path(ctx: &mut Ctx<'_>, prefix: &str, r: &RawRoute) -> Option<PathMatch> {
-    let given: Vec<(&str, &Spanned<String>)> = [
+    let given: Vec<(&str, &Typed<String>)> = [
         ("path_exact", &r.path_exact),
         ("path_prefix", &r.path_prefix),
         ("path_regex", &r.path_regex),
@@ -21,12 +21,13 @@ pub(super) fn path(ctx: &mut Ctx<'_>, prefix: &str, r: &RawRoute) -> Option<Path
             "set only one of path_exact, path_prefix and path_regex; {} is set too",
             given[0].0
         );
-        ctx.error(value, format!("{prefix}.{field}"), message);
+        ctx.error_at(value.span().start, format!("{prefix}.{field}"), message);
     }
     let checked: Vec<Option<PathMatch>> = given
         .iter()
         .map(|&(field, value)| {
             let key = format!("{prefix}.{field}");
+            let value = ctx.typed(value, &key)?;
             match field {
                 "path_exact" => literal_path(ctx, value, key).map(PathMatch::Exact),
                 "path_prefix" => literal_path(ctx, value, key).map(PathMatch::Prefix),

@@ -10,41 +10,51 @@ use super::check::host_match;
 use super::path::path;
 use super::Ctx;
 use crate::model::{HeaderMatch, Route};
-use crate::raw::{RawConfig, RawHeaderMatch};
+use crate::raw::{List, RawConfig, RawHeaderMatch, Typed};
 
 pub(super) fn routes(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<Route> {
+    let Some(routes) = ctx.list(&raw.routes, "routes") else {
+        return Vec::new();
+    };
+    let names: Vec<Option<&Spanned<String>>> = routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let table = (r.span().start, format!("routes[{i}]"));
+            ctx.required(r.get_ref().name.as_ref(), (table.0, &table.1), "name")
+        })
+        .collect();
     ctx.unique_names(
         "route",
         "routes",
-        raw.routes.iter().map(|r| &r.get_ref().name),
+        names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((i, (*n)?))),
     );
-    let listeners: HashSet<&str> = raw
-        .listeners
-        .iter()
-        .map(|l| l.get_ref().name.get_ref().as_str())
-        .collect();
-    let upstreams: HashSet<&str> = raw
-        .upstreams
-        .iter()
-        .map(|u| u.get_ref().name.get_ref().as_str())
-        .collect();
+    let listeners = known_names(&raw.listeners, |l| l.name.as_ref());
+    let upstreams = known_names(&raw.upstreams, |u| u.name.as_ref());
     let mut valid = Vec::new();
-    for (i, spanned) in raw.routes.iter().enumerate() {
+    for (i, spanned) in routes.iter().enumerate() {
         let r = spanned.get_ref();
         let prefix = format!("routes[{i}]");
-        let name = ctx.name(&r.name, format!("{prefix}.name"));
-        let route_listeners = route_listeners(ctx, &prefix, r.listeners.as_ref(), &listeners);
-        let host = match &r.host {
-            None => Some(None),
-            Some(host) => match host_match(host.get_ref()) {
-                Ok(host) => Some(Some(host)),
-                Err(message) => ctx.fail(host, format!("{prefix}.host"), message),
-            },
-        };
+        let name = names[i].and_then(|name| ctx.name(name, format!("{prefix}.name")));
+        let route_listeners =
+            route_listeners(ctx, &prefix, r.listeners.as_ref(), listeners.as_ref());
+        let key = format!("{prefix}.host");
+        let host = ctx
+            .optional(r.host.as_ref(), &key)
+            .and_then(|host| match host {
+                None => Some(None),
+                Some(host) => match host_match(host.get_ref()) {
+                    Ok(host) => Some(Some(host)),
+                    Err(message) => ctx.fail(host, key.clone(), message),
+                },
+            });
         let path = path(ctx, &prefix, r);
         let methods = methods(ctx, &prefix, r.methods.as_ref());
         let headers = header_matches(ctx, &prefix, &r.headers);
-        let action = action(ctx, &prefix, spanned, &upstreams);
+        let action = action(ctx, &prefix, spanned, upstreams.as_ref());
         let route = (|| {
             Some(Route {
                 name: name?,
@@ -61,25 +71,51 @@ pub(super) fn routes(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<Route> {
     valid
 }
 
+/// The names a route may refer to, or `None` when some entry's name is missing or not a
+/// string (already reported): references are then not checked, rather than reported for a
+/// name that may well be the one meant.
+fn known_names<'r, T>(
+    table: &'r List<Spanned<T>>,
+    name: impl Fn(&'r T) -> Option<&'r Typed<String>>,
+) -> Option<HashSet<&'r str>> {
+    table
+        .items()
+        .ok()?
+        .iter()
+        .map(|entry| match name(entry.get_ref())? {
+            Typed::Ok(name) => Some(name.get_ref().as_str()),
+            Typed::Wrong(_) => None,
+        })
+        .collect()
+}
+
 fn route_listeners(
     ctx: &mut Ctx<'_>,
     prefix: &str,
-    raw: Option<&Spanned<Vec<Spanned<String>>>>,
-    known: &HashSet<&str>,
+    raw: Option<&List<Typed<String>>>,
+    known: Option<&HashSet<&str>>,
 ) -> Option<Vec<String>> {
     let Some(raw) = raw else {
         return Some(Vec::new());
     };
-    if raw.get_ref().is_empty() {
+    let key = format!("{prefix}.listeners");
+    let items = ctx.list(raw, &key)?;
+    if items.is_empty() {
         let message = "must name at least one listener; leave the key out to serve every listener";
-        return ctx.fail(raw, format!("{prefix}.listeners"), message);
+        ctx.error_at(raw.span().start, key, message);
+        return None;
     }
     let mut names: Vec<String> = Vec::new();
     let mut all_known = true;
-    for (i, name) in raw.get_ref().iter().enumerate() {
-        if !known.contains(name.get_ref().as_str()) {
+    for (i, name) in items.iter().enumerate() {
+        let key = format!("{prefix}.listeners[{i}]");
+        let Some(name) = ctx.typed(name, &key) else {
+            all_known = false;
+            continue;
+        };
+        if known.is_some_and(|known| !known.contains(name.get_ref().as_str())) {
             let message = format!("no listener named \"{}\"", name.get_ref());
-            ctx.error(name, format!("{prefix}.listeners[{i}]"), message);
+            ctx.error(name, key, message);
             all_known = false;
         } else if !names.contains(name.get_ref()) {
             names.push(name.get_ref().clone());
@@ -91,19 +127,26 @@ fn route_listeners(
 fn methods(
     ctx: &mut Ctx<'_>,
     prefix: &str,
-    raw: Option<&Spanned<Vec<Spanned<String>>>>,
+    raw: Option<&List<Typed<String>>>,
 ) -> Option<Vec<String>> {
     let Some(raw) = raw else {
         return Some(Vec::new());
     };
-    if raw.get_ref().is_empty() {
+    let key = format!("{prefix}.methods");
+    let items = ctx.list(raw, &key)?;
+    if items.is_empty() {
         let message = "must list at least one method; leave the key out to match any method";
-        return ctx.fail(raw, format!("{prefix}.methods"), message);
+        ctx.error_at(raw.span().start, key, message);
+        return None;
     }
     let mut methods: Vec<String> = Vec::new();
     let mut all_valid = true;
-    for (i, method) in raw.get_ref().iter().enumerate() {
-        match ctx.token(method, format!("{prefix}.methods[{i}]"), "method") {
+    for (i, method) in items.iter().enumerate() {
+        let key = format!("{prefix}.methods[{i}]");
+        let checked = ctx
+            .typed(method, &key)
+            .and_then(|method| ctx.token(method, key, "method"));
+        match checked {
             Some(method) => {
                 let method = method.to_ascii_uppercase();
                 if !methods.contains(&method) {
@@ -119,17 +162,24 @@ fn methods(
 fn header_matches(
     ctx: &mut Ctx<'_>,
     prefix: &str,
-    raw: &[RawHeaderMatch],
+    raw: &List<Spanned<RawHeaderMatch>>,
 ) -> Option<Vec<HeaderMatch>> {
+    let raw = ctx.list(raw, &format!("{prefix}.headers"))?;
     let mut matches = Vec::with_capacity(raw.len());
     let mut all_valid = true;
-    for (i, h) in raw.iter().enumerate() {
-        let key = |field: &str| format!("{prefix}.headers[{i}].{field}");
-        let name = ctx.token(&h.name, key("name"), "header name");
-        let value = match &h.value {
-            None => Some(None),
-            Some(value) => ctx.header_safe(value, key("value")).map(Some),
-        };
+    for (i, spanned) in raw.iter().enumerate() {
+        let h = spanned.get_ref();
+        let table_key = format!("{prefix}.headers[{i}]");
+        let key = |field: &str| format!("{table_key}.{field}");
+        let name = ctx
+            .required(h.name.as_ref(), (spanned.span().start, &table_key), "name")
+            .and_then(|name| ctx.token(name, key("name"), "header name"));
+        let value = ctx
+            .optional(h.value.as_ref(), &key("value"))
+            .and_then(|value| match value {
+                None => Some(None),
+                Some(value) => ctx.header_safe(value, key("value")).map(Some),
+            });
         match (name, value) {
             (Some(name), Some(value)) => matches.push(HeaderMatch {
                 name: name.to_ascii_lowercase(),

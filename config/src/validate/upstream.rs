@@ -8,21 +8,45 @@ use toml::Spanned;
 
 use super::Ctx;
 use crate::model::{Endpoint, Upstream};
-use crate::raw::{RawEndpoint, RawUpstream};
+use crate::raw::{List, RawEndpoint, RawUpstream, Typed};
 
-pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &[Spanned<RawUpstream>]) -> Vec<Upstream> {
+pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<Spanned<RawUpstream>>) -> Vec<Upstream> {
+    let Some(raw) = ctx.list(raw, "upstreams") else {
+        return Vec::new();
+    };
+    let names: Vec<Option<&Spanned<String>>> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let table = (u.span().start, format!("upstreams[{i}]"));
+            ctx.required(u.get_ref().name.as_ref(), (table.0, &table.1), "name")
+        })
+        .collect();
     ctx.unique_names(
         "upstream",
         "upstreams",
-        raw.iter().map(|u| &u.get_ref().name),
+        names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((i, (*n)?))),
     );
     let mut valid = Vec::new();
     for (i, spanned) in raw.iter().enumerate() {
         let u = spanned.get_ref();
-        let key = |field: &str| format!("upstreams[{i}].{field}");
-        let name = ctx.name(&u.name, key("name"));
-        let endpoints = endpoints(ctx, i, &u.endpoints);
-        let timeout = |ctx: &mut Ctx<'_>, raw: &Option<Spanned<String>>, field, secs| {
+        let prefix = format!("upstreams[{i}]");
+        let key = |field: &str| format!("{prefix}.{field}");
+        let name = names[i].and_then(|name| ctx.name(name, key("name")));
+        let endpoints = match &u.endpoints {
+            Some(list) => ctx
+                .list(list, &key("endpoints"))
+                .and_then(|raw| endpoints(ctx, i, raw)),
+            None => {
+                let message = "missing field `endpoints`";
+                ctx.error_at(spanned.span().start, prefix.clone(), message);
+                None
+            }
+        };
+        let timeout = |ctx: &mut Ctx<'_>, raw: &Option<Typed<String>>, field, secs| {
             ctx.duration(raw.as_ref(), key(field), Duration::from_secs(secs))
         };
         let connect_timeout = timeout(ctx, &u.connect_timeout, "connect_timeout", 5);
@@ -54,19 +78,30 @@ pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &[Spanned<RawUpstream>]) -> Vec<
 }
 
 /// Every endpoint checked; `None` if any failed. An empty list is valid (answers 503).
-fn endpoints(ctx: &mut Ctx<'_>, upstream: usize, raw: &[RawEndpoint]) -> Option<Vec<Endpoint>> {
+fn endpoints(
+    ctx: &mut Ctx<'_>,
+    upstream: usize,
+    raw: &[Spanned<RawEndpoint>],
+) -> Option<Vec<Endpoint>> {
     let mut seen = HashSet::new();
     let mut endpoints = Vec::with_capacity(raw.len());
     let mut all_valid = true;
-    for (i, e) in raw.iter().enumerate() {
-        let key = |field: &str| format!("upstreams[{upstream}].endpoints[{i}].{field}");
-        let mut address = ctx.address(&e.address, key("address"));
-        if let Some(addr) = address {
-            if addr.port() == 0 {
-                address = ctx.fail(&e.address, key("address"), "port 0 cannot be connected to");
-            } else if !seen.insert(addr) {
-                let message = format!("endpoint {addr} is listed twice in this upstream");
-                address = ctx.fail(&e.address, key("address"), message);
+    for (i, spanned) in raw.iter().enumerate() {
+        let e = spanned.get_ref();
+        let prefix = format!("upstreams[{upstream}].endpoints[{i}]");
+        let key = |field: &str| format!("{prefix}.{field}");
+        let table = (spanned.span().start, prefix.as_str());
+        let mut address = None;
+        if let Some(raw_address) = ctx.required(e.address.as_ref(), table, "address") {
+            address = ctx.address(raw_address, key("address"));
+            if let Some(addr) = address {
+                if addr.port() == 0 {
+                    let message = "port 0 cannot be connected to";
+                    address = ctx.fail(raw_address, key("address"), message);
+                } else if !seen.insert(addr) {
+                    let message = format!("endpoint {addr} is listed twice in this upstream");
+                    address = ctx.fail(raw_address, key("address"), message);
+                }
             }
         }
         let weight = ctx

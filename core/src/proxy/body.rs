@@ -11,6 +11,7 @@ use super::Downstream;
 use crate::error::{Error, ProxyError};
 use crate::http::h1::{write_chunk_header, BodyKind, ChunkedScanner, ResponseBody, LAST_CHUNK};
 use crate::io::write_static;
+use crate::metrics::ErrorCause;
 use crate::upstream::UpstreamConn;
 
 /// Largest trailer section accepted after a chunked body.
@@ -19,14 +20,22 @@ pub const MAX_TRAILER: usize = 8 * 1024;
 async fn read_client(d: &mut Downstream, cfg: &Listener) -> Result<(), Error> {
     let cap = d.buf.capacity();
     match timeout(cfg.body_timeout, d.buf.read_from(&mut d.stream, cap)).await {
-        Err(_) => Err(ProxyError::downstream(408, "request body timeout", None)),
-        Ok(Ok(0)) => Err(ProxyError::downstream(
-            400,
+        Err(_) => Err(ProxyError::new(
+            ErrorCause::ClientTimeout,
+            "request body timeout",
+            None,
+        )),
+        Ok(Ok(0)) => Err(ProxyError::new(
+            ErrorCause::ClientClosed,
             "client closed during the request body",
             None,
         )),
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(ProxyError::downstream(400, "client read failed", Some(e))),
+        Ok(Err(e)) => Err(ProxyError::new(
+            ErrorCause::ClientClosed,
+            "client read failed",
+            Some(e),
+        )),
     }
 }
 
@@ -37,8 +46,16 @@ async fn write_upstream(
     idle: Duration,
 ) -> Result<(), Error> {
     match timeout(idle, d.buf.write_range_to(&mut up.stream, 0, n)).await {
-        Err(_) => Err(ProxyError::upstream(504, "upstream write timeout", None)),
-        Ok(Err(e)) => Err(ProxyError::upstream(502, "upstream write failed", Some(e))),
+        Err(_) => Err(ProxyError::new(
+            ErrorCause::UpstreamTimeout,
+            "upstream write timeout",
+            None,
+        )),
+        Ok(Err(e)) => Err(ProxyError::new(
+            ErrorCause::UpstreamClosed,
+            "upstream write failed",
+            Some(e),
+        )),
         Ok(Ok(())) => {
             d.buf.consume(n);
             Ok(())
@@ -73,12 +90,12 @@ pub async fn send_request_body(
                 if d.buf.is_empty() {
                     read_client(d, cfg).await?;
                 }
-                let scan = scanner
-                    .scan(d.buf.data())
-                    .map_err(|_| ProxyError::downstream(400, "bad chunked request body", None))?;
+                let scan = scanner.scan(d.buf.data()).map_err(|_| {
+                    ProxyError::new(ErrorCause::BadRequest, "bad chunked request body", None)
+                })?;
                 if scanner.payload_bytes() > cfg.max_request_body {
-                    return Err(ProxyError::downstream(
-                        413,
+                    return Err(ProxyError::new(
+                        ErrorCause::BodyTooLarge,
                         "request body over the limit",
                         None,
                     ));
@@ -101,14 +118,14 @@ pub struct Relayed {
 async fn read_upstream(up: &mut UpstreamConn, idle: Duration) -> Result<usize, Error> {
     let cap = up.buf.capacity();
     match timeout(idle, up.buf.read_from(&mut up.stream, cap)).await {
-        Err(_) => Err(ProxyError::upstream(
-            0,
+        Err(_) => Err(ProxyError::after_head(
+            ErrorCause::UpstreamTimeout,
             "upstream idle timeout in the response body",
             None,
         )),
         Ok(Ok(n)) => Ok(n),
-        Ok(Err(e)) => Err(ProxyError::upstream(
-            0,
+        Ok(Err(e)) => Err(ProxyError::after_head(
+            ErrorCause::UpstreamClosed,
             "upstream read failed in the response body",
             Some(e),
         )),
@@ -119,8 +136,9 @@ async fn write_client(d: &mut Downstream, up: &mut UpstreamConn, n: usize) -> Re
     up.buf
         .write_range_to(&mut d.stream, 0, n)
         .await
-        .map_err(|e| ProxyError::downstream(0, "client write failed", Some(e)))?;
+        .map_err(|e| ProxyError::new(ErrorCause::ClientClosed, "client write failed", Some(e)))?;
     up.buf.consume(n);
+    d.written += n as u64;
     Ok(())
 }
 
@@ -139,8 +157,8 @@ pub async fn relay_response_body(
         ResponseBody::Length(mut remaining) => {
             while remaining > 0 {
                 if up.buf.is_empty() && read_upstream(up, idle).await? == 0 {
-                    return Err(ProxyError::upstream(
-                        0,
+                    return Err(ProxyError::after_head(
+                        ErrorCause::UpstreamClosed,
                         "upstream closed before the body ended",
                         None,
                     ));
@@ -157,15 +175,19 @@ pub async fn relay_response_body(
             let mut scanner = ChunkedScanner::new(MAX_TRAILER);
             loop {
                 if up.buf.is_empty() && read_upstream(up, idle).await? == 0 {
-                    return Err(ProxyError::upstream(
-                        0,
+                    return Err(ProxyError::after_head(
+                        ErrorCause::UpstreamClosed,
                         "upstream closed inside a chunked body",
                         None,
                     ));
                 }
-                let scan = scanner
-                    .scan(up.buf.data())
-                    .map_err(|_| ProxyError::upstream(0, "bad chunked response body", None))?;
+                let scan = scanner.scan(up.buf.data()).map_err(|_| {
+                    ProxyError::after_head(
+                        ErrorCause::BadResponse,
+                        "bad chunked response body",
+                        None,
+                    )
+                })?;
                 write_client(d, up, scan.consumed).await?;
                 if scan.done {
                     return Ok(Relayed {
@@ -183,21 +205,29 @@ pub async fn relay_response_body(
                 if framing == ClientFraming::Chunked {
                     d.out.clear();
                     write_chunk_header(&mut d.out, n);
+                    d.written += d.out.len() as u64 + 2;
                     crate::io::write_vec(&mut d.stream, &mut d.out)
                         .await
-                        .map_err(|e| ProxyError::downstream(0, "client write failed", Some(e)))?;
+                        .map_err(|e| {
+                            ProxyError::new(
+                                ErrorCause::ClientClosed,
+                                "client write failed",
+                                Some(e),
+                            )
+                        })?;
                     write_client(d, up, n).await?;
-                    write_static(&mut d.stream, b"\r\n")
-                        .await
-                        .map_err(|e| ProxyError::downstream(0, "client write failed", Some(e)))?;
+                    write_static(&mut d.stream, b"\r\n").await.map_err(|e| {
+                        ProxyError::new(ErrorCause::ClientClosed, "client write failed", Some(e))
+                    })?;
                 } else {
                     write_client(d, up, n).await?;
                 }
             }
             if framing == ClientFraming::Chunked {
-                write_static(&mut d.stream, LAST_CHUNK)
-                    .await
-                    .map_err(|e| ProxyError::downstream(0, "client write failed", Some(e)))?;
+                d.written += LAST_CHUNK.len() as u64;
+                write_static(&mut d.stream, LAST_CHUNK).await.map_err(|e| {
+                    ProxyError::new(ErrorCause::ClientClosed, "client write failed", Some(e))
+                })?;
             }
             Ok(Relayed {
                 upstream_clean: false,

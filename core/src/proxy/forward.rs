@@ -24,6 +24,7 @@ use crate::http::h1::{
     Version,
 };
 use crate::io::{write_static, write_vec};
+use crate::metrics::ErrorCause;
 use crate::shard::{Shard, ShardEpoch};
 use crate::upstream::UpstreamConn;
 
@@ -75,20 +76,29 @@ pub(crate) async fn proxy(
         return respond_static(d, head, 503, cfg).await;
     };
     let addr = up_cfg.endpoints[endpoint].address;
+    d.log.upstream = Some(upstream);
+    d.log.endpoint = Some(addr);
     match exchange(shard, d, head, up_cfg, addr, cfg).await {
         Ok(after) => after,
         Err(e) => {
             tracing::debug!(shard = shard.index, upstream = %up_cfg.name, %addr, error = %e, "request failed");
+            d.log.cause = Some(e.cause);
             if e.status != 0 {
-                let _ = write_static(&mut d.stream, local::error_response(e.status, true)).await;
+                return reject(d, e.status).await;
             }
             After::Close
         }
     }
 }
 
+/// Answers with a gateway error and closes.
 async fn reject(d: &mut Downstream, status: u16) -> After {
-    let _ = write_static(&mut d.stream, local::error_response(status, true)).await;
+    let response = local::error_response(status, true);
+    d.log.status = status;
+    d.log.cause = d.log.cause.or(ErrorCause::from_local_status(status));
+    if write_static(&mut d.stream, response).await.is_ok() {
+        d.written += response.len() as u64;
+    }
     After::Close
 }
 
@@ -107,13 +117,16 @@ async fn exchange(
         head,
         &d.headers,
         d.peer.ip(),
-        |out| shard.request_id(out),
+        |out| out.extend_from_slice(&d.request_id),
     );
     let has_body = !matches!(head.body, BodyKind::None | BodyKind::Length(0));
     if head.expect_continue && has_body {
+        d.written += local::CONTINUE.len() as u64;
         write_static(&mut d.stream, local::CONTINUE)
             .await
-            .map_err(|e| ProxyError::downstream(0, "client write failed", Some(e)))?;
+            .map_err(|e| {
+                ProxyError::new(ErrorCause::ClientClosed, "client write failed", Some(e))
+            })?;
     }
     d.buf.consume(head.head_len);
     let buffered_body = match head.body {
@@ -134,7 +147,8 @@ async fn exchange(
         body: head.body,
         buffered_body,
     };
-    let deadline = Instant::now() + up_cfg.request_timeout;
+    let started = Instant::now();
+    let deadline = started + up_cfg.request_timeout;
 
     let mut fresh_only = false;
     let (mut conn, resp) = loop {
@@ -159,6 +173,8 @@ async fn exchange(
     if let Some(n) = req.buffered_body {
         d.buf.consume(n);
     }
+    d.log.upstream_us = Some(started.elapsed().as_micros() as u64);
+    d.log.status = resp.status;
 
     let framing = match resp.body {
         ResponseBody::None => ClientFraming::None,
@@ -188,9 +204,10 @@ async fn exchange(
             body = ResponseBody::None;
         }
     }
+    d.written += d.out.len() as u64;
     write_vec(&mut d.stream, &mut d.out)
         .await
-        .map_err(|e| ProxyError::downstream(0, "client write failed", Some(e)))?;
+        .map_err(|e| ProxyError::new(ErrorCause::ClientClosed, "client write failed", Some(e)))?;
     let relayed = relay_response_body(d, &mut conn, body, framing, up_cfg.idle_timeout).await?;
     if resp.keep_alive && relayed.upstream_clean {
         shard.pool.borrow_mut().checkin(
@@ -214,9 +231,13 @@ async fn connect(
 ) -> Result<UpstreamConn, Error> {
     let limit = deadline.min(Instant::now() + up_cfg.connect_timeout);
     match timeout_at(at(limit), TcpStream::connect_addr(addr)).await {
-        Err(_) => Err(ProxyError::upstream(504, "upstream connect timeout", None)),
-        Ok(Err(e)) => Err(ProxyError::upstream(
-            502,
+        Err(_) => Err(ProxyError::new(
+            ErrorCause::ConnectTimeout,
+            "upstream connect timeout",
+            None,
+        )),
+        Ok(Err(e)) => Err(ProxyError::new(
+            ErrorCause::ConnectFailed,
             "upstream connect failed",
             Some(e),
         )),
@@ -237,28 +258,45 @@ async fn send_and_read_head(
     cfg: &Listener,
     deadline: Instant,
 ) -> Result<ResponseHead, Error> {
-    let stale =
-        |e: std::io::Error| ProxyError::upstream(502, "upstream write failed", Some(e)).retryable();
+    let stale = |e: std::io::Error| {
+        ProxyError::new(ErrorCause::UpstreamClosed, "upstream write failed", Some(e)).retryable()
+    };
     let out = std::mem::take(&mut d.out);
     let (res, out) = timeout_at(
         at(deadline),
         monoio::io::AsyncWriteRentExt::write_all(&mut conn.stream, out),
     )
     .await
-    .map_err(|_| ProxyError::upstream(504, "upstream request timeout", None))?;
+    .map_err(|_| {
+        ProxyError::new(
+            ErrorCause::UpstreamTimeout,
+            "upstream request timeout",
+            None,
+        )
+    })?;
     d.out = out;
     res.map_err(stale)?;
     match req.buffered_body {
         Some(0) => {}
         Some(n) => timeout_at(at(deadline), d.buf.write_range_to(&mut conn.stream, 0, n))
             .await
-            .map_err(|_| ProxyError::upstream(504, "upstream request timeout", None))?
+            .map_err(|_| {
+                ProxyError::new(
+                    ErrorCause::UpstreamTimeout,
+                    "upstream request timeout",
+                    None,
+                )
+            })?
             .map_err(stale)?,
         None => {
             let send = send_request_body(d, conn, req.body, cfg, up_cfg.idle_timeout);
-            timeout_at(at(deadline), send)
-                .await
-                .map_err(|_| ProxyError::upstream(504, "upstream request timeout", None))??;
+            timeout_at(at(deadline), send).await.map_err(|_| {
+                ProxyError::new(
+                    ErrorCause::UpstreamTimeout,
+                    "upstream request timeout",
+                    None,
+                )
+            })??;
         }
     }
     // Retrying is safe only while nothing is lost: the body must still be in the buffer.
@@ -285,9 +323,14 @@ async fn send_and_read_head(
                             false,
                             req.version,
                         );
+                        d.written += d.out.len() as u64;
                         let sent = write_vec(&mut d.stream, &mut d.out).await;
                         sent.map_err(|e| {
-                            ProxyError::downstream(0, "client write failed", Some(e))
+                            ProxyError::new(
+                                ErrorCause::ClientClosed,
+                                "client write failed",
+                                Some(e),
+                            )
                         })?;
                     }
                     conn.buf.consume(interim.head_len);
@@ -295,34 +338,48 @@ async fn send_and_read_head(
                 }
                 Ok(None) => {}
                 Err(_) => {
-                    return Err(ProxyError::upstream(
-                        502,
+                    return Err(ProxyError::new(
+                        ErrorCause::BadResponse,
                         "bad response head from upstream",
                         None,
                     ))
                 }
             }
         }
+        // Waiting for the head: the request timeout overall, the idle timeout between reads.
+        let limit = deadline.min(Instant::now() + up_cfg.idle_timeout);
         let read = timeout_at(
-            at(deadline),
+            at(limit),
             conn.buf.read_from(&mut conn.stream, MAX_RESPONSE_HEAD),
         )
         .await;
         let err = match read {
-            Err(_) => return Err(ProxyError::upstream(504, "upstream request timeout", None)),
-            Ok(Ok(0)) => ProxyError::upstream(502, "upstream closed before answering", None),
+            Err(_) => {
+                return Err(ProxyError::new(
+                    ErrorCause::UpstreamTimeout,
+                    "upstream request timeout",
+                    None,
+                ))
+            }
+            Ok(Ok(0)) => ProxyError::new(
+                ErrorCause::UpstreamClosed,
+                "upstream closed before answering",
+                None,
+            ),
             Ok(Ok(_)) => {
                 received = true;
                 continue;
             }
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::OutOfMemory => {
-                return Err(ProxyError::upstream(
-                    502,
+                return Err(ProxyError::new(
+                    ErrorCause::BadResponse,
                     "upstream response head too large",
                     None,
                 ))
             }
-            Ok(Err(e)) => ProxyError::upstream(502, "upstream read failed", Some(e)),
+            Ok(Err(e)) => {
+                ProxyError::new(ErrorCause::UpstreamClosed, "upstream read failed", Some(e))
+            }
         };
         return Err(if replayable && !received {
             err.retryable()

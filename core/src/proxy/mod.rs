@@ -5,6 +5,7 @@ mod body;
 mod forward;
 pub mod head;
 pub mod local;
+mod record;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -17,8 +18,11 @@ use ringway_config::Listener;
 use crate::epoch::{Action, LocalResponse};
 use crate::http::h1::{parse_request, BodyKind, HeaderRef, Method, RequestHead, RequestLimits};
 use crate::io::{write_static, write_vec, ConnBuf};
+use crate::metrics::ErrorCause;
 use crate::router::RequestView;
 use crate::shard::{Shard, ShardEpoch};
+
+pub(crate) use record::RequestLog;
 
 /// Initial bytes of a downstream read buffer; it grows up to the listener's head limit.
 const DOWNSTREAM_BUF: usize = 16 * 1024;
@@ -30,7 +34,14 @@ pub(crate) struct Downstream {
     pub out: Vec<u8>,
     pub headers: Vec<HeaderRef>,
     pub peer: SocketAddr,
+    /// The listener's index in the epoch serving the current request.
     pub listener: usize,
+    /// Bytes written to the client over the connection's life.
+    pub written: u64,
+    /// The current request's id: the client's `x-request-id`, or one generated for it.
+    pub request_id: Vec<u8>,
+    /// What the current request did, for metrics and the access log.
+    pub log: RequestLog,
 }
 
 /// What happens to the connection after a request.
@@ -48,31 +59,56 @@ enum HeadRead {
     Reject(u16),
 }
 
-pub async fn serve(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, listener: usize) {
+pub async fn serve(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, listener: Rc<str>) {
     let mut d = Downstream {
         stream,
         buf: ConnBuf::with_capacity(DOWNSTREAM_BUF),
         out: Vec::with_capacity(4096),
         headers: Vec::with_capacity(32),
         peer,
-        listener,
+        listener: 0,
+        written: 0,
+        request_id: Vec::with_capacity(64),
+        log: RequestLog::new(shard.access_log.is_some()),
     };
     let mut first = true;
     loop {
         let sep = shard.epoch();
+        // A listener removed by a reload serves no further request on its connections.
+        let Some(listener) = sep.listener_index(&listener) else {
+            return;
+        };
+        d.listener = listener;
         let cfg = &sep.epoch.config.listeners[listener];
-        let head = match read_head(&mut d, cfg, first).await {
+        let read = read_head(&mut d, cfg, first, shard).await;
+        d.log.begin(d.buf.consumed_total(), d.written);
+        let mut head = match read {
             HeadRead::Head(head) => head,
             HeadRead::Gone => return,
             HeadRead::Reject(status) => {
                 tracing::debug!(shard = shard.index, %peer, status, "request rejected");
-                let _ = write_static(&mut d.stream, local::error_response(status, true)).await;
+                d.log.status = status;
+                d.log.cause = ErrorCause::from_local_status(status);
+                if write_static(&mut d.stream, local::error_response(status, true))
+                    .await
+                    .is_ok()
+                {
+                    d.written += local::error_response(status, true).len() as u64;
+                }
+                record::finish(shard, &sep, &mut d);
                 linger_close(d.stream, Some(d.buf)).await;
                 return;
             }
         };
         first = false;
-        match handle(shard, &sep, &mut d, &head, cfg).await {
+        if shard.is_draining() {
+            head.keep_alive = false;
+        }
+        d.log
+            .capture(shard, d.buf.data(), &head, &d.headers, &mut d.request_id);
+        let after = handle(shard, &sep, &mut d, &head, cfg).await;
+        record::finish(shard, &sep, &mut d);
+        match after {
             After::KeepAlive => continue,
             After::Close => {
                 linger_close(d.stream, Some(d.buf)).await;
@@ -82,7 +118,7 @@ pub async fn serve(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, liste
     }
 }
 
-async fn read_head(d: &mut Downstream, cfg: &Listener, first: bool) -> HeadRead {
+async fn read_head(d: &mut Downstream, cfg: &Listener, first: bool, shard: &Shard) -> HeadRead {
     let limits = RequestLimits {
         max_request_line: cfg.max_request_line,
         max_head: cfg.max_header_bytes,
@@ -117,8 +153,20 @@ async fn read_head(d: &mut Downstream, cfg: &Listener, first: bool) -> HeadRead 
         };
         let max = cfg.max_header_bytes.max(DOWNSTREAM_BUF);
         let before = d.buf.len();
-        let read =
-            monoio::time::timeout_at(deadline.into(), d.buf.read_from(&mut d.stream, max)).await;
+        let read = if head_deadline.is_none() {
+            // Between requests a draining shard closes the connection at once.
+            if shard.is_draining() {
+                return HeadRead::Gone;
+            }
+            let wait =
+                monoio::time::timeout_at(deadline.into(), d.buf.read_from(&mut d.stream, max));
+            monoio::select! {
+                read = wait => read,
+                _ = shard.draining.wait() => return HeadRead::Gone,
+            }
+        } else {
+            monoio::time::timeout_at(deadline.into(), d.buf.read_from(&mut d.stream, max)).await
+        };
         let data = d.buf.data();
         parse =
             data.len() > cfg.max_request_line || data[before.min(data.len())..].contains(&b'\n');
@@ -170,6 +218,7 @@ async fn handle(
     let Some(route) = route else {
         return respond_static(d, head, 404, cfg).await;
     };
+    d.log.route = Some(route);
     match &epoch.actions[route] {
         Action::Proxy { upstream } => forward::proxy(shard, sep, d, head, *upstream, cfg).await,
         Action::Local(response) => respond_local(d, head, response, cfg).await,
@@ -179,6 +228,7 @@ async fn handle(
             keep_path,
         } => {
             let mut response = LocalResponse {
+                status: *status,
                 head: Vec::new(),
                 body: Vec::new(),
             };
@@ -238,7 +288,13 @@ async fn respond_local(
     if head.method != Method::Head {
         d.out.extend_from_slice(&response.body);
     }
-    match write_vec(&mut d.stream, &mut d.out).await {
+    d.log.status = response.status;
+    let len = d.out.len() as u64;
+    let sent = write_vec(&mut d.stream, &mut d.out).await;
+    if sent.is_ok() {
+        d.written += len;
+    }
+    match sent {
         Ok(()) if keep => After::KeepAlive,
         _ => After::Close,
     }
@@ -251,7 +307,14 @@ async fn respond_static(
     _cfg: &Listener,
 ) -> After {
     let keep = head.keep_alive && consume_request(d, head);
-    match write_static(&mut d.stream, local::error_response(status, !keep)).await {
+    d.log.status = status;
+    d.log.cause = d.log.cause.or(ErrorCause::from_local_status(status));
+    let response = local::error_response(status, !keep);
+    let sent = write_static(&mut d.stream, response).await;
+    if sent.is_ok() {
+        d.written += response.len() as u64;
+    }
+    match sent {
         Ok(()) if keep => After::KeepAlive,
         _ => After::Close,
     }

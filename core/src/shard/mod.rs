@@ -1,18 +1,26 @@
 //! Shards: one monoio runtime per core, each with its own listeners (SO_REUSEPORT), upstream
-//! pools and balancers. [`start_shards`] starts them all and returns once every shard has bound
-//! every listener, or with the first error.
+//! pools, balancers and statistics. [`start_shards`] starts them all and returns once every
+//! shard has bound every listener, or with the first error. Afterwards the control thread
+//! talks to each shard through its [`ShardLink`].
 
-mod accept;
+pub mod access_log;
+pub mod link;
+mod run;
 mod runtime;
+pub mod signal;
 mod state;
 
+use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
+use crossbeam_channel::Sender;
 use ringway_config::{DriverChoice, Shards};
 
 use crate::Epoch;
 
+pub use access_log::AccessLog;
+pub use link::{FromShard, ShardLink, ToShard};
 pub use runtime::DriverKind;
 pub use state::{Shard, ShardEpoch};
 
@@ -42,19 +50,31 @@ pub enum StartError {
         address: std::net::SocketAddr,
         error: std::io::Error,
     },
+    #[error("shard {shard}: cannot create its control channel: {error}")]
+    Link { shard: usize, error: std::io::Error },
     #[error("shard {shard} stopped during start-up")]
     Died { shard: usize },
 }
 
+/// Where shards send what they produce.
+#[derive(Clone)]
+pub struct Sinks {
+    /// Acknowledgements, reports and stop notices for the control thread.
+    pub events: Sender<FromShard>,
+    /// Batches of access-log lines for the writer thread; None: no access log.
+    pub access_log: Option<Sender<Vec<u8>>>,
+}
+
 pub struct ShardSet {
     pub shards: Vec<ShardInfo>,
-    handles: Vec<JoinHandle<()>>,
+    pub links: Vec<ShardLink>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl ShardSet {
     /// Blocks until every shard thread has ended.
     pub fn join(self) {
-        for handle in self.handles {
+        for handle in self.threads {
             let _ = handle.join();
         }
     }
@@ -69,7 +89,7 @@ pub fn shard_count(shards: Shards) -> usize {
 }
 
 /// Starts the shards of `epoch.config.runtime` and waits until all listen.
-pub fn start_shards(epoch: Arc<Epoch>) -> Result<ShardSet, StartError> {
+pub fn start_shards(epoch: Arc<Epoch>, sinks: Sinks) -> Result<ShardSet, StartError> {
     let runtime = &epoch.config.runtime;
     let count = shard_count(runtime.shards);
     let cores: Vec<usize> = if runtime.pin {
@@ -82,18 +102,30 @@ pub fn start_shards(epoch: Arc<Epoch>) -> Result<ShardSet, StartError> {
         Vec::new()
     };
     let (ready_tx, ready_rx) = mpsc::channel();
-    let mut handles = Vec::with_capacity(count);
+    let mut threads = Vec::with_capacity(count);
+    let mut links = Vec::with_capacity(count);
     for index in 0..count {
+        let (link, inbox) = link::link(index).map_err(|error| StartError::Link {
+            shard: index,
+            error,
+        })?;
+        links.push(link);
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
-        let epoch = epoch.clone();
+        let start = ShardStart {
+            index,
+            core,
+            driver: runtime.driver,
+            entries: runtime.uring_entries,
+            epoch: epoch.clone(),
+            sinks: sinks.clone(),
+            inbox,
+        };
         let ready_tx = ready_tx.clone();
-        let driver = runtime.driver;
-        let entries = runtime.uring_entries;
-        let handle = std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("ringway-shard-{index}"))
-            .spawn(move || run_shard(index, core, driver, entries, epoch, ready_tx))
+            .spawn(move || start.run(ready_tx))
             .expect("spawning a shard thread");
-        handles.push(handle);
+        threads.push(thread);
     }
     drop(ready_tx);
     let mut shards = Vec::with_capacity(count);
@@ -109,49 +141,69 @@ pub fn start_shards(epoch: Arc<Epoch>) -> Result<ShardSet, StartError> {
         }
     }
     shards.sort_by_key(|s: &ShardInfo| s.index);
-    Ok(ShardSet { shards, handles })
+    Ok(ShardSet {
+        shards,
+        links,
+        threads,
+    })
 }
 
 type Ready = mpsc::Sender<Result<ShardInfo, StartError>>;
 
-fn run_shard(
+struct ShardStart {
     index: usize,
     core: Option<usize>,
-    choice: DriverChoice,
+    driver: DriverChoice,
     entries: u32,
     epoch: Arc<Epoch>,
-    ready: Ready,
-) {
-    if let Some(core) = core {
-        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-            tracing::warn!(shard = index, core, "could not pin shard to its core");
+    sinks: Sinks,
+    inbox: link::ShardInbox,
+}
+
+impl ShardStart {
+    fn run(self, ready: Ready) {
+        let ShardStart {
+            index,
+            core,
+            driver,
+            entries,
+            epoch,
+            sinks,
+            inbox,
+        } = self;
+        if let Some(core) = core {
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                tracing::warn!(shard = index, core, "could not pin shard to its core");
+            }
         }
-    }
-    let info = |driver, fallback| ShardInfo {
-        index,
-        core,
-        driver,
-        fallback,
-    };
-    match runtime::build(choice, entries) {
-        Ok(runtime::Built::Uring(mut rt)) => rt.block_on(accept::run(
+        let info = |driver, fallback| ShardInfo {
             index,
-            epoch,
-            info(DriverKind::IoUring, None),
-            ready,
-        )),
-        Ok(runtime::Built::Legacy(mut rt, why)) => rt.block_on(accept::run(
-            index,
-            epoch,
-            info(DriverKind::Epoll, why),
-            ready,
-        )),
-        Err((driver, error)) => {
-            let _ = ready.send(Err(StartError::Runtime {
-                shard: index,
-                driver,
-                error,
-            }));
+            core,
+            driver,
+            fallback,
+        };
+        let body = |info: ShardInfo| {
+            let access_log = sinks.access_log.clone().map(AccessLog::new);
+            let shard = Rc::new(Shard::new(
+                index,
+                epoch.clone(),
+                sinks.events.clone(),
+                access_log,
+            ));
+            run::run(shard, epoch.clone(), info, ready.clone(), inbox)
+        };
+        match runtime::build(driver, entries) {
+            Ok(runtime::Built::Uring(mut rt)) => rt.block_on(body(info(DriverKind::IoUring, None))),
+            Ok(runtime::Built::Legacy(mut rt, why)) => {
+                rt.block_on(body(info(DriverKind::Epoll, why)))
+            }
+            Err((driver, error)) => {
+                let _ = ready.send(Err(StartError::Runtime {
+                    shard: index,
+                    driver,
+                    error,
+                }));
+            }
         }
     }
 }

@@ -4,30 +4,50 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use ahash::AHashMap;
+use crossbeam_channel::Sender;
+
+use super::access_log::AccessLog;
+use super::link::FromShard;
+use super::signal::Signal;
+use crate::metrics::{ListenerStats, ShardReport, TrafficStats};
 use crate::upstream::{Pool, SmoothWeighted};
 use crate::Epoch;
 
-/// The epoch as a shard runs it: the shared compiled config plus this shard's balancer state.
+pub type StatsCell = Rc<RefCell<TrafficStats>>;
+
+/// The epoch as a shard runs it: the shared compiled config plus this shard's balancer state
+/// and statistics cells, resolved by index so a request never looks anything up by name.
 pub struct ShardEpoch {
     pub epoch: Arc<Epoch>,
     /// One balancer per upstream, by upstream index.
     pub balancers: Vec<RefCell<SmoothWeighted>>,
+    pub route_stats: Vec<StatsCell>,
+    pub upstream_stats: Vec<StatsCell>,
 }
 
 impl ShardEpoch {
-    pub fn new(epoch: Arc<Epoch>) -> ShardEpoch {
-        let balancers = epoch
+    /// The index of the listener called `name` in this epoch, if it still exists.
+    pub fn listener_index(&self, name: &str) -> Option<usize> {
+        self.epoch
             .config
-            .upstreams
+            .listeners
             .iter()
-            .map(|u| {
-                RefCell::new(SmoothWeighted::new(
-                    u.endpoints.iter().map(|e| e.weight.get()),
-                ))
-            })
-            .collect();
-        ShardEpoch { epoch, balancers }
+            .position(|l| l.name == name)
     }
+}
+
+/// Statistics cells by stable name, so that they survive reloads.
+#[derive(Default)]
+struct StatsBook {
+    routes: AHashMap<String, StatsCell>,
+    upstreams: AHashMap<String, StatsCell>,
+    listeners: AHashMap<String, ListenerStats>,
+    unrouted: TrafficStats,
+}
+
+fn cell(map: &mut AHashMap<String, StatsCell>, name: &str) -> StatsCell {
+    map.entry(name.to_string()).or_default().clone()
 }
 
 pub struct Shard {
@@ -36,30 +56,167 @@ pub struct Shard {
     /// `Arc`'s shared counter.
     current: RefCell<Rc<ShardEpoch>>,
     pub pool: RefCell<Pool>,
-    /// Open downstream connections per listener index.
-    pub connections: Vec<Cell<usize>>,
+    /// Raised when the shard drains: listeners stop, idle connections close.
+    pub draining: Rc<Signal>,
+    /// Open downstream connections on this shard, all listeners together.
+    pub open_connections: Cell<usize>,
+    /// Open downstream connections per listener name.
+    listener_open: RefCell<AHashMap<String, Rc<Cell<usize>>>>,
+    stats: RefCell<StatsBook>,
+    pub events: Sender<FromShard>,
+    pub access_log: Option<AccessLog>,
     rng: Cell<u64>,
 }
 
 impl Shard {
-    pub fn new(index: usize, epoch: Arc<Epoch>) -> Shard {
-        let listeners = epoch.config.listeners.len();
+    pub fn new(
+        index: usize,
+        epoch: Arc<Epoch>,
+        events: Sender<FromShard>,
+        access_log: Option<AccessLog>,
+    ) -> Shard {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
             ^ ((index as u64 + 1) << 48)
             ^ u64::from(std::process::id());
+        let mut stats = StatsBook::default();
+        let first = Rc::new(Self::compile(&mut stats, epoch, None));
         Shard {
             index,
-            current: RefCell::new(Rc::new(ShardEpoch::new(epoch))),
+            current: RefCell::new(first),
             pool: RefCell::new(Pool::default()),
-            connections: (0..listeners).map(|_| Cell::new(0)).collect(),
+            draining: Signal::new(),
+            open_connections: Cell::new(0),
+            listener_open: RefCell::new(AHashMap::new()),
+            stats: RefCell::new(stats),
+            events,
+            access_log,
             rng: Cell::new(seed | 1),
+        }
+    }
+
+    fn compile(
+        stats: &mut StatsBook,
+        epoch: Arc<Epoch>,
+        previous: Option<&ShardEpoch>,
+    ) -> ShardEpoch {
+        let config = &epoch.config;
+        let balancers = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                // An upstream whose endpoints did not change keeps its balancer's position.
+                let kept = previous.and_then(|p| {
+                    let i = p
+                        .epoch
+                        .config
+                        .upstreams
+                        .iter()
+                        .position(|o| o.name == u.name)?;
+                    (p.epoch.config.upstreams[i].endpoints == u.endpoints)
+                        .then(|| p.balancers[i].borrow().clone())
+                });
+                RefCell::new(kept.unwrap_or_else(|| {
+                    SmoothWeighted::new(u.endpoints.iter().map(|e| e.weight.get()))
+                }))
+            })
+            .collect();
+        let route_stats = config
+            .routes
+            .iter()
+            .map(|r| cell(&mut stats.routes, &r.name))
+            .collect();
+        let upstream_stats = config
+            .upstreams
+            .iter()
+            .map(|u| cell(&mut stats.upstreams, &u.name))
+            .collect();
+        ShardEpoch {
+            epoch,
+            balancers,
+            route_stats,
+            upstream_stats,
         }
     }
 
     pub fn epoch(&self) -> Rc<ShardEpoch> {
         self.current.borrow().clone()
+    }
+
+    /// Switches to `epoch` for every request routed from now on.
+    pub fn install(&self, epoch: Arc<Epoch>) {
+        let previous = self.epoch();
+        let next = Self::compile(&mut self.stats.borrow_mut(), epoch, Some(&previous));
+        *self.current.borrow_mut() = Rc::new(next);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_raised()
+    }
+
+    /// The open-connection counter of the listener called `name`.
+    pub fn listener_open(&self, name: &str) -> Rc<Cell<usize>> {
+        self.listener_open
+            .borrow_mut()
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    pub fn record_unrouted(&self, f: impl FnOnce(&mut TrafficStats)) {
+        f(&mut self.stats.borrow_mut().unrouted);
+    }
+
+    pub fn listener_event(&self, name: &str, f: impl FnOnce(&mut ListenerStats)) {
+        let mut stats = self.stats.borrow_mut();
+        match stats.listeners.get_mut(name) {
+            Some(l) => f(l),
+            None => f(stats.listeners.entry(name.to_string()).or_default()),
+        }
+    }
+
+    /// Everything recorded since the previous report; resets the counters it reports.
+    pub fn take_report(&self) -> ShardReport {
+        let mut book = self.stats.borrow_mut();
+        let take = |map: &AHashMap<String, StatsCell>| {
+            let mut out = Vec::new();
+            for (name, cell) in map {
+                let mut stats = cell.borrow_mut();
+                if !stats.is_idle() {
+                    out.push((name.clone(), stats.clone()));
+                    stats.reset();
+                }
+            }
+            out
+        };
+        let routes = take(&book.routes);
+        let upstreams = take(&book.upstreams);
+        let open = self.listener_open.borrow();
+        for name in open.keys() {
+            book.listeners.entry(name.clone()).or_default();
+        }
+        let listeners = book
+            .listeners
+            .iter_mut()
+            .map(|(name, l)| {
+                let mut report = l.clone();
+                report.open = open.get(name).map_or(0, |c| c.get() as u64);
+                l.accepted = 0;
+                l.refused = 0;
+                (name.clone(), report)
+            })
+            .collect();
+        let unrouted = book.unrouted.clone();
+        book.unrouted.reset();
+        ShardReport {
+            shard: self.index,
+            epoch: self.epoch().epoch.id,
+            routes,
+            upstreams,
+            listeners,
+            unrouted,
+        }
     }
 
     /// xorshift64*: fast, per shard, good enough for request ids (not for secrets).
@@ -87,10 +244,14 @@ impl Shard {
 mod tests {
     use super::*;
 
+    fn shard(config: ringway_config::Config) -> Shard {
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        Shard::new(0, Arc::new(Epoch::compile(1, config)), tx, None)
+    }
+
     #[test]
     fn request_ids_are_32_hex_and_differ() {
-        let config = ringway_config::default_config();
-        let shard = Shard::new(0, Arc::new(Epoch::compile(1, config)));
+        let shard = shard(ringway_config::default_config());
         let (mut a, mut b) = (Vec::new(), Vec::new());
         shard.request_id(&mut a);
         shard.request_id(&mut b);
@@ -99,5 +260,37 @@ mod tests {
             .iter()
             .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn stats_and_balancers_survive_an_unchanged_reload() {
+        let toml = r#"
+            [[listeners]]
+            name = "l"
+            listen = "127.0.0.1:1"
+            [[upstreams]]
+            name = "u"
+            endpoints = [{ address = "127.0.0.1:2", weight = 2 }, { address = "127.0.0.1:3" }]
+            [[routes]]
+            name = "r"
+            upstream = "u"
+        "#;
+        let config = ringway_config::parse(toml, "t.toml").unwrap();
+        let shard = shard(config.clone());
+        let first = shard.epoch();
+        first.route_stats[0].borrow_mut().requests = 5;
+        assert_eq!(first.balancers[0].borrow_mut().pick(), Some(0));
+        shard.install(Arc::new(Epoch::compile(2, config)));
+        let second = shard.epoch();
+        assert!(Rc::ptr_eq(&first.route_stats[0], &second.route_stats[0]));
+        // The balancer continues where it was: weights 2:1 give 0, 1, 0 from the start.
+        assert_eq!(second.balancers[0].borrow_mut().pick(), Some(1));
+        let report = shard.take_report();
+        assert_eq!(report.epoch, 2);
+        assert_eq!(report.routes.len(), 1);
+        assert!(
+            shard.take_report().routes.is_empty(),
+            "a report resets what it reported"
+        );
     }
 }

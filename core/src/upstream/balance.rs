@@ -2,6 +2,7 @@
 //! its running score, takes the highest, and subtracts the total from the winner. Over any
 //! window of `total weight` picks each endpoint is chosen exactly `weight` times, interleaved.
 
+#[derive(Clone)]
 pub struct SmoothWeighted {
     weights: Vec<i64>,
     current: Vec<i64>,

@@ -1,0 +1,159 @@
+//! Per-shard traffic statistics: counters and HdrHistograms per route, per upstream and per
+//! listener. A shard records into its own [`TrafficStats`] (no sharing, no atomics) and hands
+//! the control thread a [`ShardReport`] of everything since its previous report; the control
+//! thread merges reports bucket by bucket and computes percentiles after the merge.
+
+mod cause;
+
+use hdrhistogram::Histogram;
+
+pub use cause::ErrorCause;
+
+/// Histograms record microseconds from 1 µs to one hour, at 2 significant digits (1%).
+pub const HISTOGRAM_MAX_US: u64 = 3_600_000_000;
+pub const HISTOGRAM_SIGFIG: u8 = 2;
+
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, HISTOGRAM_SIGFIG)
+        .expect("constant, valid bounds")
+}
+
+/// Counters and latency histograms of one route or one upstream.
+#[derive(Clone, Debug)]
+pub struct TrafficStats {
+    pub requests: u64,
+    /// Responses by status class: index 0 is 1xx, ..., 4 is 5xx.
+    pub status_classes: [u64; 5],
+    /// Bytes received from clients (heads and bodies) and sent to them.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Failures by cause, indexed by `ErrorCause as usize`.
+    pub errors: [u64; ErrorCause::COUNT],
+    /// Request latency in µs: from the request head's arrival to the response's last byte.
+    pub total_latency: Histogram<u64>,
+    /// Upstream latency in µs: from forwarding the request to the upstream's response head.
+    pub upstream_latency: Histogram<u64>,
+}
+
+impl Default for TrafficStats {
+    fn default() -> Self {
+        TrafficStats {
+            requests: 0,
+            status_classes: [0; 5],
+            bytes_in: 0,
+            bytes_out: 0,
+            errors: [0; ErrorCause::COUNT],
+            total_latency: new_histogram(),
+            upstream_latency: new_histogram(),
+        }
+    }
+}
+
+impl TrafficStats {
+    pub fn record_status(&mut self, status: u16) {
+        if (100..600).contains(&status) {
+            self.status_classes[usize::from(status / 100 - 1)] += 1;
+        }
+    }
+
+    pub fn record_error(&mut self, cause: ErrorCause) {
+        self.errors[cause as usize] += 1;
+    }
+
+    /// Adds `other` into `self`: counters summed, histograms merged bucket by bucket.
+    pub fn merge(&mut self, other: &TrafficStats) {
+        self.requests += other.requests;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        for (a, b) in self.status_classes.iter_mut().zip(other.status_classes) {
+            *a += b;
+        }
+        for (a, b) in self.errors.iter_mut().zip(other.errors) {
+            *a += b;
+        }
+        // Same bounds on both sides: adding cannot fail.
+        let _ = self.total_latency.add(&other.total_latency);
+        let _ = self.upstream_latency.add(&other.upstream_latency);
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_idle(&self) -> bool {
+        self.requests == 0 && self.errors.iter().all(|&e| e == 0)
+    }
+
+    /// Forgets everything recorded, keeping the allocations.
+    pub fn reset(&mut self) {
+        self.requests = 0;
+        self.status_classes = [0; 5];
+        self.bytes_in = 0;
+        self.bytes_out = 0;
+        self.errors = [0; ErrorCause::COUNT];
+        self.total_latency.reset();
+        self.upstream_latency.reset();
+    }
+}
+
+/// Connection counters of one listener on one shard.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListenerStats {
+    /// Connections accepted since the previous report.
+    pub accepted: u64,
+    /// Connections refused with 503 because the shard was at `max_connections`, since the
+    /// previous report.
+    pub refused: u64,
+    /// Connections open now (a gauge, not a delta).
+    pub open: u64,
+}
+
+/// What a shard reports to the control thread: deltas since its previous report, keyed by the
+/// stable names of routes, upstreams and listeners.
+#[derive(Clone, Debug, Default)]
+pub struct ShardReport {
+    pub shard: usize,
+    /// The epoch the shard runs now.
+    pub epoch: u64,
+    pub routes: Vec<(String, TrafficStats)>,
+    pub upstreams: Vec<(String, TrafficStats)>,
+    pub listeners: Vec<(String, ListenerStats)>,
+    /// Requests that matched no route or were refused before routing (bad input).
+    pub unrouted: TrafficStats,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_adds_counters_and_buckets() {
+        let mut a = TrafficStats::default();
+        let mut b = TrafficStats::default();
+        for us in 1..=1000 {
+            a.total_latency.record(us).unwrap();
+            b.total_latency.record(us * 1000).unwrap();
+        }
+        a.requests = 1000;
+        b.requests = 1000;
+        a.record_status(200);
+        b.record_status(503);
+        b.record_error(ErrorCause::NoEndpoint);
+        a.merge(&b);
+        assert_eq!(a.requests, 2000);
+        assert_eq!(a.total_latency.len(), 2000);
+        assert_eq!(a.status_classes, [0, 1, 0, 0, 1]);
+        assert_eq!(a.errors[ErrorCause::NoEndpoint as usize], 1);
+        // The median of the merge lies between the two inputs' ranges: computed after merging,
+        // not averaged from the inputs' medians (500 and 500_000).
+        let p50 = a.total_latency.value_at_quantile(0.5);
+        assert!((990..=1010).contains(&p50), "p50 {p50}");
+    }
+
+    #[test]
+    fn reset_keeps_nothing() {
+        let mut a = TrafficStats::default();
+        a.requests = 3;
+        a.total_latency.record(5).unwrap();
+        a.reset();
+        assert!(a.is_idle());
+        assert_eq!(a.total_latency.len(), 0);
+    }
+}

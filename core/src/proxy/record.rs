@@ -1,0 +1,198 @@
+//! What one request did, recorded at its end into the shard's statistics and access log.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
+
+use super::Downstream;
+use crate::http::h1::{HeaderKind, HeaderRef, RequestHead};
+use crate::metrics::{ErrorCause, TrafficStats};
+use crate::router::RouteId;
+use crate::shard::access_log::{json_str, rfc3339};
+use crate::shard::{Shard, ShardEpoch};
+
+/// Longest client-supplied request id kept (longer ones are cut).
+const MAX_REQUEST_ID: usize = 128;
+
+pub(crate) struct RequestLog {
+    /// Write access-log lines (the fields below that only the log needs are filled then).
+    access_log: bool,
+    pub start: Instant,
+    wall: SystemTime,
+    /// The status sent to the client; 0 when none could be sent.
+    pub status: u16,
+    pub route: Option<RouteId>,
+    pub upstream: Option<usize>,
+    pub endpoint: Option<SocketAddr>,
+    /// From forwarding the request to the upstream's response head.
+    pub upstream_us: Option<u64>,
+    pub cause: Option<ErrorCause>,
+    in_start: u64,
+    out_start: u64,
+    /// `"method":..,"host":..,"path":..` for the access log, captured while the head is there.
+    fields: Vec<u8>,
+}
+
+impl RequestLog {
+    pub fn new(access_log: bool) -> RequestLog {
+        RequestLog {
+            access_log,
+            start: Instant::now(),
+            wall: SystemTime::UNIX_EPOCH,
+            status: 0,
+            route: None,
+            upstream: None,
+            endpoint: None,
+            upstream_us: None,
+            cause: None,
+            in_start: 0,
+            out_start: 0,
+            fields: Vec::with_capacity(if access_log { 256 } else { 0 }),
+        }
+    }
+
+    /// Starts a request: its head just arrived.
+    pub fn begin(&mut self, consumed_total: u64, written: u64) {
+        self.start = Instant::now();
+        if self.access_log {
+            self.wall = SystemTime::now();
+        }
+        self.status = 0;
+        self.route = None;
+        self.upstream = None;
+        self.endpoint = None;
+        self.upstream_us = None;
+        self.cause = None;
+        self.in_start = consumed_total;
+        self.out_start = written;
+        self.fields.clear();
+    }
+
+    /// Takes what is needed later from the head before it leaves the buffer, and settles the
+    /// request id.
+    pub fn capture(
+        &mut self,
+        shard: &Shard,
+        src: &[u8],
+        head: &RequestHead,
+        headers: &[HeaderRef],
+        request_id: &mut Vec<u8>,
+    ) {
+        request_id.clear();
+        match headers.iter().find(|h| h.kind == HeaderKind::XRequestId) {
+            Some(h) => {
+                let value = h.value.get(src);
+                request_id.extend_from_slice(&value[..value.len().min(MAX_REQUEST_ID)]);
+            }
+            None => shard.request_id(request_id),
+        }
+        if self.access_log {
+            self.fields.extend_from_slice(b"\"method\":");
+            json_str(&mut self.fields, head.method_span.get(src));
+            self.fields.extend_from_slice(b",\"host\":");
+            json_str(&mut self.fields, head.host.map_or(&b""[..], |h| h.get(src)));
+            self.fields.extend_from_slice(b",\"path\":");
+            json_str(&mut self.fields, head.target.get(src));
+        }
+    }
+}
+
+fn apply(stats: &mut TrafficStats, log: &RequestLog, total_us: u64, bytes_in: u64, bytes_out: u64) {
+    stats.requests += 1;
+    stats.record_status(log.status);
+    stats.bytes_in += bytes_in;
+    stats.bytes_out += bytes_out;
+    stats.total_latency.saturating_record(total_us.max(1));
+    if let Some(us) = log.upstream_us {
+        stats.upstream_latency.saturating_record(us.max(1));
+    }
+    if let Some(cause) = log.cause {
+        stats.record_error(cause);
+    }
+}
+
+/// Records the finished request of `d` into the shard's statistics and access log.
+pub(crate) fn finish(shard: &Shard, sep: &ShardEpoch, d: &mut Downstream) {
+    let log = &d.log;
+    let total_us = log.start.elapsed().as_micros() as u64;
+    let bytes_in = d.buf.consumed_total() - log.in_start;
+    let bytes_out = d.written - log.out_start;
+    match log.route {
+        Some(route) => apply(
+            &mut sep.route_stats[route].borrow_mut(),
+            log,
+            total_us,
+            bytes_in,
+            bytes_out,
+        ),
+        None => shard.record_unrouted(|s| apply(s, log, total_us, bytes_in, bytes_out)),
+    }
+    if let Some(upstream) = log.upstream {
+        let mut stats = sep.upstream_stats[upstream].borrow_mut();
+        stats.requests += 1;
+        stats.record_status(log.status);
+        stats.bytes_in += bytes_in;
+        stats.bytes_out += bytes_out;
+        if let Some(us) = log.upstream_us {
+            stats.upstream_latency.saturating_record(us.max(1));
+        }
+        if let Some(cause) = log
+            .cause
+            .filter(|c| c.side() == crate::error::Side::Upstream)
+        {
+            stats.record_error(cause);
+        }
+    }
+    if let Some(access_log) = &shard.access_log {
+        let config = &sep.epoch.config;
+        access_log.line(|out| {
+            out.extend_from_slice(b"{\"time\":\"");
+            rfc3339(out, log.wall);
+            out.extend_from_slice(b"\",\"request_id\":");
+            json_str(out, &d.request_id);
+            let _ = write!(out, ",\"client\":\"{}\",", d.peer);
+            if log.fields.is_empty() {
+                out.extend_from_slice(b"\"method\":null,\"host\":null,\"path\":null");
+            } else {
+                out.extend_from_slice(&log.fields);
+            }
+            let _ = write!(
+                out,
+                ",\"status\":{},\"bytes_in\":{bytes_in},\"bytes_out\":{bytes_out},\"route\":",
+                log.status
+            );
+            match log.route {
+                Some(r) => json_str(out, config.routes[r].name.as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(b",\"upstream\":");
+            match log.upstream {
+                Some(u) => json_str(out, config.upstreams[u].name.as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            }
+            match log.endpoint {
+                Some(e) => {
+                    let _ = write!(out, ",\"endpoint\":\"{e}\"");
+                }
+                None => out.extend_from_slice(b",\"endpoint\":null"),
+            }
+            let _ = write!(
+                out,
+                ",\"duration_ms\":{:.3},\"upstream_ms\":",
+                total_us as f64 / 1000.0
+            );
+            match log.upstream_us {
+                Some(us) => {
+                    let _ = write!(out, "{:.3}", us as f64 / 1000.0);
+                }
+                None => out.extend_from_slice(b"null"),
+            }
+            let _ = write!(out, ",\"shard\":{},\"cause\":", shard.index);
+            match log.cause {
+                Some(c) => json_str(out, c.as_str().as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.push(b'}');
+        });
+    }
+}

@@ -1,0 +1,293 @@
+//! A shard's event loop: its listeners, its inbox from the control thread, and the periodic
+//! chores (pool sweep, access-log flush).
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::io::AsyncReadRent;
+use monoio::net::{ListenerOpts, TcpListener, TcpStream};
+use ringway_config::Listener;
+
+use super::link::{FromShard, ShardInbox, ToShard};
+use super::signal::Signal;
+use super::{Ready, ShardInfo, StartError};
+use crate::shard::Shard;
+use crate::{io, proxy, Epoch};
+
+/// One bound listener on this shard.
+struct ListenerSlot {
+    name: Rc<str>,
+    address: SocketAddr,
+    /// Raised to stop its accept loop (listener removed or shard draining).
+    stop: Rc<Signal>,
+}
+
+pub(super) struct Runner {
+    shard: Rc<Shard>,
+    listeners: RefCell<Vec<ListenerSlot>>,
+    stopped: Rc<Signal>,
+    /// When the drain began and how long it may take.
+    drain_timeout: Cell<Option<Duration>>,
+}
+
+fn bind(l: &Listener) -> std::io::Result<TcpListener> {
+    let opts = ListenerOpts::new()
+        .reuse_port(true)
+        .reuse_addr(true)
+        .backlog(4096);
+    TcpListener::bind_with_config(l.listen, &opts)
+}
+
+pub(super) async fn run(
+    shard: Rc<Shard>,
+    epoch: Arc<Epoch>,
+    info: ShardInfo,
+    ready: Ready,
+    inbox: ShardInbox,
+) {
+    let runner = Rc::new(Runner {
+        shard: shard.clone(),
+        listeners: RefCell::new(Vec::new()),
+        stopped: Signal::new(),
+        drain_timeout: Cell::new(None),
+    });
+    if let Err((listener, address, error)) = runner.reconcile_listeners(&epoch) {
+        let _ = ready.send(Err(StartError::Bind {
+            shard: shard.index,
+            listener,
+            address,
+            error,
+        }));
+        return;
+    }
+    monoio::spawn(sweep_pools(shard.clone(), sweep_period(&epoch)));
+    if shard.access_log.is_some() {
+        monoio::spawn(flush_access_log(shard.clone()));
+    }
+    let _ = ready.send(Ok(info));
+    drop(ready);
+    let inbox_task = monoio::spawn(runner.clone().read_inbox(inbox));
+    runner.stopped.wait().await;
+    drop(inbox_task);
+    if let Some(log) = &shard.access_log {
+        log.flush();
+    }
+    let _ = shard.events.send(FromShard::Stopped { shard: shard.index });
+}
+
+fn sweep_period(epoch: &Epoch) -> Duration {
+    epoch
+        .config
+        .upstreams
+        .iter()
+        .map(|u| u.pool_idle_timeout / 2)
+        .min()
+        .unwrap_or(Duration::from_secs(1))
+        .clamp(Duration::from_millis(50), Duration::from_secs(1))
+}
+
+impl Runner {
+    /// Binds the listeners `epoch` adds and stops those it removes; a listener whose name and
+    /// address did not change keeps its socket and its connections. Nothing changes on error.
+    fn reconcile_listeners(
+        &self,
+        epoch: &Epoch,
+    ) -> Result<(), (String, SocketAddr, std::io::Error)> {
+        let mut current = self.listeners.borrow_mut();
+        let mut bound = Vec::new();
+        for l in &epoch.config.listeners {
+            if current
+                .iter()
+                .any(|s| &*s.name == l.name.as_str() && s.address == l.listen)
+            {
+                continue;
+            }
+            match bind(l) {
+                Ok(socket) => bound.push((l, socket)),
+                Err(e) => return Err((l.name.clone(), l.listen, e)),
+            }
+        }
+        current.retain(|slot| {
+            let keep = epoch
+                .config
+                .listeners
+                .iter()
+                .any(|l| l.name.as_str() == &*slot.name && l.listen == slot.address);
+            if !keep {
+                slot.stop.raise();
+            }
+            keep
+        });
+        for (l, socket) in bound {
+            let slot = ListenerSlot {
+                name: Rc::from(l.name.as_str()),
+                address: l.listen,
+                stop: Signal::new(),
+            };
+            monoio::spawn(accept_loop(
+                self.shard.clone(),
+                socket,
+                slot.name.clone(),
+                slot.stop.clone(),
+            ));
+            current.push(slot);
+        }
+        Ok(())
+    }
+
+    async fn read_inbox(self: Rc<Self>, inbox: ShardInbox) {
+        let mut wake = match monoio::net::UnixStream::from_std(inbox.wake) {
+            Ok(wake) => wake,
+            Err(e) => {
+                tracing::error!(shard = self.shard.index, error = %e, "cannot watch the control channel");
+                return;
+            }
+        };
+        let mut buf = vec![0u8; 64];
+        loop {
+            while let Ok(msg) = inbox.rx.try_recv() {
+                self.handle(msg);
+            }
+            let (res, b) = wake.read(buf).await;
+            buf = b;
+            if matches!(res, Ok(0) | Err(_)) {
+                // The control thread is gone: nobody can reload or stop us any more; keep
+                // serving until the process ends.
+                return;
+            }
+        }
+    }
+
+    fn handle(self: &Rc<Self>, msg: ToShard) {
+        let shard = &self.shard;
+        match msg {
+            ToShard::Epoch(epoch) => {
+                let id = epoch.id;
+                let error = match self.reconcile_listeners(&epoch) {
+                    Ok(()) => {
+                        shard.install(epoch);
+                        None
+                    }
+                    Err((name, address, e)) => {
+                        Some(format!("cannot listen on {address} (listener {name}): {e}"))
+                    }
+                };
+                let _ = shard.events.send(FromShard::Ack {
+                    shard: shard.index,
+                    epoch: id,
+                    error,
+                });
+            }
+            ToShard::Flush => {
+                let report = shard.take_report();
+                let _ = shard.events.send(FromShard::Report(Box::new(report)));
+            }
+            ToShard::Drain { timeout } => {
+                if self.drain_timeout.replace(Some(timeout)).is_none() {
+                    for slot in self.listeners.borrow_mut().drain(..) {
+                        slot.stop.raise();
+                    }
+                    shard.draining.raise();
+                    monoio::spawn(self.clone().finish_drain(timeout));
+                }
+            }
+            ToShard::Stop => self.stopped.raise(),
+        }
+    }
+
+    /// Waits for the shard's connections to end, at most `timeout`, then stops.
+    async fn finish_drain(self: Rc<Self>, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut tick = monoio::time::interval(Duration::from_millis(20));
+        while self.shard.open_connections.get() > 0 && std::time::Instant::now() < deadline {
+            tick.tick().await;
+        }
+        self.stopped.raise();
+    }
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, name: Rc<str>, stop: Rc<Signal>) {
+    loop {
+        let accepted = monoio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let sep = shard.epoch();
+                let max = sep.listener_index(&name).map_or(usize::MAX, |i| {
+                    sep.epoch.config.listeners[i].max_connections.get()
+                });
+                // The cap is per listener and shard: count this listener's connections.
+                let open = shard.listener_open(&name);
+                if open.get() >= max {
+                    shard.listener_event(&name, |l| l.refused += 1);
+                    monoio::spawn(refuse_busy(stream));
+                    continue;
+                }
+                shard.listener_event(&name, |l| l.accepted += 1);
+                let shard = shard.clone();
+                let name = name.clone();
+                monoio::spawn(async move {
+                    let _guard = ConnectionGuard::new(&shard, open);
+                    proxy::serve(&shard, stream, peer, name).await;
+                });
+            }
+            Err(e) => {
+                // Out of descriptors or memory: back off briefly rather than spin.
+                tracing::warn!(shard = shard.index, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Counts a connection open, on its listener and on the shard, for as long as it lives.
+struct ConnectionGuard<'a> {
+    shard: &'a Shard,
+    listener: Rc<Cell<usize>>,
+}
+
+impl<'a> ConnectionGuard<'a> {
+    fn new(shard: &'a Shard, listener: Rc<Cell<usize>>) -> Self {
+        listener.set(listener.get() + 1);
+        shard.open_connections.set(shard.open_connections.get() + 1);
+        ConnectionGuard { shard, listener }
+    }
+}
+
+impl Drop for ConnectionGuard<'_> {
+    fn drop(&mut self) {
+        self.listener.set(self.listener.get() - 1);
+        self.shard
+            .open_connections
+            .set(self.shard.open_connections.get() - 1);
+    }
+}
+
+async fn refuse_busy(mut stream: TcpStream) {
+    let _ = io::write_static(&mut stream, proxy::local::error_response(503, true)).await;
+    proxy::linger_close(stream, None).await;
+}
+
+async fn sweep_pools(shard: Rc<Shard>, every: Duration) {
+    let mut tick = monoio::time::interval(every);
+    loop {
+        tick.tick().await;
+        shard.pool.borrow_mut().sweep(std::time::Instant::now());
+    }
+}
+
+async fn flush_access_log(shard: Rc<Shard>) {
+    let mut tick = monoio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        if let Some(log) = &shard.access_log {
+            log.flush();
+        }
+    }
+}
