@@ -42,8 +42,8 @@ pub const DEFAULT_TOML: &str = include_str!("../default.toml");
 
 /// Parses and validates `src`; `file` names it in errors and becomes [`Config::source`].
 pub fn parse(src: &str, file: &str) -> Result<Config, ConfigErrors> {
-    let (raw, unknown_keys) = read::read(src, file)?;
-    validate::validate(&raw, file, src, unknown_keys)
+    let read = read::read(src, file)?;
+    validate::validate(read, file, src)
 }
 
 /// Reads, parses and validates the file at `path`. A file that cannot be read (or is not

@@ -1,7 +1,7 @@
 //! The TOML schema exactly as users write it.
 //!
-//! Deserialising these types fails only on the shape of the document: a table or an array
-//! where something else was written. Everything else is left to `validate`, so that it is
+//! Deserialising these types fails only where the schema needs a table and something else
+//! was written (`respond = "hello"`). Everything else is left to `validate`, so that it is
 //! reported together with every other problem:
 //!
 //! - unknown keys are not rejected here; `read` collects them while deserialising;
@@ -9,15 +9,20 @@
 //! - a leaf value of the wrong TOML type is a [`Typed`] holding the type error, and an array
 //!   key holding something else is a [`List`] holding the type error.
 //!
-//! Every value keeps its position (`Spanned`) so that errors can name line and column; the
+//! Every value keeps its position so that errors can name line and column: values always
+//! have one; a table made by dotted keys (`respond.status = 200`) or implied by a header
+//! (`[a.b]` implies `a`) has none, and validation then looks its key up in the document. The
 //! checks themselves live in `validate`, which turns these types into the ones in `model`.
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
 
-use serde::de::{self, DeserializeOwned, Deserializer, Unexpected, Visitor};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, IntoDeserializer};
+use serde::de::{Unexpected, Visitor};
 use serde::Deserialize;
+use serde_spanned::__unstable as spanned;
 use toml::Spanned;
 
 #[derive(Debug, Deserialize)]
@@ -25,13 +30,13 @@ use toml::Spanned;
 pub(crate) struct RawConfig {
     pub runtime: Option<RawRuntime>,
     pub control: Option<RawControl>,
-    pub admin: Option<Spanned<RawAdmin>>,
+    pub admin: Option<At<RawAdmin>>,
     #[serde(default)]
-    pub listeners: List<Spanned<RawListener>>,
+    pub listeners: List<At<RawListener>>,
     #[serde(default)]
-    pub upstreams: List<Spanned<RawUpstream>>,
+    pub upstreams: List<At<RawUpstream>>,
     #[serde(default)]
-    pub routes: List<Spanned<RawRoute>>,
+    pub routes: List<At<RawRoute>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,7 +83,7 @@ pub(crate) struct RawUpstream {
     /// Required.
     pub name: Option<Typed<String>>,
     /// Required (may be empty).
-    pub endpoints: Option<List<Spanned<RawEndpoint>>>,
+    pub endpoints: Option<List<At<RawEndpoint>>>,
     pub connect_timeout: Option<Typed<String>>,
     pub request_timeout: Option<Typed<String>>,
     pub idle_timeout: Option<Typed<String>>,
@@ -106,10 +111,10 @@ pub(crate) struct RawRoute {
     pub path_regex: Option<Typed<String>>,
     pub methods: Option<List<Typed<String>>>,
     #[serde(default)]
-    pub headers: List<Spanned<RawHeaderMatch>>,
+    pub headers: List<At<RawHeaderMatch>>,
     pub upstream: Option<Typed<String>>,
-    pub respond: Option<Spanned<RawRespond>>,
-    pub redirect: Option<Spanned<RawRedirect>>,
+    pub respond: Option<At<RawRespond>>,
+    pub redirect: Option<At<RawRedirect>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,21 +144,153 @@ pub(crate) struct RawRedirect {
     pub keep_path: Option<Typed<bool>>,
 }
 
+/// A value (usually a table) and where it is, like `toml::Spanned`, except that a table with
+/// no position of its own is still read, with none.
+#[derive(Debug)]
+pub(crate) struct At<T> {
+    span: Option<Range<usize>>,
+    value: T,
+}
+
+impl<T> At<T> {
+    /// Where it is in the source; `None` for a table made by dotted keys or implied.
+    pub fn span(&self) -> Option<Range<usize>> {
+        self.span.clone()
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.value
+    }
+
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for At<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // The request `toml::Spanned` makes: the deserializer answers it with a map of the
+        // span and the value when it knows the span, and with the plain value otherwise.
+        const FIELDS: &[&str] = &[
+            spanned::START_FIELD,
+            spanned::END_FIELD,
+            spanned::VALUE_FIELD,
+        ];
+        deserializer.deserialize_struct(spanned::NAME, FIELDS, AtVisitor(PhantomData))
+    }
+}
+
+struct AtVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for AtVisitor<T> {
+    type Value = At<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a value")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<At<T>, A::Error> {
+        let first: Option<String> = map.next_key()?;
+        if first.as_deref() != Some(spanned::START_FIELD) {
+            // A table without a position: its first key is already read.
+            let rest = Prepended { first, map };
+            let value = T::deserialize(MapAccessDeserializer::new(rest))?;
+            return Ok(At { span: None, value });
+        }
+        let start: usize = map.next_value()?;
+        expect_key(&mut map, spanned::END_FIELD)?;
+        let end: usize = map.next_value()?;
+        expect_key(&mut map, spanned::VALUE_FIELD)?;
+        let value: T = map.next_value()?;
+        Ok(At {
+            span: Some(start..end),
+            value,
+        })
+    }
+
+    // A deserializer that does not know spans gives the value itself.
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<At<T>, A::Error> {
+        T::deserialize(SeqAccessDeserializer::new(seq)).map(At::unplaced)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<At<T>, E> {
+        T::deserialize(v.into_deserializer()).map(At::unplaced)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<At<T>, E> {
+        T::deserialize(v.into_deserializer()).map(At::unplaced)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<At<T>, E> {
+        T::deserialize(v.into_deserializer()).map(At::unplaced)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<At<T>, E> {
+        T::deserialize(v.into_deserializer()).map(At::unplaced)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<At<T>, E> {
+        T::deserialize(v.into_deserializer()).map(At::unplaced)
+    }
+}
+
+impl<T> At<T> {
+    fn unplaced(value: T) -> Self {
+        At { span: None, value }
+    }
+}
+
+fn expect_key<'de, A: de::MapAccess<'de>>(map: &mut A, name: &str) -> Result<(), A::Error> {
+    match map.next_key::<String>()? {
+        Some(key) if key == name => Ok(()),
+        _ => Err(de::Error::custom("malformed spanned value")),
+    }
+}
+
+/// A map whose first key was already taken: gives it back first.
+struct Prepended<A> {
+    first: Option<String>,
+    map: A,
+}
+
+impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Prepended<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        match self.first.take() {
+            Some(key) => seed.deserialize(key.into_deserializer()).map(Some),
+            None => self.map.next_key_seed(seed),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.map.next_value_seed(seed)
+    }
+}
+
 /// A leaf value as written: of type `T`, or the error saying what it is instead (such as
-/// ``invalid type: integer `8080`, expected a string``), at the value's position either way.
-/// Any TOML value deserialises into it, so a wrong type never stops reading.
+/// ``invalid type: integer `8080`, expected a string``). Any TOML value deserialises into it,
+/// so a wrong type never stops reading.
 #[derive(Debug)]
 pub(crate) enum Typed<T> {
+    /// Values always have a position.
     Ok(Spanned<T>),
-    Wrong(Spanned<String>),
+    /// No position when a table made by dotted keys stands where a value was expected.
+    Wrong {
+        span: Option<Range<usize>>,
+        message: String,
+    },
 }
 
 impl<T> Typed<T> {
     /// Where the value is in the source.
-    pub fn span(&self) -> Range<usize> {
+    pub fn span(&self) -> Option<Range<usize>> {
         match self {
-            Typed::Ok(value) => value.span(),
-            Typed::Wrong(error) => error.span(),
+            Typed::Ok(value) => Some(value.span()),
+            Typed::Wrong { span, .. } => span.clone(),
         }
     }
 }
@@ -162,11 +299,18 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Typed<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         // Whatever the value is, it is read whole first; only then is it made a `T`, and a
         // failure there is kept rather than returned.
-        let value = Spanned::<toml::Value>::deserialize(deserializer)?;
-        let span = value.span();
-        Ok(match T::deserialize(value.into_inner()) {
-            Ok(typed) => Typed::Ok(Spanned::new(span, typed)),
-            Err(error) => Typed::Wrong(Spanned::new(span, error.message().to_owned())),
+        let At { span, value } = At::<toml::Value>::deserialize(deserializer)?;
+        Ok(match (T::deserialize(value), span) {
+            (Ok(typed), Some(span)) => Typed::Ok(Spanned::new(span, typed)),
+            // Only a table lacks a position, and no leaf type is read from a table.
+            (Ok(_), None) => Typed::Wrong {
+                span: None,
+                message: "invalid type: table, expected a value".to_owned(),
+            },
+            (Err(error), span) => Typed::Wrong {
+                span,
+                message: error.message().to_owned(),
+            },
         })
     }
 }
@@ -176,7 +320,7 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Typed<T> {
 /// wrong shape still stops reading, unless `E` is itself tolerant, as [`Typed`] is.
 #[derive(Debug)]
 pub(crate) struct List<E> {
-    span: Range<usize>,
+    span: Option<Range<usize>>,
     items: Result<Vec<E>, String>,
 }
 
@@ -184,15 +328,16 @@ pub(crate) struct List<E> {
 impl<E> Default for List<E> {
     fn default() -> Self {
         List {
-            span: 0..0,
+            span: None,
             items: Ok(Vec::new()),
         }
     }
 }
 
 impl<E> List<E> {
-    /// Where the array is in the source.
-    pub fn span(&self) -> Range<usize> {
+    /// Where the array is in the source; `None` when absent, or when a table made by dotted
+    /// keys stands in its place.
+    pub fn span(&self) -> Option<Range<usize>> {
         self.span.clone()
     }
 
@@ -223,10 +368,10 @@ impl<'de, E: Deserialize<'de>> Deserialize<'de> for List<E> {
                     .map(Inner)
             }
         }
-        let inner = Spanned::<Inner<E>>::deserialize(deserializer)?;
+        let At { span, value } = At::<Inner<E>>::deserialize(deserializer)?;
         Ok(List {
-            span: inner.span(),
-            items: inner.into_inner().0,
+            span,
+            items: value.0,
         })
     }
 }
@@ -307,7 +452,8 @@ impl<'de> Deserialize<'de> for RawHeaderMap {
             ) -> Result<RawHeaderMap, A::Error> {
                 let mut entries = Vec::new();
                 while let Some((name, value)) = map.next_entry::<String, Typed<String>>()? {
-                    entries.push((Spanned::new(value.span(), name), value));
+                    let span = value.span().unwrap_or_default();
+                    entries.push((Spanned::new(span, name), value));
                 }
                 Ok(RawHeaderMap(entries))
             }

@@ -16,8 +16,17 @@ use crate::raw::{
     RawRespond, RawRoute, RawRuntime, RawUpstream,
 };
 
-/// The raw config and one error per unknown key, or the errors that stopped reading.
-pub(crate) fn read(src: &str, file: &str) -> Result<(RawConfig, Vec<ConfigError>), ConfigErrors> {
+/// A document read as far as validation.
+pub(crate) struct Read<'s> {
+    pub raw: RawConfig,
+    /// The parsed document, for the positions of tables that have none of their own.
+    pub doc: ImDocument<&'s str>,
+    /// One error per unknown key.
+    pub unknown_keys: Vec<ConfigError>,
+}
+
+/// Reads `src` as far as validation, or gives the errors that stopped reading.
+pub(crate) fn read<'s>(src: &'s str, file: &str) -> Result<Read<'s>, ConfigErrors> {
     let doc = ImDocument::parse(src).map_err(|e| ConfigError::syntax(file, src, &e))?;
     let mut unknown: Vec<Vec<Segment>> = Vec::new();
     let mut on_ignored = |path: serde_ignored::Path<'_>| unknown.push(segments(&path));
@@ -33,7 +42,11 @@ pub(crate) fn read(src: &str, file: &str) -> Result<(RawConfig, Vec<ConfigError>
     match result {
         Ok(mut raw) => {
             locate_header_names(&mut raw, &doc);
-            Ok((raw, errors))
+            Ok(Read {
+                raw,
+                doc,
+                unknown_keys: errors,
+            })
         }
         Err(error) => {
             errors.push(ConfigError::from_serde(file, src, &error));
@@ -96,6 +109,50 @@ fn segments(path: &serde_ignored::Path<'_>) -> Vec<Segment> {
     }
     out.reverse();
     out
+}
+
+/// The steps of a key path as validation writes it (`routes[2].respond`). Only header names
+/// could hold `.` or `[`, and their positions are never looked up this way.
+fn parse_key(key: &str) -> Vec<Segment> {
+    let mut out = Vec::new();
+    for part in key.split('.') {
+        let mut pieces = part.split('[');
+        if let Some(name) = pieces.next().filter(|name| !name.is_empty()) {
+            out.push(Segment::Key(name.to_owned()));
+        }
+        for index in pieces {
+            if let Some(Ok(index)) = index.strip_suffix(']').map(str::parse) {
+                out.push(Segment::Index(index));
+            }
+        }
+    }
+    out
+}
+
+/// Byte offset of the key path `key` (as validation writes it) in the source: the start of
+/// the array element for an index, else of the key; the deepest one found, else 0.
+pub(crate) fn locate(doc: &ImDocument<&str>, key: &str) -> usize {
+    let mut node = Node::Item(doc.as_item());
+    let mut offset = 0;
+    for segment in parse_key(key) {
+        match segment {
+            Segment::Key(name) => {
+                let Some((key, item)) = node.table().and_then(|t| t.get_key_value(&name)) else {
+                    break;
+                };
+                offset = key.span().map_or(offset, |span| span.start);
+                node = Node::Item(item);
+            }
+            Segment::Index(index) => {
+                let Some(element) = node.element(index) else {
+                    break;
+                };
+                offset = element.span().map_or(offset, |span| span.start);
+                node = element;
+            }
+        }
+    }
+    offset
 }
 
 /// `routes[2].respond.bdy`.
@@ -225,6 +282,14 @@ impl<'a> Node<'a> {
             Node::Item(_) | Node::Table(_) => None,
         }
     }
+
+    fn span(self) -> Option<Range<usize>> {
+        match self {
+            Node::Item(item) => item.span(),
+            Node::Table(table) => table.span(),
+            Node::Value(value) => value.span(),
+        }
+    }
 }
 
 /// Where the last key of `path` is in the source.
@@ -291,5 +356,30 @@ mod tests {
         );
         assert_eq!(at(&[key("b"), Segment::Index(2)]), None);
         assert_eq!(at(&[key("nope")]), None);
+    }
+
+    #[test]
+    fn key_paths_are_located_as_deep_as_they_exist() {
+        let src = "[[b]]\ny = 2\n[[b]]\nd.e = 1\nz = [1, { v = 2 }]\n";
+        let doc = ImDocument::parse(src).unwrap();
+        let at = |key: &str| &src[locate(&doc, key)..][..3];
+        assert_eq!(at("b[1].d"), "d.e");
+        assert_eq!(at("b[1].d.e"), "e =");
+        assert_eq!(at("b[1]"), "[[b");
+        assert_eq!(at("b[1].z[1]"), "{ v");
+        assert_eq!(at("b[1].z[1].v"), "v =");
+        assert_eq!(at("b[1].nope"), "[[b");
+        assert_eq!(at("nope"), "[[b");
+        assert_eq!(
+            parse_key("routes[2].respond.headers[0][1]"),
+            [
+                Segment::Key("routes".into()),
+                Segment::Index(2),
+                Segment::Key("respond".into()),
+                Segment::Key("headers".into()),
+                Segment::Index(0),
+                Segment::Index(1),
+            ]
+        );
     }
 }

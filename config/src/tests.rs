@@ -274,15 +274,15 @@ port = 1
             "t.toml:16:14: upstreams[0].endpoints[0]: missing field `address`",
             "t.toml:16:16: upstreams[0].endpoints[0].adress: unknown field `adress`, expected \
              `address` or `weight`",
-            "t.toml:16:79: upstreams[0].endpoints[1].weight: invalid type: string \"2\", expected i64",
-            "t.toml:20:22: routes[0].listeners[1]: no listener named \"admin\"",
+            "t.toml:16:84: upstreams[0].endpoints[1].weight: invalid type: string \"2\", expected i64",
+            "t.toml:20:21: routes[0].listeners[1]: no listener named \"admin\"",
             "t.toml:21:11: routes[0].methods: invalid type: string \"GET\", expected a sequence",
             "t.toml:22:12: routes[0].upstream: no upstream named \"user\"",
             "t.toml:24:1: routes[1]: missing field `name`",
-            "t.toml:25:22: routes[1].listeners[1]: invalid type: integer `2`, expected a string",
+            "t.toml:25:21: routes[1].listeners[1]: invalid type: integer `2`, expected a string",
             "t.toml:27:9: routes[1].respond.bdy: unknown field `bdy`, expected one of `status`, \
              `headers`, `body`",
-            "t.toml:28:25: routes[1].respond.headers.x-a: invalid type: integer `1`, expected a \
+            "t.toml:28:27: routes[1].respond.headers.x-a: invalid type: integer `1`, expected a \
              string",
             "t.toml:30:2: server: unknown field `server`, expected one of `runtime`, `control`, \
              `admin`, `listeners`, `upstreams`, `routes`",
@@ -373,6 +373,47 @@ upstream = \"user\"
     );
     let shown = parse(src, "t.toml").unwrap_err().to_string();
     assert_eq!(shown.lines().count(), 6);
+}
+
+#[test]
+fn tables_made_by_dotted_keys_are_read() {
+    let src = format!(
+        "admin.listen = \"127.0.0.1:9901\"\n{BASE}[[routes]]\nname = \"a\"\npath_exact = \"/a\"\n\
+         respond.status = 204\nrespond.headers.x-a = \"1\"\n\
+         [[routes]]\nname = \"b\"\nredirect.location = \"/new\"\n"
+    );
+    let config = crate::validate::test_util::parse_ok(&src);
+    assert_eq!(
+        config.admin.map(|a| a.listen),
+        Some("127.0.0.1:9901".parse().unwrap())
+    );
+    let RouteAction::Respond(respond) = &config.routes[0].action else {
+        panic!("{:?}", config.routes[0].action)
+    };
+    assert_eq!(respond.status, 204);
+    assert_eq!(respond.headers, [("x-a".to_owned(), "1".to_owned())]);
+    assert!(matches!(
+        &config.routes[1].action,
+        RouteAction::Redirect(r) if r.location == "/new"
+    ));
+}
+
+#[test]
+fn errors_in_tables_made_by_dotted_keys_point_at_the_key() {
+    let src = format!(
+        "{BASE}[[routes]]\nname = \"r\"\nmethods.get = true\nupstream.name = \"u\"\n\
+         respond.body = \"x\"\n"
+    );
+    assert_eq!(
+        errors(&src),
+        [
+            "t.toml:6:1: routes[0].methods: invalid type: map, expected a sequence",
+            "t.toml:7:1: routes[0].upstream: invalid type: map, expected a string",
+            "t.toml:8:1: routes[0].respond: set only one of upstream, respond and redirect; \
+             upstream is set too",
+            "t.toml:8:1: routes[0].respond: missing field `status`",
+        ]
+    );
 }
 
 #[test]

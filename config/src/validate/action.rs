@@ -1,12 +1,11 @@
 //! What a matched route does: exactly one of `upstream`, `respond` and `redirect`.
 
 use std::collections::HashSet;
-
-use toml::Spanned;
+use std::ops::Range;
 
 use super::Ctx;
 use crate::model::{DirectResponse, Redirect, RouteAction};
-use crate::raw::{RawRedirect, RawRespond, RawRoute};
+use crate::raw::{At, RawRedirect, RawRespond, RawRoute};
 
 const REDIRECT_STATUSES: [u16; 5] = [301, 302, 303, 307, 308];
 
@@ -16,14 +15,14 @@ const FRAMING_HEADERS: [&str; 2] = ["content-length", "transfer-encoding"];
 pub(super) fn action(
     ctx: &mut Ctx<'_>,
     prefix: &str,
-    route: &Spanned<RawRoute>,
+    route: &At<RawRoute>,
     upstreams: Option<&HashSet<&str>>,
 ) -> Option<RouteAction> {
     let r = route.get_ref();
-    let given: Vec<(&str, usize)> = [
-        ("upstream", r.upstream.as_ref().map(|v| v.span().start)),
-        ("respond", r.respond.as_ref().map(|v| v.span().start)),
-        ("redirect", r.redirect.as_ref().map(|v| v.span().start)),
+    let given: Vec<(&str, Option<Range<usize>>)> = [
+        ("upstream", r.upstream.as_ref().map(|v| v.span())),
+        ("respond", r.respond.as_ref().map(|v| v.span())),
+        ("redirect", r.redirect.as_ref().map(|v| v.span())),
     ]
     .into_iter()
     .filter_map(|(field, at)| Some((field, at?)))
@@ -31,13 +30,13 @@ pub(super) fn action(
     match given.as_slice() {
         [] => {
             let message = "a route needs one of upstream, respond or redirect";
-            ctx.error_at(route.span().start, prefix.to_owned(), message);
+            ctx.error_near(route.span(), prefix.to_owned(), message);
         }
         [(first, _), rest @ ..] => {
             for (field, at) in rest {
                 let message =
                     format!("set only one of upstream, respond and redirect; {first} is set too");
-                ctx.error_at(*at, format!("{prefix}.{field}"), message);
+                ctx.error_near(at.clone(), format!("{prefix}.{field}"), message);
             }
         }
     }
@@ -66,10 +65,10 @@ pub(super) fn action(
     }
 }
 
-fn respond(ctx: &mut Ctx<'_>, prefix: &str, raw: &Spanned<RawRespond>) -> Option<DirectResponse> {
+fn respond(ctx: &mut Ctx<'_>, prefix: &str, raw: &At<RawRespond>) -> Option<DirectResponse> {
     let table_key = format!("{prefix}.respond");
     let key = |field: &str| format!("{table_key}.{field}");
-    let table = (raw.span().start, table_key.as_str());
+    let table = (raw, table_key.as_str());
     let raw = raw.get_ref();
     let status = ctx
         .required(raw.status.as_ref(), table, "status")
@@ -123,10 +122,10 @@ fn respond(ctx: &mut Ctx<'_>, prefix: &str, raw: &Spanned<RawRespond>) -> Option
     })
 }
 
-fn redirect(ctx: &mut Ctx<'_>, prefix: &str, raw: &Spanned<RawRedirect>) -> Option<Redirect> {
+fn redirect(ctx: &mut Ctx<'_>, prefix: &str, raw: &At<RawRedirect>) -> Option<Redirect> {
     let table_key = format!("{prefix}.redirect");
     let key = |field: &str| format!("{table_key}.{field}");
-    let table = (raw.span().start, table_key.as_str());
+    let table = (raw, table_key.as_str());
     let raw = raw.get_ref();
     let location = ctx
         .required(raw.location.as_ref(), table, "location")

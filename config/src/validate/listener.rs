@@ -9,11 +9,11 @@ use toml::Spanned;
 
 use super::Ctx;
 use crate::model::Listener;
-use crate::raw::{List, RawListener, Typed};
+use crate::raw::{At, List, RawListener, Typed};
 
 const MIN_REQUEST_LINE: u64 = 64;
 
-pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &List<Spanned<RawListener>>) -> Vec<Listener> {
+pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &List<At<RawListener>>) -> Vec<Listener> {
     let Some(raw) = ctx.list(raw, "listeners") else {
         return Vec::new();
     };
@@ -28,8 +28,8 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &List<Spanned<RawListener>>) -> 
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let table = (l.span().start, format!("listeners[{i}]"));
-            ctx.required(l.get_ref().name.as_ref(), (table.0, &table.1), "name")
+            let prefix = format!("listeners[{i}]");
+            ctx.required(l.get_ref().name.as_ref(), (l, &prefix), "name")
         })
         .collect();
     ctx.unique_names(
@@ -45,7 +45,7 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &List<Spanned<RawListener>>) -> 
     for (i, spanned) in raw.iter().enumerate() {
         let l = spanned.get_ref();
         let prefix = format!("listeners[{i}]");
-        let table = (spanned.span().start, prefix.as_str());
+        let table = (spanned, prefix.as_str());
         let key = |field: &str| format!("{prefix}.{field}");
         let name = names[i].and_then(|name| ctx.name(name, key("name")));
         let raw_listen = ctx.required(l.listen.as_ref(), table, "listen");
@@ -99,11 +99,11 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &List<Spanned<RawListener>>) -> 
                 // Point at whichever of the two the file sets; the head size if both.
                 match (&l.max_header_bytes, &l.max_request_line) {
                     (Some(at), _) => {
-                        ctx.error_at(at.span().start, key("max_header_bytes"), message);
+                        ctx.error_near(at.span(), key("max_header_bytes"), message);
                         head = None;
                     }
                     (None, Some(at)) => {
-                        ctx.error_at(at.span().start, key("max_request_line"), message);
+                        ctx.error_near(at.span(), key("max_request_line"), message);
                         line = None;
                     }
                     (None, None) => unreachable!("the defaults are consistent"),

@@ -13,25 +13,36 @@ mod upstream;
 #[cfg(test)]
 pub(crate) mod test_util;
 
+use std::ops::Range;
 use std::path::PathBuf;
 
 use toml::Spanned;
+use toml_edit::ImDocument;
 
 use crate::error::{line_column, ConfigError, ConfigErrors};
 use crate::model::{Admin, Config, Control, DriverChoice, Listener, Runtime, Shards};
-use crate::raw::{IntOrText, List, RawAdmin, RawConfig, RawControl, RawRuntime, Typed};
+use crate::raw::{At, IntOrText, List, RawAdmin, RawControl, RawRuntime, Typed};
+use crate::read::{locate, Read};
 
 /// Where validation errors are collected.
 pub(crate) struct Ctx<'a> {
     file: &'a str,
     src: &'a str,
+    doc: &'a ImDocument<&'a str>,
     errors: Vec<ConfigError>,
 }
 
 impl<'a> Ctx<'a> {
-    /// Starts from errors already found (unknown keys).
-    fn new(file: &'a str, src: &'a str, errors: Vec<ConfigError>) -> Self {
-        Ctx { file, src, errors }
+    /// Records an error at `span`, or at the key `key` in the document when there is no span
+    /// (a table made by dotted keys).
+    pub(super) fn error_near(
+        &mut self,
+        span: Option<Range<usize>>,
+        key: String,
+        message: impl Into<String>,
+    ) {
+        let offset = span.map_or_else(|| locate(self.doc, &key), |span| span.start);
+        self.error_at(offset, key, message);
     }
 
     /// Records an error at byte `offset` of the source.
@@ -68,7 +79,10 @@ impl<'a> Ctx<'a> {
     ) -> Option<&'r Spanned<T>> {
         match value {
             Typed::Ok(value) => Some(value),
-            Typed::Wrong(error) => self.fail(error, key.to_owned(), error.get_ref().as_str()),
+            Typed::Wrong { span, message } => {
+                self.error_near(span.clone(), key.to_owned(), message.as_str());
+                None
+            }
         }
     }
 
@@ -84,18 +98,19 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// A required key `field` of the table at byte `table` whose path is `prefix`: missing
-    /// or of the wrong type is recorded.
-    pub(super) fn required<'r, T>(
+    /// A required key `field` of the table at `table` whose path is `prefix`: missing or of
+    /// the wrong type is recorded.
+    pub(super) fn required<'r, T, U>(
         &mut self,
         value: Option<&'r Typed<T>>,
-        (table, prefix): (usize, &str),
+        (table, prefix): (&At<U>, &str),
         field: &str,
     ) -> Option<&'r Spanned<T>> {
         match value {
             Some(value) => self.typed(value, &format!("{prefix}.{field}")),
             None => {
-                self.error_at(table, prefix.to_owned(), format!("missing field `{field}`"));
+                let message = format!("missing field `{field}`");
+                self.error_near(table.span(), prefix.to_owned(), message);
                 None
             }
         }
@@ -106,21 +121,23 @@ impl<'a> Ctx<'a> {
         match list.items() {
             Ok(items) => Some(items),
             Err(error) => {
-                self.error_at(list.span().start, key.to_owned(), error);
+                self.error_near(list.span(), key.to_owned(), error);
                 None
             }
         }
     }
 }
 
-/// Validates a whole document, reporting every error found, in file order.
-pub(crate) fn validate(
-    raw: &RawConfig,
-    file: &str,
-    src: &str,
-    errors: Vec<ConfigError>,
-) -> Result<Config, ConfigErrors> {
-    let mut ctx = Ctx::new(file, src, errors);
+/// Validates a whole document, reporting every error found (and the unknown keys `read`
+/// found), in file order.
+pub(crate) fn validate(read: Read<'_>, file: &str, src: &str) -> Result<Config, ConfigErrors> {
+    let raw = &read.raw;
+    let mut ctx = Ctx {
+        file,
+        src,
+        doc: &read.doc,
+        errors: read.unknown_keys,
+    };
     let runtime = runtime(&mut ctx, raw.runtime.as_ref());
     let control = control(&mut ctx, raw.control.as_ref());
     let listeners = listener::listeners(&mut ctx, &raw.listeners);
@@ -237,8 +254,8 @@ fn control(ctx: &mut Ctx<'_>, raw: Option<&RawControl>) -> Option<Control> {
     })
 }
 
-fn admin(ctx: &mut Ctx<'_>, raw: &Spanned<RawAdmin>, listeners: &[Listener]) -> Option<Admin> {
-    let table = (raw.span().start, "admin");
+fn admin(ctx: &mut Ctx<'_>, raw: &At<RawAdmin>, listeners: &[Listener]) -> Option<Admin> {
+    let table = (raw, "admin");
     let raw_listen = ctx.required(raw.get_ref().listen.as_ref(), table, "listen")?;
     let listen = ctx.address(raw_listen, "admin.listen".into())?;
     if let Some(taken) = listeners.iter().find(|l| l.listen == listen) {

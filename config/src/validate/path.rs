@@ -21,7 +21,7 @@ pub(super) fn path(ctx: &mut Ctx<'_>, prefix: &str, r: &RawRoute) -> Option<Path
             "set only one of path_exact, path_prefix and path_regex; {} is set too",
             given[0].0
         );
-        ctx.error_at(value.span().start, format!("{prefix}.{field}"), message);
+        ctx.error_near(value.span(), format!("{prefix}.{field}"), message);
     }
     let checked: Vec<Option<PathMatch>> = given
         .iter()

@@ -10,7 +10,7 @@ use super::check::host_match;
 use super::path::path;
 use super::Ctx;
 use crate::model::{HeaderMatch, Route};
-use crate::raw::{List, RawConfig, RawHeaderMatch, Typed};
+use crate::raw::{At, List, RawConfig, RawHeaderMatch, Typed};
 
 pub(super) fn routes(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<Route> {
     let Some(routes) = ctx.list(&raw.routes, "routes") else {
@@ -20,8 +20,8 @@ pub(super) fn routes(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<Route> {
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let table = (r.span().start, format!("routes[{i}]"));
-            ctx.required(r.get_ref().name.as_ref(), (table.0, &table.1), "name")
+            let prefix = format!("routes[{i}]");
+            ctx.required(r.get_ref().name.as_ref(), (r, &prefix), "name")
         })
         .collect();
     ctx.unique_names(
@@ -75,7 +75,7 @@ pub(super) fn routes(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<Route> {
 /// string (already reported): references are then not checked, rather than reported for a
 /// name that may well be the one meant.
 fn known_names<'r, T>(
-    table: &'r List<Spanned<T>>,
+    table: &'r List<At<T>>,
     name: impl Fn(&'r T) -> Option<&'r Typed<String>>,
 ) -> Option<HashSet<&'r str>> {
     table
@@ -84,7 +84,7 @@ fn known_names<'r, T>(
         .iter()
         .map(|entry| match name(entry.get_ref())? {
             Typed::Ok(name) => Some(name.get_ref().as_str()),
-            Typed::Wrong(_) => None,
+            Typed::Wrong { .. } => None,
         })
         .collect()
 }
@@ -102,7 +102,7 @@ fn route_listeners(
     let items = ctx.list(raw, &key)?;
     if items.is_empty() {
         let message = "must name at least one listener; leave the key out to serve every listener";
-        ctx.error_at(raw.span().start, key, message);
+        ctx.error_near(raw.span(), key, message);
         return None;
     }
     let mut names: Vec<String> = Vec::new();
@@ -136,7 +136,7 @@ fn methods(
     let items = ctx.list(raw, &key)?;
     if items.is_empty() {
         let message = "must list at least one method; leave the key out to match any method";
-        ctx.error_at(raw.span().start, key, message);
+        ctx.error_near(raw.span(), key, message);
         return None;
     }
     let mut methods: Vec<String> = Vec::new();
@@ -162,7 +162,7 @@ fn methods(
 fn header_matches(
     ctx: &mut Ctx<'_>,
     prefix: &str,
-    raw: &List<Spanned<RawHeaderMatch>>,
+    raw: &List<At<RawHeaderMatch>>,
 ) -> Option<Vec<HeaderMatch>> {
     let raw = ctx.list(raw, &format!("{prefix}.headers"))?;
     let mut matches = Vec::with_capacity(raw.len());
@@ -172,7 +172,7 @@ fn header_matches(
         let table_key = format!("{prefix}.headers[{i}]");
         let key = |field: &str| format!("{table_key}.{field}");
         let name = ctx
-            .required(h.name.as_ref(), (spanned.span().start, &table_key), "name")
+            .required(h.name.as_ref(), (spanned, &table_key), "name")
             .and_then(|name| ctx.token(name, key("name"), "header name"));
         let value = ctx
             .optional(h.value.as_ref(), &key("value"))

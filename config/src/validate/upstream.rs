@@ -8,9 +8,9 @@ use toml::Spanned;
 
 use super::Ctx;
 use crate::model::{Endpoint, Upstream};
-use crate::raw::{List, RawEndpoint, RawUpstream, Typed};
+use crate::raw::{At, List, RawEndpoint, RawUpstream, Typed};
 
-pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<Spanned<RawUpstream>>) -> Vec<Upstream> {
+pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<At<RawUpstream>>) -> Vec<Upstream> {
     let Some(raw) = ctx.list(raw, "upstreams") else {
         return Vec::new();
     };
@@ -18,8 +18,8 @@ pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<Spanned<RawUpstream>>) -> 
         .iter()
         .enumerate()
         .map(|(i, u)| {
-            let table = (u.span().start, format!("upstreams[{i}]"));
-            ctx.required(u.get_ref().name.as_ref(), (table.0, &table.1), "name")
+            let prefix = format!("upstreams[{i}]");
+            ctx.required(u.get_ref().name.as_ref(), (u, &prefix), "name")
         })
         .collect();
     ctx.unique_names(
@@ -42,7 +42,7 @@ pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<Spanned<RawUpstream>>) -> 
                 .and_then(|raw| endpoints(ctx, i, raw)),
             None => {
                 let message = "missing field `endpoints`";
-                ctx.error_at(spanned.span().start, prefix.clone(), message);
+                ctx.error_near(spanned.span(), prefix.clone(), message);
                 None
             }
         };
@@ -78,11 +78,7 @@ pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<Spanned<RawUpstream>>) -> 
 }
 
 /// Every endpoint checked; `None` if any failed. An empty list is valid (answers 503).
-fn endpoints(
-    ctx: &mut Ctx<'_>,
-    upstream: usize,
-    raw: &[Spanned<RawEndpoint>],
-) -> Option<Vec<Endpoint>> {
+fn endpoints(ctx: &mut Ctx<'_>, upstream: usize, raw: &[At<RawEndpoint>]) -> Option<Vec<Endpoint>> {
     let mut seen = HashSet::new();
     let mut endpoints = Vec::with_capacity(raw.len());
     let mut all_valid = true;
@@ -90,7 +86,7 @@ fn endpoints(
         let e = spanned.get_ref();
         let prefix = format!("upstreams[{upstream}].endpoints[{i}]");
         let key = |field: &str| format!("{prefix}.{field}");
-        let table = (spanned.span().start, prefix.as_str());
+        let table = (spanned, prefix.as_str());
         let mut address = None;
         if let Some(raw_address) = ctx.required(e.address.as_ref(), table, "address") {
             address = ctx.address(raw_address, key("address"));
