@@ -40,7 +40,8 @@ pub use model::*;
 /// 127.0.0.1:8080 answering every request with a short page.
 pub const DEFAULT_TOML: &str = include_str!("../default.toml");
 
-/// Parses and validates `src`; `file` names it in errors and becomes [`Config::source`].
+/// Parses and validates `src`; `file` names it in errors and becomes [`Config::source`],
+/// `src` itself becomes [`Config::source_text`].
 pub fn parse(src: &str, file: &str) -> Result<Config, ConfigErrors> {
     let read = read::read(src, file)?;
     validate::validate(read, file, src)

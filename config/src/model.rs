@@ -11,12 +11,19 @@ use std::time::Duration;
 pub struct Config {
     /// The file it was read from (`<default>` for the bundled one).
     pub source: String,
+    /// The TOML text exactly as read ([`DEFAULT_TOML`](crate::DEFAULT_TOML) for the bundled
+    /// one), for `ringway ctl config`. It may hold secrets: redact before showing it.
+    pub source_text: String,
     /// `[runtime]`: shards, I/O driver, pinning.
     pub runtime: Runtime,
-    /// `[control]`: the control socket.
+    /// `[control]`: the control socket, drain and reload timeouts.
     pub control: Control,
     /// `[admin]`; `None` when the table is absent (no admin listener).
     pub admin: Option<Admin>,
+    /// `[metrics]`: the defaults when the table is absent.
+    pub metrics: Metrics,
+    /// `[access_log]`; `None` when the table is absent (no access log).
+    pub access_log: Option<AccessLog>,
     /// `[[listeners]]`, in file order; at least one, names and addresses unique.
     pub listeners: Vec<Listener>,
     /// `[[upstreams]]`, in file order; names unique.
@@ -63,6 +70,25 @@ pub struct Runtime {
 pub struct Control {
     /// Unix socket path for `ringway ctl` (default `/run/ringway/control.sock`).
     pub socket: PathBuf,
+    /// How long SIGTERM or `ctl drain` waits for in-flight requests (default 30s).
+    pub drain_timeout: Duration,
+    /// How long a reload waits for every shard to acknowledge it (default 5s).
+    pub reload_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metrics {
+    /// How often shards report to the control thread, and the period of the HdrHistogram
+    /// interval log: at least 100ms (default 1s).
+    pub interval: Duration,
+    /// HdrHistogram interval log file (non-empty); `None`: no interval log.
+    pub interval_log: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLog {
+    /// File the JSON access log is appended to (non-empty).
+    pub path: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -31,6 +31,8 @@ pub(crate) struct RawConfig {
     pub runtime: Option<RawRuntime>,
     pub control: Option<RawControl>,
     pub admin: Option<At<RawAdmin>>,
+    pub metrics: Option<RawMetrics>,
+    pub access_log: Option<At<RawAccessLog>>,
     #[serde(default)]
     pub listeners: List<At<RawListener>>,
     #[serde(default)]
@@ -49,9 +51,11 @@ pub(crate) struct RawRuntime {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(expecting = "a table with the control socket path")]
+#[serde(expecting = "a table of control settings")]
 pub(crate) struct RawControl {
     pub socket: Option<Typed<String>>,
+    pub drain_timeout: Option<Typed<String>>,
+    pub reload_timeout: Option<Typed<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +63,20 @@ pub(crate) struct RawControl {
 pub(crate) struct RawAdmin {
     /// Required.
     pub listen: Option<Typed<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a table of metrics settings")]
+pub(crate) struct RawMetrics {
+    pub interval: Option<Typed<String>>,
+    pub interval_log: Option<Typed<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a table with the access log path")]
+pub(crate) struct RawAccessLog {
+    /// Required.
+    pub path: Option<Typed<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,8 +12,8 @@ use toml_edit::{ImDocument, Item, Table, TableLike, Value};
 
 use crate::error::{ConfigError, ConfigErrors};
 use crate::raw::{
-    RawAdmin, RawConfig, RawControl, RawEndpoint, RawHeaderMatch, RawListener, RawRedirect,
-    RawRespond, RawRoute, RawRuntime, RawUpstream,
+    RawAccessLog, RawAdmin, RawConfig, RawControl, RawEndpoint, RawHeaderMatch, RawListener,
+    RawMetrics, RawRedirect, RawRespond, RawRoute, RawRuntime, RawUpstream,
 };
 
 /// A document read as far as validation.
@@ -214,6 +214,8 @@ fn known_keys(parent: &[Segment]) -> Option<&'static [&'static str]> {
         ["runtime"] => fields::<RawRuntime>(),
         ["control"] => fields::<RawControl>(),
         ["admin"] => fields::<RawAdmin>(),
+        ["metrics"] => fields::<RawMetrics>(),
+        ["access_log"] => fields::<RawAccessLog>(),
         ["listeners"] => fields::<RawListener>(),
         ["upstreams"] => fields::<RawUpstream>(),
         ["upstreams", "endpoints"] => fields::<RawEndpoint>(),

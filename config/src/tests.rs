@@ -37,6 +37,12 @@ fn default_config_parses() {
         )]
     );
     assert!(response.body.contains("ringway run -c"));
+    assert_eq!(config.source_text, DEFAULT_TOML);
+    assert_eq!(config.control.drain_timeout, Duration::from_secs(30));
+    assert_eq!(config.control.reload_timeout, Duration::from_secs(5));
+    assert_eq!(config.metrics.interval, Duration::from_secs(1));
+    assert_eq!(config.metrics.interval_log, None);
+    assert!(config.access_log.is_none());
 }
 
 #[test]
@@ -79,6 +85,7 @@ fn load_reads_a_file() {
     std::fs::remove_file(&path).unwrap();
     let config = loaded.unwrap();
     assert_eq!(config.source, path.display().to_string());
+    assert_eq!(config.source_text, format!("{BASE}idle_timeout = \"5m\"\n"));
     assert_eq!(config.listeners[0].idle_timeout, Duration::from_secs(300));
 }
 
@@ -112,7 +119,7 @@ fn unknown_keys_are_rejected_with_their_path() {
     assert_eq!(
         one_error(&format!("[server]\nport = 1\n{BASE}")),
         "t.toml:1:2: server: unknown field `server`, expected one of `runtime`, `control`, \
-         `admin`, `listeners`, `upstreams`, `routes`"
+         `admin`, `metrics`, `access_log`, `listeners`, `upstreams`, `routes`"
     );
     assert_eq!(
         one_error(&format!(
@@ -285,7 +292,7 @@ port = 1
             "t.toml:28:27: routes[1].respond.headers.x-a: invalid type: integer `1`, expected a \
              string",
             "t.toml:30:2: server: unknown field `server`, expected one of `runtime`, `control`, \
-             `admin`, `listeners`, `upstreams`, `routes`",
+             `admin`, `metrics`, `access_log`, `listeners`, `upstreams`, `routes`",
         ]
     );
 }

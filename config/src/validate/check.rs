@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -61,6 +62,14 @@ impl Ctx<'_> {
             Ok(addr) => Some(addr),
             Err(message) => self.fail(raw, key, message),
         }
+    }
+
+    /// A file path: any non-empty string.
+    pub(super) fn path(&mut self, raw: &Spanned<String>, key: String) -> Option<PathBuf> {
+        if raw.get_ref().is_empty() {
+            return self.fail(raw, key, "must not be empty");
+        }
+        Some(PathBuf::from(raw.get_ref()))
     }
 
     /// An integer in `min..=max`, or `default` when absent.

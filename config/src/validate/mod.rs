@@ -15,13 +15,21 @@ pub(crate) mod test_util;
 
 use std::ops::Range;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use toml::Spanned;
 use toml_edit::ImDocument;
 
 use crate::error::{line_column, ConfigError, ConfigErrors};
-use crate::model::{Admin, Config, Control, DriverChoice, Listener, Runtime, Shards};
-use crate::raw::{At, IntOrText, List, RawAdmin, RawControl, RawRuntime, Typed};
+use crate::model::{
+    AccessLog, Admin, Config, Control, DriverChoice, Listener, Metrics, Runtime, Shards,
+};
+use crate::raw::{
+    At, IntOrText, List, RawAccessLog, RawAdmin, RawControl, RawMetrics, RawRuntime, Typed,
+};
+
+/// The shortest `metrics.interval`: shorter would have shards spend their time reporting.
+const MIN_METRICS_INTERVAL: Duration = Duration::from_millis(100);
 use crate::read::{locate, Read};
 
 /// Where validation errors are collected.
@@ -145,6 +153,11 @@ pub(crate) fn validate(read: Read<'_>, file: &str, src: &str) -> Result<Config, 
         .admin
         .as_ref()
         .and_then(|a| admin(&mut ctx, a, &listeners));
+    let metrics = metrics(&mut ctx, raw.metrics.as_ref());
+    let access_log = match raw.access_log.as_ref() {
+        None => Some(None),
+        Some(table) => access_log(&mut ctx, table).map(Some),
+    };
     let upstreams = upstream::upstreams(&mut ctx, &raw.upstreams);
     let routes = route::routes(&mut ctx, raw);
     let mut errors = ctx.errors;
@@ -152,12 +165,15 @@ pub(crate) fn validate(read: Read<'_>, file: &str, src: &str) -> Result<Config, 
         errors.sort_by_key(|e| (e.line, e.column));
         return Err(ConfigErrors(errors));
     }
-    match (runtime, control) {
-        (Some(runtime), Some(control)) => Ok(Config {
+    match (runtime, control, metrics, access_log) {
+        (Some(runtime), Some(control), Some(metrics), Some(access_log)) => Ok(Config {
             source: file.to_owned(),
+            source_text: src.to_owned(),
             runtime,
             control,
             admin,
+            metrics,
+            access_log,
             listeners,
             upstreams,
             routes,
@@ -241,17 +257,58 @@ fn runtime(ctx: &mut Ctx<'_>, raw: Option<&RawRuntime>) -> Option<Runtime> {
 
 fn control(ctx: &mut Ctx<'_>, raw: Option<&RawControl>) -> Option<Control> {
     let socket = raw.and_then(|c| c.socket.as_ref());
-    let Some(socket) = ctx.optional(socket, "control.socket")? else {
-        return Some(Control {
-            socket: PathBuf::from("/run/ringway/control.sock"),
-        });
+    let socket = match ctx.optional(socket, "control.socket") {
+        None => None,
+        Some(None) => Some(PathBuf::from("/run/ringway/control.sock")),
+        Some(Some(socket)) => ctx.path(socket, "control.socket".into()),
     };
-    if socket.get_ref().is_empty() {
-        return ctx.fail(socket, "control.socket".into(), "must not be empty");
-    }
+    let drain_timeout = ctx.duration(
+        raw.and_then(|c| c.drain_timeout.as_ref()),
+        "control.drain_timeout".into(),
+        Duration::from_secs(30),
+    );
+    let reload_timeout = ctx.duration(
+        raw.and_then(|c| c.reload_timeout.as_ref()),
+        "control.reload_timeout".into(),
+        Duration::from_secs(5),
+    );
     Some(Control {
-        socket: PathBuf::from(socket.get_ref()),
+        socket: socket?,
+        drain_timeout: drain_timeout?,
+        reload_timeout: reload_timeout?,
     })
+}
+
+fn metrics(ctx: &mut Ctx<'_>, raw: Option<&RawMetrics>) -> Option<Metrics> {
+    let raw_interval = raw.and_then(|m| m.interval.as_ref());
+    let mut interval = ctx.duration(
+        raw_interval,
+        "metrics.interval".into(),
+        Duration::from_secs(1),
+    );
+    if let (Some(short), Some(Typed::Ok(at))) = (interval, raw_interval) {
+        if short < MIN_METRICS_INTERVAL {
+            let message = format!("must be at least 100ms, got \"{}\"", at.get_ref());
+            interval = ctx.fail(at, "metrics.interval".into(), message);
+        }
+    }
+    let interval_log = raw.and_then(|m| m.interval_log.as_ref());
+    let interval_log = match ctx.optional(interval_log, "metrics.interval_log") {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(log)) => ctx.path(log, "metrics.interval_log".into()).map(Some),
+    };
+    Some(Metrics {
+        interval: interval?,
+        interval_log: interval_log?,
+    })
+}
+
+fn access_log(ctx: &mut Ctx<'_>, raw: &At<RawAccessLog>) -> Option<AccessLog> {
+    let table = (raw, "access_log");
+    let path = ctx.required(raw.get_ref().path.as_ref(), table, "path")?;
+    let path = ctx.path(path, "access_log.path".into())?;
+    Some(AccessLog { path })
 }
 
 fn admin(ctx: &mut Ctx<'_>, raw: &At<RawAdmin>, listeners: &[Listener]) -> Option<Admin> {
@@ -270,8 +327,11 @@ fn admin(ctx: &mut Ctx<'_>, raw: &At<RawAdmin>, listeners: &[Listener]) -> Optio
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
     use super::test_util::{errors, one_error, parse_ok, BASE};
-    use crate::model::{DriverChoice, Shards};
+    use crate::model::{AccessLog, DriverChoice, Metrics, Shards};
 
     #[test]
     fn runtime_defaults() {
@@ -356,6 +416,165 @@ mod tests {
         assert_eq!(
             one_error(&src),
             "t.toml:5:10: control.socket: must not be empty"
+        );
+    }
+
+    #[test]
+    fn control_metrics_and_access_log_defaults() {
+        let defaults = Metrics {
+            interval: Duration::from_secs(1),
+            interval_log: None,
+        };
+        let config = parse_ok(BASE);
+        assert_eq!(config.control.drain_timeout, Duration::from_secs(30));
+        assert_eq!(config.control.reload_timeout, Duration::from_secs(5));
+        assert_eq!(config.metrics, defaults);
+        assert_eq!(config.access_log, None);
+        assert_eq!(config.source_text, BASE);
+        // Tables that set none of their keys get the same defaults.
+        let config = parse_ok(&format!("{BASE}[control]\n[metrics]\n"));
+        assert_eq!(config.control.drain_timeout, Duration::from_secs(30));
+        assert_eq!(config.control.reload_timeout, Duration::from_secs(5));
+        assert_eq!(config.metrics, defaults);
+    }
+
+    #[test]
+    fn control_metrics_and_access_log_values() {
+        let src = format!(
+            "{BASE}[control]\ndrain_timeout = \"1m\"\nreload_timeout = \"500ms\"\n\
+             [metrics]\ninterval = \"100ms\"\ninterval_log = \"/var/log/ringway/latency.hlog\"\n\
+             [access_log]\npath = \"/var/log/ringway/access.log\"\n"
+        );
+        let config = parse_ok(&src);
+        assert_eq!(config.control.drain_timeout, Duration::from_secs(60));
+        assert_eq!(config.control.reload_timeout, Duration::from_millis(500));
+        assert_eq!(
+            config.metrics,
+            Metrics {
+                interval: Duration::from_millis(100),
+                interval_log: Some(PathBuf::from("/var/log/ringway/latency.hlog")),
+            }
+        );
+        assert_eq!(
+            config.access_log,
+            Some(AccessLog {
+                path: PathBuf::from("/var/log/ringway/access.log"),
+            })
+        );
+        assert_eq!(config.source_text, src);
+        let config = parse_ok(&format!("access_log.path = \"a.log\"\n{BASE}"));
+        assert_eq!(config.access_log.unwrap().path, PathBuf::from("a.log"));
+    }
+
+    #[test]
+    fn bad_control_timeouts() {
+        let src = format!("{BASE}[control]\ndrain_timeout = \"0s\"\nreload_timeout = 5\n");
+        assert_eq!(
+            errors(&src),
+            [
+                "t.toml:5:17: control.drain_timeout: must be greater than zero",
+                "t.toml:6:18: control.reload_timeout: invalid type: integer `5`, expected a string",
+            ]
+        );
+        let src = format!("{BASE}[control]\nsocket = \"\"\nreload_timeout = \"5\"\n");
+        assert_eq!(
+            errors(&src),
+            [
+                "t.toml:5:10: control.socket: must not be empty",
+                "t.toml:6:18: control.reload_timeout: \"5\" has no unit; write it with ms, s, m or h, such as \"5s\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn metrics_interval_is_at_least_100ms() {
+        for bad in ["99ms", "0.05s"] {
+            let src = format!("{BASE}[metrics]\ninterval = \"{bad}\"\n");
+            assert_eq!(
+                one_error(&src),
+                format!("t.toml:5:12: metrics.interval: must be at least 100ms, got \"{bad}\"")
+            );
+        }
+        let src = format!("{BASE}[metrics]\ninterval = \"1 s\"\n");
+        assert_eq!(
+            one_error(&src),
+            "t.toml:5:12: metrics.interval: unknown duration unit \" s\"; use ms, s, m or h"
+        );
+        let src = format!("{BASE}[metrics]\ninterval = 1\n");
+        assert_eq!(
+            one_error(&src),
+            "t.toml:5:12: metrics.interval: invalid type: integer `1`, expected a string"
+        );
+    }
+
+    #[test]
+    fn log_paths_must_not_be_empty() {
+        let src = format!("{BASE}[metrics]\ninterval_log = \"\"\n[access_log]\npath = \"\"\n");
+        assert_eq!(
+            errors(&src),
+            [
+                "t.toml:5:16: metrics.interval_log: must not be empty",
+                "t.toml:7:8: access_log.path: must not be empty",
+            ]
+        );
+        let src = format!("access_log.path = \"\"\n{BASE}");
+        assert_eq!(
+            one_error(&src),
+            "t.toml:1:19: access_log.path: must not be empty"
+        );
+        let src = format!("{BASE}[metrics]\ninterval_log = false\n");
+        assert_eq!(
+            one_error(&src),
+            "t.toml:5:16: metrics.interval_log: invalid type: boolean `false`, expected a string"
+        );
+    }
+
+    #[test]
+    fn access_log_needs_a_path() {
+        let src = format!("{BASE}[access_log]\n");
+        assert_eq!(
+            one_error(&src),
+            "t.toml:4:1: access_log: missing field `path`"
+        );
+        let src = format!("{BASE}[access_log]\npath = 7\n");
+        assert_eq!(
+            one_error(&src),
+            "t.toml:5:8: access_log.path: invalid type: integer `7`, expected a string"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_control_metrics_and_access_log() {
+        let src = format!(
+            "{BASE}[metrics]\nintervals = \"1s\"\n[access_log]\npath = \"a.log\"\n\
+             format = \"json\"\n[control]\ndrain = \"1s\"\n"
+        );
+        assert_eq!(
+            errors(&src),
+            [
+                "t.toml:5:1: metrics.intervals: unknown field `intervals`, expected `interval` or \
+                 `interval_log`",
+                "t.toml:8:1: access_log.format: unknown field `format`, expected `path`",
+                "t.toml:10:1: control.drain: unknown field `drain`, expected one of `socket`, \
+                 `drain_timeout`, `reload_timeout`",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_value_where_the_table_belongs_is_reported_alone() {
+        assert_eq!(
+            one_error(&format!("metrics = \"1s\"\n{BASE}")),
+            "t.toml:1:11: metrics: invalid type: string \"1s\", expected a table of metrics settings"
+        );
+        assert_eq!(
+            one_error(&format!("access_log = \"a.log\"\n{BASE}")),
+            "t.toml:1:14: access_log: invalid type: string \"a.log\", expected a table with the \
+             access log path"
+        );
+        assert_eq!(
+            one_error(&format!("control = 1\n{BASE}")),
+            "t.toml:1:11: control: invalid type: integer `1`, expected a table of control settings"
         );
     }
 
