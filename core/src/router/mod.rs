@@ -4,13 +4,15 @@
 //! hosts with the longest suffix first, then routes without a host); within a tier, path kind
 //! (exact, then prefix with the longest first, then regex, then no path); then routes with more
 //! conditions (methods and headers); then file order. The first route in this order whose every
-//! condition matches wins. Each host tier is pre-sorted at compile time, so a lookup walks at
-//! most three short candidate lists and allocates nothing.
+//! condition matches wins. Each host tier indexes its routes by path ([`tier`]), so a lookup
+//! costs a few hash probes however many routes there are, and allocates nothing.
 
 mod matcher;
+mod tier;
 
 use ahash::AHashMap;
 use ringway_config::{HostMatch, PathMatch, Route};
+use tier::Tier;
 
 pub use matcher::RequestView;
 
@@ -19,13 +21,13 @@ pub type RouteId = usize;
 
 pub struct Router {
     routes: Vec<Route>,
-    /// Listener index -> does route `r` serve it: `serves[r]` is a bitmask over listeners
-    /// (listeners beyond 64 fall back to a name check).
+    /// Per route, a bitmask over listener indexes it serves (routes on listeners past the 64th
+    /// are only served when they name no listener).
     listener_masks: Vec<u64>,
-    exact: AHashMap<String, Vec<RouteId>>,
-    /// (suffix, candidates), longest suffix first.
-    wildcard: Vec<(String, Vec<RouteId>)>,
-    any_host: Vec<RouteId>,
+    exact: AHashMap<String, Tier>,
+    /// (suffix, tier), longest suffix first.
+    wildcard: Vec<(String, Tier)>,
+    any_host: Tier,
 }
 
 impl Router {
@@ -46,10 +48,10 @@ impl Router {
                 None => any_host.push(id),
             }
         }
-        let order = |ids: &mut Vec<RouteId>| ids.sort_by_key(|&id| precedence_key(&routes[id], id));
-        exact.values_mut().for_each(order);
-        wildcard.iter_mut().for_each(|(_, ids)| order(ids));
-        order(&mut any_host);
+        let tier = |mut ids: Vec<RouteId>| {
+            ids.sort_by_key(|&id| precedence_key(&routes[id], id));
+            Tier::new(routes, &ids)
+        };
         // Stable sort keeps file order between equally long suffixes.
         wildcard.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         let listener_masks = routes
@@ -68,9 +70,15 @@ impl Router {
         Router {
             routes: routes.to_vec(),
             listener_masks,
-            exact,
-            wildcard,
-            any_host,
+            exact: exact
+                .into_iter()
+                .map(|(host, ids)| (host, tier(ids)))
+                .collect(),
+            wildcard: wildcard
+                .into_iter()
+                .map(|(suffix, ids)| (suffix, tier(ids)))
+                .collect(),
+            any_host: tier(any_host),
         }
     }
 
@@ -84,27 +92,7 @@ impl Router {
 
     /// The winning route for a request, if any.
     pub fn find(&self, req: &RequestView<'_>) -> Option<RouteId> {
-        let mut lower = [0u8; 255];
-        let host = matcher::normalise_host(req.host, &mut lower);
-        if let Some(host) = host {
-            if let Some(ids) = self.exact.get(host) {
-                if let Some(id) = self.first_match(ids, req) {
-                    return Some(id);
-                }
-            }
-            for (suffix, ids) in &self.wildcard {
-                if host.len() > suffix.len() && host.ends_with(suffix.as_str()) {
-                    if let Some(id) = self.first_match(ids, req) {
-                        return Some(id);
-                    }
-                }
-            }
-        }
-        self.first_match(&self.any_host, req)
-    }
-
-    fn first_match(&self, ids: &[RouteId], req: &RequestView<'_>) -> Option<RouteId> {
-        ids.iter().copied().find(|&id| {
+        let accept = |id: RouteId| {
             let mask = self.listener_masks[id];
             let serves = if req.listener < 64 {
                 mask & (1 << req.listener) != 0
@@ -112,7 +100,24 @@ impl Router {
                 mask == u64::MAX
             };
             serves && matcher::matches(&self.routes[id], req)
-        })
+        };
+        let mut lower = [0u8; 255];
+        if let Some(host) = matcher::normalise_host(req.host, &mut lower) {
+            if let Some(id) = self.exact.get(host).and_then(|t| t.find(req.path, &accept)) {
+                return Some(id);
+            }
+            for (suffix, tier) in &self.wildcard {
+                if host.len() > suffix.len() && host.ends_with(suffix.as_str()) {
+                    if let Some(id) = tier.find(req.path, &accept) {
+                        return Some(id);
+                    }
+                }
+            }
+        }
+        if self.any_host.is_empty() {
+            return None;
+        }
+        self.any_host.find(req.path, &accept)
     }
 }
 

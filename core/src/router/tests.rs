@@ -201,3 +201,136 @@ fn no_match_is_none() {
     let r = router(vec![exact(route("x"), "/x")]);
     assert_eq!(find(&r, &req(None, "/y")), None);
 }
+
+#[test]
+fn many_routes_pick_the_longest_prefix_and_exact_first() {
+    let mut routes = Vec::new();
+    for i in 0..2000 {
+        routes.push(prefix(route(&format!("p{i}")), &format!("/svc{i}")));
+        routes.push(exact(route(&format!("e{i}")), &format!("/svc{i}/health")));
+    }
+    routes.push(prefix(route("deep"), "/svc7/api/v2"));
+    let r = router(routes);
+    assert_eq!(find(&r, &req(None, "/svc7/health")), Some("e7"));
+    assert_eq!(find(&r, &req(None, "/svc7/api/v2/users")), Some("deep"));
+    assert_eq!(find(&r, &req(None, "/svc7/api/v1")), Some("p7"));
+    // "/svc1999" is a longer prefix than "/svc1" and "/svc19": the longest wins.
+    assert_eq!(find(&r, &req(None, "/svc1999/x")), Some("p1999"));
+    assert_eq!(find(&r, &req(None, "/other")), None);
+}
+
+/// The reference: every route in full precedence order (host tier, then path), first match.
+fn naive(routes: &[Route], r: &Req<'_>) -> Option<String> {
+    let host = r.host.map(|h| h.to_ascii_lowercase());
+    let tier = |route: &Route| -> Option<(u8, std::cmp::Reverse<usize>)> {
+        match (&route.host, &host) {
+            (None, _) => Some((2, std::cmp::Reverse(0))),
+            (Some(HostMatch::Exact(h)), Some(req)) if h == req => Some((0, std::cmp::Reverse(0))),
+            (Some(HostMatch::Wildcard(s)), Some(req))
+                if req.len() > s.len() && req.ends_with(s.as_str()) =>
+            {
+                Some((1, std::cmp::Reverse(s.len())))
+            }
+            _ => None,
+        }
+    };
+    let mut order: Vec<usize> = (0..routes.len())
+        .filter(|&i| tier(&routes[i]).is_some())
+        .collect();
+    order.sort_by_key(|&i| (tier(&routes[i]).unwrap(), precedence_key(&routes[i], i)));
+    let any = |n: &str, v: Option<&str>| {
+        r.headers
+            .iter()
+            .any(|(hn, hv)| hn.eq_ignore_ascii_case(n) && v.is_none_or(|v| v == *hv))
+    };
+    order
+        .into_iter()
+        .find(|&i| {
+            let route = &routes[i];
+            let path_ok = match &route.path {
+                PathMatch::Any => true,
+                PathMatch::Exact(p) => r.path == p,
+                PathMatch::Prefix(p) => r.path.starts_with(p.as_str()),
+                PathMatch::Regex(re) => re.is_match(r.path),
+            };
+            path_ok
+                && (route.methods.is_empty() || route.methods.iter().any(|m| m == r.method))
+                && route
+                    .headers
+                    .iter()
+                    .all(|h| any(&h.name, h.value.as_deref()))
+        })
+        .map(|i| routes[i].name.clone())
+}
+
+#[test]
+fn indexed_router_agrees_with_the_naive_order() {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let hosts = [
+        None,
+        Some("a.example.com"),
+        Some("*.example.com"),
+        Some("*.b.example.com"),
+    ];
+    let paths = ["/", "/a", "/a/b", "/a/b/c", "/ab", "/x"];
+    let req_hosts = [
+        None,
+        Some("a.example.com"),
+        Some("x.b.example.com"),
+        Some("c.example.com"),
+        Some("other"),
+    ];
+    let req_paths = ["/", "/a", "/a/b", "/a/b/c", "/a/bc", "/ab", "/x/y", "/z"];
+    for _round in 0..200 {
+        let mut routes = Vec::new();
+        for i in 0..next(12) + 1 {
+            let mut r = route(&format!("r{i}"));
+            if let Some(h) = hosts[next(hosts.len())] {
+                r = with_host(r, h);
+            }
+            let p = paths[next(paths.len())];
+            r = match next(4) {
+                0 => exact(r, p),
+                1 => prefix(r, p),
+                2 => regex(r, &format!("{p}.*")),
+                _ => r,
+            };
+            if next(3) == 0 {
+                r.methods = vec!["GET".into()];
+            }
+            if next(4) == 0 {
+                r.headers = vec![HeaderMatch {
+                    name: "x-v".into(),
+                    value: Some("1".into()),
+                }];
+            }
+            routes.push(r);
+        }
+        let table = router(routes.clone());
+        for _ in 0..20 {
+            let mut q = req(
+                req_hosts[next(req_hosts.len())],
+                req_paths[next(req_paths.len())],
+            );
+            q.method = if next(2) == 0 { "GET" } else { "POST" };
+            if next(2) == 0 {
+                q.headers = vec![("X-V", "1")];
+            }
+            assert_eq!(
+                find(&table, &q).map(str::to_string),
+                naive(&routes, &q),
+                "routes {:?}",
+                routes
+                    .iter()
+                    .map(|r| (&r.name, &r.host, &r.path))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+}
