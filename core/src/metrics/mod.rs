@@ -149,8 +149,10 @@ mod tests {
 
     #[test]
     fn reset_keeps_nothing() {
-        let mut a = TrafficStats::default();
-        a.requests = 3;
+        let mut a = TrafficStats {
+            requests: 3,
+            ..TrafficStats::default()
+        };
         a.total_latency.record(5).unwrap();
         a.reset();
         assert!(a.is_idle());
