@@ -14,9 +14,15 @@ use crate::raw::{RawSize, Typed};
 use crate::units::{parse_duration, parse_size};
 
 impl Ctx<'_> {
-    /// A listener, upstream or route name: non-empty, letters, digits, `_`, `.` and `-`.
+    /// A listener, upstream or route name: non-empty, letters, digits, `_`, `.` and `-`, not
+    /// starting with `_` (reserved for names Ringway makes up, like the `_unrouted` route of
+    /// the metrics).
     pub(super) fn name(&mut self, raw: &Spanned<String>, key: String) -> Option<String> {
         let name = raw.get_ref();
+        if name.starts_with('_') {
+            let message = format!("invalid name \"{name}\": names starting with '_' are reserved");
+            return self.fail(raw, key, message);
+        }
         let valid = !name.is_empty()
             && name
                 .bytes()

@@ -199,6 +199,11 @@ mod tests {
         );
         let src = "[[listeners]]\nname = \"\"\nlisten = \"127.0.0.1:1\"\n";
         assert!(one_error(src).starts_with("t.toml:2:8: listeners[0].name: invalid name \"\""));
+        let src = "[[listeners]]\nname = \"_unrouted\"\nlisten = \"127.0.0.1:1\"\n";
+        assert_eq!(
+            one_error(src),
+            "t.toml:2:8: listeners[0].name: invalid name \"_unrouted\": names starting with '_' are reserved"
+        );
     }
 
     #[test]
