@@ -117,6 +117,8 @@ pub struct ShardReport {
     pub listeners: Vec<(String, ListenerStats)>,
     /// Requests that matched no route or were refused before routing (bad input).
     pub unrouted: TrafficStats,
+    /// Access-log lines dropped because the writer fell behind, since the previous report.
+    pub access_log_dropped: u64,
 }
 
 #[cfg(test)]

@@ -97,6 +97,25 @@ impl RequestLog {
     }
 }
 
+impl RequestLog {
+    /// For a request refused before its head parsed: a fresh id, and for the access log the
+    /// request line's first two words as sent (cut short, escaped when written).
+    pub fn capture_rejected(&mut self, shard: &Shard, src: &[u8], request_id: &mut Vec<u8>) {
+        request_id.clear();
+        shard.request_id(request_id);
+        if self.access_log {
+            let line = src.split(|&b| b == b'\n').next().unwrap_or(b"");
+            let mut words = line.split(|&b| b == b' ');
+            let method = words.next().unwrap_or(b"");
+            let target = words.next().unwrap_or(b"");
+            self.fields.extend_from_slice(b"\"method\":");
+            json_str(&mut self.fields, &method[..method.len().min(32)]);
+            self.fields.extend_from_slice(b",\"host\":null,\"path\":");
+            json_str(&mut self.fields, &target[..target.len().min(256)]);
+        }
+    }
+}
+
 fn apply(stats: &mut TrafficStats, log: &RequestLog, total_us: u64, bytes_in: u64, bytes_out: u64) {
     stats.requests += 1;
     stats.record_status(log.status);

@@ -56,9 +56,9 @@ impl AccessLog {
         }
     }
 
-    /// Lines lost because the writer could not keep up.
-    pub fn dropped_lines(&self) -> u64 {
-        self.dropped_lines.get()
+    /// Lines lost because the writer could not keep up, since the previous call.
+    pub fn take_dropped_lines(&self) -> u64 {
+        self.dropped_lines.replace(0)
     }
 }
 
@@ -164,6 +164,7 @@ mod tests {
         log.flush();
         log.line(|b| b.extend_from_slice(b"three"));
         log.flush();
-        assert_eq!(log.dropped_lines(), 1);
+        assert_eq!(log.take_dropped_lines(), 1);
+        assert_eq!(log.take_dropped_lines(), 0);
     }
 }

@@ -1,0 +1,124 @@
+//! Observability on the control thread: merging shard reports, the `stats` JSON, Prometheus
+//! text for the admin listener, the HdrHistogram interval log and the access-log writer.
+//!
+//! Shards record into their own histograms and counters and send deltas ([`ShardReport`]);
+//! the [`Observatory`] adds them bucket by bucket into cumulative totals and into the current
+//! interval. Percentiles are computed from the merged histograms, never averaged across shards.
+//!
+//! Threading: the `Observatory` belongs to the control thread (plain `&mut self`, no locks).
+//! The access-log writer is its own thread ([`spawn_access_log`]), so that no shard and not the
+//! control thread waits on the disk.
+//!
+//! Errors: a failing interval log or access log is reported with `tracing::warn!` and skipped;
+//! observability never stops the gateway.
+
+mod access_log;
+mod hlog;
+mod merge;
+mod prometheus;
+mod stats_json;
+
+use std::path::Path;
+use std::time::{Instant, SystemTime};
+
+use ringway_core::metrics::ShardReport;
+
+pub use access_log::spawn_access_log_writer;
+pub use hlog::HistogramLog;
+use merge::Totals;
+
+/// What the daemon knows about the process, for `ringway_*` gauges and `status`.
+#[derive(Debug, Clone)]
+pub struct ProcessInfo {
+    pub epoch: u64,
+    pub shards: usize,
+    /// "io_uring" or "epoll" per shard, by shard index.
+    pub drivers: Vec<&'static str>,
+    pub started: Instant,
+    pub started_wall: SystemTime,
+    pub draining: bool,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+}
+
+/// Cumulative, merged statistics of every shard, keyed by route, upstream and listener name.
+#[derive(Default)]
+pub struct Observatory {
+    /// Everything since the process started.
+    totals: Totals,
+    /// Since the previous [`Observatory::end_interval`]: what the interval log gets.
+    interval: merge::Interval,
+    /// Where intervals go, when `[metrics] interval_log` is set.
+    log: Option<HistogramLog>,
+}
+
+impl Observatory {
+    /// `interval_log`: where to append HdrHistogram interval logs, if configured.
+    pub fn new(interval_log: Option<&std::path::Path>) -> std::io::Result<Observatory> {
+        let now = SystemTime::now();
+        let log = interval_log
+            .map(|path: &Path| HistogramLog::open(path, now))
+            .transpose()?;
+        Ok(Observatory {
+            totals: Totals::default(),
+            interval: merge::Interval::new(now),
+            log,
+        })
+    }
+
+    /// Merges one shard's report (deltas since its previous report) into the totals and into
+    /// the current interval.
+    pub fn absorb(&mut self, report: ShardReport) {
+        self.interval.absorb(&report);
+        self.totals.absorb(report);
+    }
+
+    /// Closes the current interval: writes one interval-log entry per route with traffic.
+    pub fn end_interval(&mut self, now: SystemTime) {
+        if let Some(log) = &mut self.log {
+            if let Err(e) = log.write_interval(&self.interval, now) {
+                tracing::warn!(error = %e, "interval log: could not write an interval");
+            }
+        }
+        self.interval.restart(now);
+    }
+
+    /// `ringway ctl stats`: counters and p50/p90/p99/p99.9/max per route and per upstream.
+    pub fn stats_json(&self, info: &ProcessInfo) -> serde_json::Value {
+        stats_json::render(&self.totals, info)
+    }
+
+    /// Open connections per listener (from the latest reports), for `status`.
+    pub fn open_connections(&self) -> Vec<(String, u64)> {
+        self.totals
+            .listeners
+            .iter()
+            .map(|(name, l)| (name.clone(), l.open()))
+            .collect()
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn prometheus(&self, info: &ProcessInfo) -> String {
+        prometheus::render(&self.totals, info)
+    }
+
+    /// The cumulative totals, as merged so far.
+    #[cfg(test)]
+    fn totals(&self) -> &Totals {
+        &self.totals
+    }
+}
+
+/// Starts the access-log writer thread appending to `path`; shards send it batches of lines.
+///
+/// The file is created with mode 0640 if missing and always appended to; the thread writes
+/// each batch as it arrives and ends once every sender is dropped. Use
+/// [`spawn_access_log_writer`] to also get the thread's handle (to wait for the last batch).
+pub fn spawn_access_log(
+    path: &std::path::Path,
+) -> std::io::Result<crossbeam_channel::Sender<Vec<u8>>> {
+    spawn_access_log_writer(path).map(|(tx, _thread)| tx)
+}
+
+#[cfg(test)]
+mod tests;
