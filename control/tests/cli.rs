@@ -164,7 +164,10 @@ fn help_mentions_commands_and_signals() {
     let out = ringway(&["--help"]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for word in ["run", "check", "SIGTERM", "SIGINT"] {
+    for word in [
+        "run", "check", "ctl", "status", "reload", "drain", "shutdown", "SIGHUP", "SIGTERM",
+        "SIGINT",
+    ] {
         assert!(
             stdout.contains(word),
             "--help does not mention {word}:\n{stdout}"

@@ -108,9 +108,15 @@ pub struct Gateway {
     child: Child,
     addr: SocketAddr,
     addr2: SocketAddr,
+    admin: SocketAddr,
     log: Arc<Log>,
-    config: TempPath,
-    _control_socket: TempPath,
+    pub(crate) config: TempPath,
+    pub(crate) control_socket: TempPath,
+    /// What it was started with, for [`Gateway::config_text`] (tests/src/control.rs).
+    pub(crate) driver: Driver,
+    pub(crate) shards: usize,
+    /// Whether the test's toml brought its own `[control]` table.
+    pub(crate) own_control: bool,
 }
 
 impl Gateway {
@@ -120,40 +126,70 @@ impl Gateway {
     }
 
     /// Writes `[runtime]` (`shards`, `driver`) followed by `toml` to a temp file, with every
-    /// `{listen}` replaced by a fresh `127.0.0.1:PORT` and `{listen2}` by a second one; adds a
+    /// `{listen}` replaced by a fresh `127.0.0.1:PORT`, `{listen2}` by a second one and
+    /// `{admin}` by a third (for `[admin] listen`); adds a
     /// `[control]` socket in the temp dir unless `toml` has its own `[control]` table. Spawns
     /// `ringway run -c FILE` and waits up to 20 s for `ringway ready` on stderr. Panics with
     /// the captured output when the gateway exits or does not become ready.
     pub fn start_shards(driver: Driver, shards: usize, toml: &str) -> Gateway {
-        Gateway::start_bin(&gateway_bin(), driver, shards, toml)
+        Gateway::start_bin(&gateway_bin(), driver, shards, toml, &[])
     }
 
-    /// [`Gateway::start_shards`] with the binary given (the harness's own tests use a script).
-    pub(crate) fn start_bin(bin: &Path, driver: Driver, shards: usize, toml: &str) -> Gateway {
+    /// The text written for `toml`: `[runtime]`, the `[control]` socket (unless `toml` has
+    /// its own table), then `toml` with `{listen}`, `{listen2}` and `{admin}` replaced, and
+    /// `{control_socket}` by the socket path the harness picked (for a test's own `[control]`
+    /// table, e.g. with a `drain_timeout`).
+    pub(crate) fn render(
+        toml: &str,
+        driver: Driver,
+        shards: usize,
+        control_socket: &Path,
+        [addr, addr2, admin]: [SocketAddr; 3],
+    ) -> String {
+        let mut text = format!(
+            "[runtime]\nshards = {shards}\ndriver = \"{}\"\n\n",
+            driver.as_str()
+        );
+        if !toml.contains("[control]") {
+            text.push_str(&format!(
+                "[control]\nsocket = \"{}\"\n\n",
+                control_socket.display()
+            ));
+        }
+        text.push_str(
+            &toml
+                .replace("{listen}", &addr.to_string())
+                .replace("{listen2}", &addr2.to_string())
+                .replace("{admin}", &admin.to_string())
+                .replace("{control_socket}", &control_socket.display().to_string()),
+        );
+        text
+    }
+
+    /// [`Gateway::start_shards`] with the binary given (the harness's own tests use a script)
+    /// and extra environment variables for it.
+    pub(crate) fn start_bin(
+        bin: &Path,
+        driver: Driver,
+        shards: usize,
+        toml: &str,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
             let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
             let addr2: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
             let control_socket = TempPath::new("sock");
-            let mut text = format!(
-                "[runtime]\nshards = {shards}\ndriver = \"{}\"\n\n",
-                driver.as_str()
-            );
-            if !toml.contains("[control]") {
-                text.push_str(&format!(
-                    "[control]\nsocket = \"{}\"\n\n",
-                    control_socket.path().display()
-                ));
-            }
-            text.push_str(
-                &toml
-                    .replace("{listen}", &addr.to_string())
-                    .replace("{listen2}", &addr2.to_string()),
-            );
+            let addrs = [addr, addr2, admin];
+            let text = Gateway::render(toml, driver, shards, control_socket.path(), addrs);
             let config = TempPath::new("toml");
             std::fs::write(config.path(), &text).expect("write the gateway config");
 
-            let mut gateway = Gateway::spawn(bin, config, control_socket, addr, addr2);
+            let mut gateway = Gateway::spawn(bin, config, control_socket, addrs, env);
+            gateway.driver = driver;
+            gateway.shards = shards;
+            gateway.own_control = toml.contains("[control]");
             if gateway.log.wait(READY_DEADLINE, |s| s.ready) {
                 return gateway;
             }
@@ -180,10 +216,11 @@ impl Gateway {
         bin: &Path,
         config: TempPath,
         control: TempPath,
-        addr: SocketAddr,
-        addr2: SocketAddr,
+        [addr, addr2, admin]: [SocketAddr; 3],
+        env: &[(&str, &str)],
     ) -> Self {
         let mut command = Command::new(bin);
+        command.envs(env.iter().copied());
         command
             .arg("run")
             .arg("-c")
@@ -204,9 +241,13 @@ impl Gateway {
             child,
             addr,
             addr2,
+            admin,
             log,
             config,
-            _control_socket: control,
+            control_socket: control,
+            driver: Driver::Epoll,
+            shards: 1,
+            own_control: false,
         }
     }
 
@@ -218,6 +259,11 @@ impl Gateway {
     /// The second listener's address (`{listen2}`).
     pub fn addr2(&self) -> SocketAddr {
         self.addr2
+    }
+
+    /// The address `{admin}` stood for (the admin listener, when the config uses it).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
     }
 
     pub fn pid(&self) -> u32 {
@@ -316,8 +362,8 @@ mod tests {
     fn waits_for_ready_and_writes_the_config() {
         // `$3` is the config path (`run -c FILE`).
         let bin = script("cat \"$3\" >&2; echo 'INFO ringway ready' >&2; exec sleep 30");
-        let toml = "[[listeners]]\nname = \"a\"\nlisten = \"{listen}\"\n# {listen2}\n";
-        let mut gw = Gateway::start_bin(bin.path(), Driver::Epoll, 2, toml);
+        let toml = "[[listeners]]\nname = \"a\"\nlisten = \"{listen}\"\n# {listen2}\n# {admin}\n";
+        let mut gw = Gateway::start_bin(bin.path(), Driver::Epoll, 2, toml, &[]);
         let log = gw.stderr();
         assert!(
             log.starts_with("[runtime]\nshards = 2\ndriver = \"epoll\"\n"),
@@ -328,8 +374,10 @@ mod tests {
             "{log}"
         );
         assert!(log.contains(&format!("# {}", gw.addr2())), "{log}");
+        assert!(log.contains(&format!("# {}", gw.admin_addr())), "{log}");
         assert!(log.contains("[control]\nsocket = "), "{log}");
         assert_ne!(gw.addr(), gw.addr2());
+        assert_ne!(gw.addr2(), gw.admin_addr());
         assert!(gw.is_running());
         assert!(gw.rss_kib() > 0);
         assert!(gw.peak_rss_kib() > 0);
@@ -343,13 +391,13 @@ mod tests {
     #[should_panic(expected = "exited before it was ready")]
     fn an_early_exit_panics_with_the_output() {
         let bin = script("echo 'cfg.toml:3:1: listeners: bad' >&2; exit 2");
-        Gateway::start_bin(bin.path(), Driver::IoUring, 1, "");
+        Gateway::start_bin(bin.path(), Driver::IoUring, 1, "", &[]);
     }
 
     #[test]
     fn wait_exit_reports_the_status() {
         let bin = script("echo 'ringway ready' >&2; exit 3");
-        let mut gw = Gateway::start_bin(bin.path(), Driver::Epoll, 1, "");
+        let mut gw = Gateway::start_bin(bin.path(), Driver::Epoll, 1, "", &[]);
         let status = gw
             .wait_exit(Duration::from_secs(10))
             .expect("the script exits");

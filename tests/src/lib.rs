@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod control;
 mod gateway;
 mod reply;
 #[cfg(test)]
@@ -24,6 +25,7 @@ mod selftest;
 mod upstream;
 
 pub use client::{get, Client, Response};
+pub use control::{run_ctl, CtlOutput};
 pub use gateway::{gateway_bin, Gateway};
 pub use reply::{reason, Reply};
 pub use upstream::{Blackhole, Received, Upstream};

@@ -471,5 +471,9 @@ both_drivers!(access_log_has_a_json_line_per_request, |driver| {
     // request still gets an id.
     assert_eq!(refused["path"], "/a/bad\u{1}path", "{refused}");
     assert_eq!(refused["method"], "GET", "{refused}");
-    assert_eq!(refused["request_id"].as_str().map(str::len), Some(32), "{refused}");
+    assert_eq!(
+        refused["request_id"].as_str().map(str::len),
+        Some(32),
+        "{refused}"
+    );
 });

@@ -33,7 +33,11 @@ pub fn render(totals: &Totals, info: &ProcessInfo) -> String {
         "counter",
         "Access-log lines dropped because the log writer fell behind (shards never wait for it).",
     );
-    out.sample("ringway_access_log_dropped_lines_total", &[], totals.access_log_dropped);
+    out.sample(
+        "ringway_access_log_dropped_lines_total",
+        &[],
+        totals.access_log_dropped,
+    );
     out.0
 }
 

@@ -89,7 +89,8 @@ pub async fn serve(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, liste
                 tracing::debug!(shard = shard.index, %peer, status, "request rejected");
                 d.log.status = status;
                 d.log.cause = ErrorCause::from_local_status(status);
-                d.log.capture_rejected(shard, d.buf.data(), &mut d.request_id);
+                d.log
+                    .capture_rejected(shard, d.buf.data(), &mut d.request_id);
                 if write_static(&mut d.stream, local::error_response(status, true))
                     .await
                     .is_ok()

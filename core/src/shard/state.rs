@@ -216,7 +216,10 @@ impl Shard {
             upstreams,
             listeners,
             unrouted,
-            access_log_dropped: self.access_log.as_ref().map_or(0, AccessLog::take_dropped_lines),
+            access_log_dropped: self
+                .access_log
+                .as_ref()
+                .map_or(0, AccessLog::take_dropped_lines),
         }
     }
 

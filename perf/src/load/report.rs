@@ -42,14 +42,14 @@ impl Summary<'_> {
             None => "closed loop (latency from send)".to_string(),
         };
         let mut out = format!(
-            "{}: {} connections, {} thread{}, {}, {:.1?} measured after {:.1?} warm-up\n",
+            "{}: {} connections, {} thread{}, {}, {:.1}s measured after {:.1}s warm-up\n",
             self.url,
             self.connections,
             self.threads,
             if self.threads == 1 { "" } else { "s" },
             mode,
-            self.duration,
-            self.warmup,
+            self.duration.as_secs_f64(),
+            self.warmup.as_secs_f64(),
         );
         let _ = writeln!(
             out,
@@ -189,8 +189,10 @@ mod tests {
 
     #[test]
     fn json_summary_is_one_line_with_every_field() {
-        let mut stats = Stats::default();
-        stats.responses_total = 5;
+        let mut stats = Stats {
+            responses_total: 5,
+            ..Stats::default()
+        };
         for us in [100, 200, 300, 400] {
             stats.record(us, 200, 10);
         }

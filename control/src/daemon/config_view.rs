@@ -1,0 +1,324 @@
+//! `ringway ctl config`: the running config, with secrets redacted, twice: the file's TOML
+//! as it was read ([`redacted_toml`]), and the validated [`Config`] as JSON ([`render`]),
+//! key by key with the file's key names, defaults filled in and host names resolved.
+//!
+//! Any value whose key names a secret is replaced by `"<redacted>"` (see [`is_secret`]), and
+//! so is the `value` beside a `name` that names a secret (header conditions such as
+//! `{ name = "x-api-key", value = "..." }`).
+
+use ringway_config::{Config, HostMatch, PathMatch, RouteAction, Shards};
+use serde_json::{json, Map, Value};
+
+pub const REDACTED: &str = "<redacted>";
+
+pub fn render(config: &Config) -> Value {
+    let runtime = &config.runtime;
+    let listeners: Vec<Value> = config
+        .listeners
+        .iter()
+        .map(|l| {
+            json!({
+                "name": l.name,
+                "listen": l.listen.to_string(),
+                "max_connections": l.max_connections.get(),
+                "header_timeout": duration(l.header_timeout),
+                "idle_timeout": duration(l.idle_timeout),
+                "body_timeout": duration(l.body_timeout),
+                "max_request_line": l.max_request_line,
+                "max_header_bytes": l.max_header_bytes,
+                "max_request_body": l.max_request_body,
+            })
+        })
+        .collect();
+    let upstreams: Vec<Value> = config
+        .upstreams
+        .iter()
+        .map(|u| {
+            json!({
+                "name": u.name,
+                "endpoints": u.endpoints.iter().map(|e| json!({
+                    "address": e.address.to_string(),
+                    "weight": e.weight.get(),
+                })).collect::<Vec<_>>(),
+                "connect_timeout": duration(u.connect_timeout),
+                "request_timeout": duration(u.request_timeout),
+                "idle_timeout": duration(u.idle_timeout),
+                "pool_idle_timeout": duration(u.pool_idle_timeout),
+                "max_idle_per_endpoint": u.max_idle_per_endpoint,
+            })
+        })
+        .collect();
+    let routes: Vec<Value> = config.routes.iter().map(route).collect();
+    let mut out = json!({
+        "source": config.source,
+        "runtime": {
+            "shards": match runtime.shards {
+                Shards::Auto => json!("auto"),
+                Shards::Count(n) => json!(n.get()),
+            },
+            "driver": format!("{:?}", runtime.driver).to_ascii_lowercase().replace("iouring", "io_uring"),
+            "pin": runtime.pin,
+            "uring_entries": runtime.uring_entries,
+        },
+        "control": {
+            "socket": config.control.socket.display().to_string(),
+            "drain_timeout": duration(config.control.drain_timeout),
+            "reload_timeout": duration(config.control.reload_timeout),
+        },
+        "metrics": {
+            "interval": duration(config.metrics.interval),
+            "interval_log": config.metrics.interval_log.as_ref().map(|p| p.display().to_string()),
+        },
+        "listeners": listeners,
+        "upstreams": upstreams,
+        "routes": routes,
+    });
+    if let Some(log) = &config.access_log {
+        out["access_log"] = json!({ "path": log.path.display().to_string() });
+    }
+    if let Some(admin) = &config.admin {
+        out["admin"] = json!({ "listen": admin.listen.to_string() });
+    }
+    redact(&mut out);
+    out
+}
+
+fn route(r: &ringway_config::Route) -> Value {
+    let mut m = Map::new();
+    m.insert("name".into(), json!(r.name));
+    if !r.listeners.is_empty() {
+        m.insert("listeners".into(), json!(r.listeners));
+    }
+    match &r.host {
+        Some(HostMatch::Exact(h)) => {
+            m.insert("host".into(), json!(h));
+        }
+        Some(HostMatch::Wildcard(suffix)) => {
+            m.insert("host".into(), json!(format!("*{suffix}")));
+        }
+        None => {}
+    }
+    match &r.path {
+        PathMatch::Any => {}
+        PathMatch::Exact(p) => {
+            m.insert("path_exact".into(), json!(p));
+        }
+        PathMatch::Prefix(p) => {
+            m.insert("path_prefix".into(), json!(p));
+        }
+        PathMatch::Regex(re) => {
+            // Stored anchored: show what the file said.
+            let shown = re.as_str();
+            let shown = shown
+                .strip_prefix("^(?:")
+                .and_then(|s| s.strip_suffix(")$"))
+                .unwrap_or(shown);
+            m.insert("path_regex".into(), json!(shown));
+        }
+    }
+    if !r.methods.is_empty() {
+        m.insert("methods".into(), json!(r.methods));
+    }
+    if !r.headers.is_empty() {
+        let headers: Vec<Value> = r
+            .headers
+            .iter()
+            .map(|h| {
+                let value = h.value.as_ref().map_or(Value::Null, |v| json!(v));
+                json!({ "name": h.name, "value": value })
+            })
+            .collect();
+        m.insert("headers".into(), json!(headers));
+    }
+    match &r.action {
+        RouteAction::Proxy { upstream } => {
+            m.insert("upstream".into(), json!(upstream));
+        }
+        RouteAction::Respond(d) => {
+            let headers: Map<String, Value> = d
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            m.insert(
+                "respond".into(),
+                json!({ "status": d.status, "headers": headers, "body": d.body }),
+            );
+        }
+        RouteAction::Redirect(d) => {
+            m.insert(
+                "redirect".into(),
+                json!({ "location": d.location, "status": d.status, "keep_path": d.keep_path }),
+            );
+        }
+    }
+    Value::Object(m)
+}
+
+fn duration(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Whether a key's value is a secret: its name (any case, `-` or `_`) contains secret,
+/// password, passwd, token, key, credential, authorization or cookie. Not a secret although
+/// the name says "key": `key` itself (a rate limit's key selector such as `"client_ip"`),
+/// names of files and paths (`key_file`, `key_path`: where a secret is, not the secret), and
+/// names of headers (`token_header`).
+pub fn is_secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase().replace('-', "_");
+    const WORDS: [&str; 8] = [
+        "secret",
+        "password",
+        "passwd",
+        "token",
+        "key",
+        "credential",
+        "authorization",
+        "cookie",
+    ];
+    const NOT_SECRET_SUFFIXES: [&str; 4] = ["_file", "_path", "_header", "_name"];
+    if name == "key" || NOT_SECRET_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+        return false;
+    }
+    WORDS.iter().any(|w| name.contains(w))
+}
+
+/// Replaces, at any depth, the value of every object key [`is_secret`] names, and the
+/// `value` of an object whose `name` is such a key.
+pub fn redact(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let named_secret = map
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(is_secret);
+            for (key, v) in map.iter_mut() {
+                if (is_secret(key) || (named_secret && key == "value")) && !v.is_null() {
+                    *v = json!(REDACTED);
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// The config file's text with every secret value redacted (comments and layout are not
+/// kept: the text is parsed and written again). Text that does not parse (it did when it was
+/// loaded) gives a comment saying so, never the raw text.
+pub fn redacted_toml(text: &str) -> String {
+    let Ok(mut table) = text.parse::<toml::Table>() else {
+        return "# the config text could not be parsed again\n".to_string();
+    };
+    redact_table(&mut table);
+    toml::to_string(&table).unwrap_or_else(|_| "# the config could not be written\n".into())
+}
+
+fn redact_table(table: &mut toml::Table) {
+    let named_secret = table
+        .get("name")
+        .and_then(toml::Value::as_str)
+        .is_some_and(is_secret);
+    for (key, v) in table.iter_mut() {
+        if is_secret(key) || (named_secret && key == "value") {
+            *v = toml::Value::String(REDACTED.into());
+        } else {
+            redact_toml(v);
+        }
+    }
+}
+
+fn redact_toml(value: &mut toml::Value) {
+    match value {
+        toml::Value::Table(t) => redact_table(t),
+        toml::Value::Array(items) => items.iter_mut().for_each(redact_toml),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_names() {
+        for name in [
+            "api_key",
+            "password",
+            "client-secret",
+            "token",
+            "X-Api-Key",
+            "Authorization",
+            "jwt_secret_key",
+        ] {
+            assert!(is_secret(name), "{name}");
+        }
+        for name in [
+            "key",
+            "key_file",
+            "cert_path",
+            "token_header",
+            "name",
+            "keep_path",
+            "listen",
+            "keepalive",
+        ] {
+            assert!(!is_secret(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn redacts_at_any_depth() {
+        let mut v = json!({ "a": { "password": "hunter2", "list": [{ "token": "t" }] }, "key": "client_ip" });
+        redact(&mut v);
+        assert_eq!(v["a"]["password"], REDACTED);
+        assert_eq!(v["a"]["list"][0]["token"], REDACTED);
+        assert_eq!(v["key"], "client_ip");
+    }
+
+    #[test]
+    fn toml_text_is_redacted() {
+        let text = "# secret comment\n[auth]\napi_key = \"abc\"\nkey = \"client_ip\"\nheaders = [{ name = \"x-api-key\", value = \"s3\" }]\n";
+        let out = redacted_toml(text);
+        assert!(
+            !out.contains("abc") && !out.contains("s3") && !out.contains("comment"),
+            "{out}"
+        );
+        assert!(out.contains("client_ip"), "{out}");
+    }
+
+    #[test]
+    fn renders_a_config_with_secret_headers_redacted() {
+        let toml = r#"
+            [[listeners]]
+            name = "l"
+            listen = "127.0.0.1:1"
+            [[routes]]
+            name = "r"
+            path_prefix = "/p"
+            headers = [{ name = "x-api-key", value = "s3cret" }, { name = "x-env", value = "canary" }]
+            respond = { status = 200, headers = { authorization = "Bearer abc", content-type = "text/plain" }, body = "hi" }
+        "#;
+        let config = ringway_config::parse(toml, "t.toml").unwrap();
+        let v = render(&config);
+        let text = v.to_string();
+        assert!(
+            !text.contains("s3cret") && !text.contains("Bearer abc"),
+            "{text}"
+        );
+        assert_eq!(v["routes"][0]["headers"][1]["value"], "canary");
+        assert_eq!(
+            v["routes"][0]["respond"]["headers"]["content-type"],
+            "text/plain"
+        );
+        assert_eq!(v["routes"][0]["path_prefix"], "/p");
+        assert_eq!(v["listeners"][0]["listen"], "127.0.0.1:1");
+        assert_eq!(v["listeners"][0]["idle_timeout"], "60s");
+    }
+}

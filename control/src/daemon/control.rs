@@ -1,0 +1,487 @@
+//! The control loop: owns the current epoch, knows which epoch each shard runs, absorbs the
+//! shards' reports into the [`Observatory`], and answers one [`Request`] at a time.
+//!
+//! Waiting (for acknowledgements after a reload, for reports after a flush) happens inside
+//! the loop, with a deadline, while it keeps absorbing every shard event: a shard is never
+//! left blocked on a full event channel, and requests queue behind the one in progress.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{select, Receiver};
+use ringway_core::{Epoch, FromShard, ShardInfo, ShardLink, ShardSet, ToShard};
+use serde_json::{json, Value};
+
+use super::notify::Notifier;
+use super::{config_view, reload, Command, Request};
+use crate::observe::{Observatory, ProcessInfo};
+
+/// How long a flush round waits for every shard's report.
+const FLUSH_DEADLINE: Duration = Duration::from_millis(500);
+/// After a drain's timeout, how long shards get to report that they stopped before they are
+/// told to stop now, and after a stop, before the process exits regardless.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+pub struct Parts {
+    pub path: Option<PathBuf>,
+    pub epoch: Arc<Epoch>,
+    pub set: ShardSet,
+    pub events: Receiver<FromShard>,
+    pub commands: Receiver<Request>,
+    pub info: ProcessInfo,
+    pub observatory: Observatory,
+    pub notifier: Notifier,
+    pub draining: Arc<AtomicBool>,
+}
+
+/// What the process is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// Shards drain; past `deadline` they are told to stop.
+    Draining {
+        deadline: Instant,
+    },
+    /// Shards were told to stop; past `deadline` the process exits anyway.
+    Stopping {
+        deadline: Instant,
+    },
+}
+
+/// What the loop knows about one shard.
+struct ShardState {
+    info: ShardInfo,
+    link: ShardLink,
+    /// The epoch it acknowledged last without error.
+    epoch: u64,
+    /// The last acknowledgement: epoch and error, for a reload to wait on.
+    last_ack: Option<(u64, Option<String>)>,
+    /// Reports received so far, for a flush round to wait on.
+    reports: u64,
+    stopped: bool,
+}
+
+pub struct Control {
+    path: Option<PathBuf>,
+    current: Arc<Epoch>,
+    next_epoch: u64,
+    shards: Vec<ShardState>,
+    set: ShardSet,
+    events: Receiver<FromShard>,
+    commands: Receiver<Request>,
+    info: ProcessInfo,
+    observatory: Observatory,
+    notifier: Notifier,
+    draining: Arc<AtomicBool>,
+    phase: Phase,
+}
+
+impl Control {
+    pub fn new(mut parts: Parts) -> Control {
+        let links = std::mem::take(&mut parts.set.links);
+        let shards = parts
+            .set
+            .shards
+            .iter()
+            .cloned()
+            .zip(links)
+            .map(|(info, link)| ShardState {
+                info,
+                link,
+                epoch: parts.epoch.id,
+                last_ack: None,
+                reports: 0,
+                stopped: false,
+            })
+            .collect();
+        Control {
+            path: parts.path,
+            next_epoch: parts.epoch.id + 1,
+            current: parts.epoch,
+            shards,
+            set: parts.set,
+            events: parts.events,
+            commands: parts.commands,
+            info: parts.info,
+            observatory: parts.observatory,
+            notifier: parts.notifier,
+            draining: parts.draining,
+            phase: Phase::Serving,
+        }
+    }
+
+    /// Runs until every shard has stopped (after a drain or a stop); the process's exit code.
+    pub fn run(mut self) -> ExitCode {
+        // `[metrics] interval` as the gateway started; a reload that changes it warns.
+        let ticker = crossbeam_channel::tick(self.current.config.metrics.interval);
+        while !self.shards.iter().all(|s| s.stopped) {
+            select! {
+                recv(self.commands) -> request => {
+                    if let Ok(request) = request {
+                        self.handle(request);
+                    }
+                }
+                recv(self.events) -> event => {
+                    if let Ok(event) = event {
+                        self.event(event);
+                    }
+                }
+                recv(ticker) -> _ => self.tick(),
+                default(Duration::from_millis(100)) => {}
+            }
+            if !self.check_deadlines() {
+                break;
+            }
+        }
+        // One last round of whatever the shards sent before they stopped.
+        while let Ok(event) = self.events.try_recv() {
+            self.event(event);
+        }
+        self.observatory.end_interval(SystemTime::now());
+        if self.shards.iter().all(|s| s.stopped) {
+            self.set.join();
+        }
+        tracing::info!("ringway stopped");
+        ExitCode::SUCCESS
+    }
+
+    /// Moves a drain past its timeout to a stop; false when the process should exit now.
+    fn check_deadlines(&mut self) -> bool {
+        let now = Instant::now();
+        match self.phase {
+            Phase::Serving => true,
+            Phase::Draining { deadline } if now >= deadline => {
+                tracing::warn!("shards did not finish draining in time: stopping them");
+                self.stop_shards();
+                true
+            }
+            Phase::Draining { .. } => true,
+            Phase::Stopping { deadline } if now >= deadline => {
+                let left: Vec<usize> = self
+                    .shards
+                    .iter()
+                    .filter(|s| !s.stopped)
+                    .map(|s| s.info.index)
+                    .collect();
+                tracing::error!(?left, "shards did not stop in time: exiting anyway");
+                false
+            }
+            Phase::Stopping { .. } => true,
+        }
+    }
+
+    fn event(&mut self, event: FromShard) {
+        match event {
+            FromShard::Ack {
+                shard,
+                epoch,
+                error,
+            } => {
+                if let Some(s) = self.shards.get_mut(shard) {
+                    if error.is_none() {
+                        s.epoch = epoch;
+                    }
+                    s.last_ack = Some((epoch, error));
+                }
+            }
+            FromShard::Report(report) => {
+                if let Some(s) = self.shards.get_mut(report.shard) {
+                    s.reports += 1;
+                }
+                self.observatory.absorb(*report);
+            }
+            FromShard::Stopped { shard } => {
+                tracing::info!(shard, "shard stopped");
+                if let Some(s) = self.shards.get_mut(shard) {
+                    s.stopped = true;
+                }
+            }
+        }
+    }
+
+    /// Handles events until `done` holds or `deadline` passes; true when `done` held.
+    fn pump_until(&mut self, deadline: Instant, done: impl Fn(&Control) -> bool) -> bool {
+        loop {
+            if done(self) {
+                return true;
+            }
+            match self.events.recv_deadline(deadline) {
+                Ok(event) => self.event(event),
+                Err(_) => return done(self),
+            }
+        }
+    }
+
+    /// Asks every running shard for a report and waits for them (at most [`FLUSH_DEADLINE`]).
+    fn flush_round(&mut self) {
+        let mut waiting = Vec::new();
+        for s in &self.shards {
+            if !s.stopped && s.link.send(ToShard::Flush) {
+                waiting.push((s.info.index, s.reports));
+            }
+        }
+        let done = |c: &Control| {
+            waiting
+                .iter()
+                .all(|&(i, before)| c.shards[i].reports > before || c.shards[i].stopped)
+        };
+        if !self.pump_until(Instant::now() + FLUSH_DEADLINE, done) {
+            tracing::debug!("a flush round ended without every shard's report");
+        }
+    }
+
+    fn tick(&mut self) {
+        self.flush_round();
+        self.observatory.end_interval(SystemTime::now());
+    }
+
+    fn handle(&mut self, request: Request) {
+        let Request {
+            command,
+            origin,
+            reply,
+        } = request;
+        tracing::debug!(?command, origin, "control request");
+        let answer = match command {
+            Command::Status => self.status(),
+            Command::Reload { path } => self.reload(path, origin),
+            Command::Config => {
+                let config = &self.current.config;
+                json!({
+                    "ok": true,
+                    "epoch": self.current.id,
+                    "file": config.source,
+                    "text": config_view::redacted_toml(&config.source_text),
+                    "config": config_view::render(config),
+                })
+            }
+            Command::Stats => {
+                self.flush_round();
+                let mut stats = self.observatory.stats_json(&self.process_info());
+                match stats.as_object_mut() {
+                    Some(map) => {
+                        map.insert("ok".into(), Value::Bool(true));
+                        stats
+                    }
+                    None => json!({ "ok": true, "stats": stats }),
+                }
+            }
+            Command::Metrics => {
+                self.flush_round();
+                Value::String(self.observatory.prometheus(&self.process_info()))
+            }
+            Command::Drain => self.drain(origin),
+            Command::Shutdown => self.shutdown(origin),
+        };
+        if let Some(reply) = reply {
+            // The asker may have given up (timeout, closed connection): nothing to do.
+            let _ = reply.send(answer);
+        }
+    }
+
+    fn process_info(&self) -> ProcessInfo {
+        let mut info = self.info.clone();
+        info.epoch = self.current.id;
+        info.draining = self.phase != Phase::Serving;
+        info
+    }
+
+    fn status(&self) -> Value {
+        let info = self.process_info();
+        let shards: Vec<Value> = self
+            .shards
+            .iter()
+            .map(|s| {
+                json!({
+                    "shard": s.info.index,
+                    "epoch": s.epoch,
+                    "driver": info.drivers.get(s.info.index).copied().unwrap_or("unknown"),
+                    "core": s.info.core,
+                    "fallback": s.info.fallback,
+                    "stopped": s.stopped,
+                })
+            })
+            .collect();
+        let connections: serde_json::Map<String, Value> = self
+            .observatory
+            .open_connections()
+            .into_iter()
+            .map(|(name, open)| (name, Value::from(open)))
+            .collect();
+        let listeners: Vec<Value> = self
+            .current
+            .config
+            .listeners
+            .iter()
+            .map(|l| json!({ "name": l.name, "listen": l.listen.to_string() }))
+            .collect();
+        let started_unix = info
+            .started_wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        json!({
+            "ok": true,
+            "pid": std::process::id(),
+            "epoch": info.epoch,
+            "config": self.current.config.source,
+            "state": match self.phase {
+                Phase::Serving => "serving",
+                Phase::Draining { .. } => "draining",
+                Phase::Stopping { .. } => "stopping",
+            },
+            "draining": info.draining,
+            "uptime_s": info.started.elapsed().as_secs_f64(),
+            "started_unix_s": started_unix,
+            "shards": shards,
+            "listeners": listeners,
+            "connections": connections,
+            "reloads": { "ok": info.reloads_ok, "failed": info.reloads_failed },
+            "shard_count": info.shards,
+        })
+    }
+
+    fn reload(&mut self, path: Option<PathBuf>, origin: &str) -> Value {
+        if self.phase != Phase::Serving {
+            return json!({ "ok": false, "errors": ["the gateway is draining or stopping: no reload"] });
+        }
+        let Some(path) = path.or_else(|| self.path.clone()) else {
+            return json!({ "ok": false, "errors": ["the gateway runs the bundled default config: name a file to reload"] });
+        };
+        self.notifier.reloading();
+        let answer = self.reload_from(path.clone());
+        self.notifier.send("READY=1\nSTATUS=serving");
+        let ok = answer.get("ok") == Some(&Value::Bool(true));
+        if ok {
+            self.info.reloads_ok += 1;
+            tracing::info!(origin, file = %path.display(), epoch = self.current.id, "reloaded");
+        } else {
+            self.info.reloads_failed += 1;
+            tracing::warn!(origin, file = %path.display(), reply = %answer, "reload failed");
+        }
+        answer
+    }
+
+    fn reload_from(&mut self, path: PathBuf) -> Value {
+        let prepared = match reload::prepare(&path, &self.current.config) {
+            Ok(prepared) => prepared,
+            Err(errors) => {
+                return json!({ "ok": false, "epoch": self.current.id, "errors": errors })
+            }
+        };
+        let id = self.next_epoch;
+        self.next_epoch += 1;
+        // The running config's `[control] reload_timeout` bounds this reload.
+        let ack_deadline = self.current.config.control.reload_timeout;
+        let epoch = Arc::new(Epoch::compile(id, prepared.config));
+        let sent = self.broadcast(&epoch);
+        let done = |c: &Control| {
+            sent.iter()
+                .all(|&i| c.shards[i].last_ack.as_ref().is_some_and(|a| a.0 == id))
+        };
+        self.pump_until(Instant::now() + ack_deadline, done);
+
+        let mut errors = Vec::new();
+        let mut switched = Vec::new();
+        let mut silent = Vec::new();
+        for s in &self.shards {
+            if s.stopped {
+                continue;
+            }
+            match &s.last_ack {
+                Some((e, None)) if *e == id => switched.push(s.info.index),
+                Some((e, Some(error))) if *e == id => {
+                    errors.push(format!("shard {}: {error}", s.info.index))
+                }
+                _ => silent.push(s.info.index),
+            }
+        }
+        if !errors.is_empty() {
+            // Some shard could not switch (a listener did not bind after all): put the ones
+            // that did back on the running epoch, so every shard serves the same config.
+            let old = self.current.clone();
+            let back: Vec<usize> = switched
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    !self.shards[i].stopped && self.shards[i].link.send(ToShard::Epoch(old.clone()))
+                })
+                .collect();
+            let old_id = old.id;
+            let done = |c: &Control| {
+                back.iter()
+                    .all(|&i| c.shards[i].last_ack.as_ref().is_some_and(|a| a.0 == old_id))
+            };
+            self.pump_until(Instant::now() + ack_deadline, done);
+            return json!({ "ok": false, "epoch": old_id, "errors": errors, "rolled_back": true });
+        }
+        // Every shard that answered runs the new epoch; one that did not has it queued.
+        self.current = epoch;
+        self.path = Some(path);
+        if !silent.is_empty() {
+            let errors: Vec<String> = silent
+                .iter()
+                .map(|i| {
+                    format!("shard {i} did not acknowledge epoch {id} within {ack_deadline:?}")
+                })
+                .collect();
+            return json!({ "ok": false, "epoch": id, "errors": errors, "pending": silent });
+        }
+        let mut answer = json!({ "ok": true, "epoch": id });
+        if !prepared.warnings.is_empty() {
+            answer["warnings"] = json!(prepared.warnings);
+        }
+        answer
+    }
+
+    /// Sends `epoch` to every running shard; the shards it reached.
+    fn broadcast(&mut self, epoch: &Arc<Epoch>) -> Vec<usize> {
+        self.shards
+            .iter()
+            .filter(|s| !s.stopped && s.link.send(ToShard::Epoch(epoch.clone())))
+            .map(|s| s.info.index)
+            .collect()
+    }
+
+    fn drain(&mut self, origin: &str) -> Value {
+        let timeout = self.current.config.control.drain_timeout;
+        if self.phase == Phase::Serving {
+            tracing::info!(origin, ?timeout, "draining");
+            self.notifier.send("STOPPING=1\nSTATUS=draining");
+            self.draining.store(true, Ordering::SeqCst);
+            for s in &self.shards {
+                if !s.stopped {
+                    s.link.send(ToShard::Drain { timeout });
+                }
+            }
+            self.phase = Phase::Draining {
+                deadline: Instant::now() + timeout + STOP_GRACE,
+            };
+        }
+        json!({ "ok": true, "state": "draining", "timeout_s": timeout.as_secs_f64() })
+    }
+
+    fn shutdown(&mut self, origin: &str) -> Value {
+        tracing::info!(origin, "stopping");
+        self.stop_shards();
+        json!({ "ok": true, "state": "stopping" })
+    }
+
+    fn stop_shards(&mut self) {
+        if matches!(self.phase, Phase::Stopping { .. }) {
+            return;
+        }
+        self.notifier.send("STOPPING=1\nSTATUS=stopping");
+        self.draining.store(true, Ordering::SeqCst);
+        for s in &self.shards {
+            if !s.stopped {
+                s.link.send(ToShard::Stop);
+            }
+        }
+        self.phase = Phase::Stopping {
+            deadline: Instant::now() + STOP_GRACE,
+        };
+    }
+}

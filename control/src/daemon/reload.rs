@@ -1,0 +1,145 @@
+//! A reload's preparation, before any shard hears of it: the file goes through exactly the
+//! start-up path (read, validate, resolve), then every listener address the running epoch
+//! does not already have is test-bound, so that a port taken by another process is reported
+//! here, with the old epoch untouched, rather than by the shards.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use ringway_config::Config;
+use socket2::{Domain, Socket, Type};
+
+pub struct Prepared {
+    pub config: Config,
+    /// Changes that a reload cannot apply (they need a restart).
+    pub warnings: Vec<String>,
+}
+
+/// Loads and checks the file at `path` against the running config. Errors are whole lines:
+/// `file:line:column: key: message` for validation, `file: key: message` for the bind check.
+pub fn prepare(path: &Path, running: &Config) -> Result<Prepared, Vec<String>> {
+    let config = ringway_config::load(path)
+        .map_err(|errors| errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+    let mut errors = Vec::new();
+    for (i, l) in config.listeners.iter().enumerate() {
+        if running.listeners.iter().any(|r| r.listen == l.listen) {
+            continue;
+        }
+        if let Err(e) = try_bind(l.listen) {
+            errors.push(format!(
+                "{}: listeners[{i}].listen: cannot listen on {} (listener {}): {e}",
+                config.source, l.listen, l.name
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let warnings = restart_only_changes(running, &config);
+    for w in &warnings {
+        tracing::warn!("reload: {w}");
+    }
+    Ok(Prepared { config, warnings })
+}
+
+/// Binds `addr` the way a shard does (SO_REUSEPORT, SO_REUSEADDR) and lets it go.
+fn try_bind(addr: SocketAddr) -> std::io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1)?;
+    Ok(())
+}
+
+/// What differs between `old` and `new` but only takes effect at the next start.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if old.runtime != new.runtime {
+        warnings.push("[runtime] changed: it applies at the next start".to_string());
+    }
+    if old.control.socket != new.control.socket {
+        warnings.push(
+            "control.socket changed: the control socket stays where it is until the next start"
+                .to_string(),
+        );
+    }
+    if old.metrics.interval != new.metrics.interval
+        || old.metrics.interval_log != new.metrics.interval_log
+    {
+        warnings.push("[metrics] changed: it applies at the next start".to_string());
+    }
+    if old.access_log != new.access_log {
+        warnings.push("[access_log] changed: it applies at the next start".to_string());
+    }
+    if old.admin != new.admin {
+        warnings.push(
+            "[admin] changed: the admin listener stays where it is until the next start"
+                .to_string(),
+        );
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(listen: &str) -> Config {
+        let toml = format!("[[listeners]]\nname = \"l\"\nlisten = \"{listen}\"\n");
+        ringway_config::parse(&toml, "t.toml").unwrap()
+    }
+
+    #[test]
+    fn a_taken_port_is_reported_with_the_old_config_untouched() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = held.local_addr().unwrap().to_string();
+        let running = config("127.0.0.1:1");
+        let file = std::env::temp_dir().join(format!("ringway-reload-{}.toml", std::process::id()));
+        std::fs::write(
+            &file,
+            format!("[[listeners]]\nname = \"l\"\nlisten = \"{taken}\"\n"),
+        )
+        .unwrap();
+        let errors = prepare(&file, &running).err().expect("the port is taken");
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("listeners[0].listen"), "{errors:?}");
+        assert!(errors[0].contains(&taken), "{errors:?}");
+    }
+
+    #[test]
+    fn an_address_already_running_is_not_test_bound() {
+        // The running gateway holds this address itself: binding it again is no test.
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap().to_string();
+        let running = config(&addr);
+        let file =
+            std::env::temp_dir().join(format!("ringway-reload-same-{}.toml", std::process::id()));
+        std::fs::write(
+            &file,
+            format!("[[listeners]]\nname = \"l\"\nlisten = \"{addr}\"\n"),
+        )
+        .unwrap();
+        let prepared = prepare(&file, &running);
+        let _ = std::fs::remove_file(&file);
+        let prepared = prepared.unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(prepared.warnings.is_empty());
+    }
+
+    #[test]
+    fn validation_errors_keep_their_position() {
+        let running = config("127.0.0.1:1");
+        let file =
+            std::env::temp_dir().join(format!("ringway-reload-bad-{}.toml", std::process::id()));
+        std::fs::write(
+            &file,
+            "[[listeners]]\nname = \"l\"\nlisten = \"127.0.0.1:1\"\nbogus = 1\n",
+        )
+        .unwrap();
+        let errors = prepare(&file, &running).err().expect("invalid");
+        let _ = std::fs::remove_file(&file);
+        let want = format!("{}:4:1: listeners[0].bogus:", file.display());
+        assert!(errors[0].starts_with(&want), "{errors:?}");
+    }
+}

@@ -1,0 +1,320 @@
+//! The control socket: a Unix stream socket, mode 0600, one JSON request per line and one
+//! JSON reply per line. An accept thread hands each client to a thread of its own (at most
+//! [`MAX_CLIENTS`] at once); a client thread parses lines, forwards commands to the control
+//! loop and waits for the reply, so no client can stall the loop, let alone a shard.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use nix::sys::stat::{umask, Mode};
+use serde_json::{json, Value};
+
+use super::{Command, Request};
+
+/// Longest request line; past it the client gets an error and the connection closes.
+pub const MAX_LINE: usize = 64 * 1024;
+/// Clients served at once; more get an error and a close.
+const MAX_CLIENTS: usize = 16;
+/// How long a client may take to send a complete line (also the idle time between lines).
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Overrides [`READ_TIMEOUT`], in milliseconds (the tests use a short one).
+const READ_TIMEOUT_ENV: &str = "RINGWAY_CONTROL_READ_TIMEOUT_MS";
+/// How long a client waits for the loop's answer (a reload waits up to 5 s for its acks).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Requests sent to the control loop whose reply is not yet written back.
+static REPLYING: AtomicUsize = AtomicUsize::new(0);
+
+/// Waits (at most `deadline`) until every reply the loop gave is written to its client: a
+/// `shutdown` reply must reach `ringway ctl` before the process exits.
+pub fn flush_replies(deadline: Duration) {
+    let end = Instant::now() + deadline;
+    while REPLYING.load(Ordering::SeqCst) > 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Binds the control socket at `path` with mode 0600. A socket file nobody answers on is a
+/// leftover of a gateway that died: it is replaced. One a live process answers on is not.
+pub fn bind(path: &Path) -> Result<UnixListener, String> {
+    let shown = path.display();
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            format!(
+                "cannot create the control socket's directory {}: {e}",
+                parent.display()
+            )
+        })?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(format!(
+                "the control socket {shown} exists and is not a socket"
+            ));
+        }
+        if UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "another gateway answers on the control socket {shown}: stop it, or give this one \
+                 another [control] socket"
+            ));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| format!("cannot remove the stale control socket {shown}: {e}"))?;
+        tracing::info!(socket = %shown, "removed a stale control socket");
+    }
+    // The umask makes the socket 0600 from its first moment; the chmod says so explicitly.
+    let old = umask(Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    umask(old);
+    let listener = bound.map_err(|e| format!("cannot bind the control socket {shown}: {e}"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot set the control socket's mode: {e}"))?;
+    Ok(listener)
+}
+
+pub fn spawn(listener: UnixListener, commands: Sender<Request>) {
+    let read_timeout = std::env::var(READ_TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(READ_TIMEOUT, Duration::from_millis);
+    let path: Option<PathBuf> = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_path_buf));
+    let active = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name("ringway-control-socket".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = match stream {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control socket accept failed");
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                };
+                if active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    let _ = write_reply(&mut stream, &error("too many control connections"));
+                    continue;
+                }
+                let commands = commands.clone();
+                let active = active.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("ringway-control-client".into())
+                    .spawn(move || {
+                        serve(stream, &commands, read_timeout);
+                        active.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if spawned.is_err() {
+                    // The closure (and the client) went with the failed spawn.
+                    tracing::warn!("cannot start a control client thread");
+                }
+            }
+            tracing::debug!(socket = ?path, "control socket closed");
+        })
+        .expect("spawning the control socket thread");
+}
+
+/// Closes after a final reply while the client may still be sending: stop writing, then
+/// read and drop what comes for a moment, so the reply is not lost to a reset.
+fn close_gracefully(mut stream: UnixStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut sink = [0u8; 16 * 1024];
+    let end = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < end {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn error(message: &str) -> Value {
+    json!({ "ok": false, "error": message })
+}
+
+fn write_reply(stream: &mut UnixStream, reply: &Value) -> std::io::Result<()> {
+    let mut line = reply.to_string();
+    line.push('\n');
+    stream.write_all(line.as_bytes())
+}
+
+/// Serves one client until it closes, misbehaves or idles out.
+fn serve(mut stream: UnixStream, commands: &Sender<Request>, read_timeout: Duration) {
+    let _ = stream.set_write_timeout(Some(read_timeout));
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        // Serve every complete line already read.
+        while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            REPLYING.fetch_add(1, Ordering::SeqCst);
+            let reply = answer(&line[..end], commands);
+            let written = write_reply(&mut stream, &reply);
+            REPLYING.fetch_sub(1, Ordering::SeqCst);
+            if written.is_err() {
+                return;
+            }
+            if reply.get("state").and_then(Value::as_str) == Some("stopping") {
+                return;
+            }
+        }
+        if buf.len() > MAX_LINE {
+            let _ = write_reply(&mut stream, &error("request line longer than 64 KiB"));
+            close_gracefully(stream);
+            return;
+        }
+        let deadline = Instant::now() + read_timeout;
+        let read = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Err(ErrorKind::TimedOut.into());
+            }
+            let _ = stream.set_read_timeout(Some(left));
+            match stream.read(&mut chunk) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match read {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                let _ = write_reply(&mut stream, &error("no complete request line in time"));
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// The reply to one request line.
+fn answer(line: &[u8], commands: &Sender<Request>) -> Value {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let command = match parse(line) {
+        Ok(command) => command,
+        Err(e) => return error(&e),
+    };
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let request = Request {
+        command,
+        origin: "socket",
+        reply: Some(tx),
+    };
+    if commands.send(request).is_err() {
+        return error("the gateway is stopping");
+    }
+    match rx.recv_timeout(REPLY_TIMEOUT) {
+        Ok(reply) => reply,
+        Err(_) => error("the gateway did not answer in time"),
+    }
+}
+
+/// `{"cmd": "status"}`, `{"cmd": "reload", "path": "/etc/ringway.toml"}`, ...
+pub fn parse(line: &[u8]) -> Result<Command, String> {
+    let value: Value =
+        serde_json::from_slice(line).map_err(|e| format!("the request is not JSON: {e}"))?;
+    let object = value
+        .as_object()
+        .ok_or("the request must be a JSON object such as {\"cmd\":\"status\"}")?;
+    let cmd = object
+        .get("cmd")
+        .and_then(Value::as_str)
+        .ok_or("the request has no string \"cmd\"")?;
+    let allowed: &[&str] = match cmd {
+        "reload" => &["cmd", "path"],
+        _ => &["cmd"],
+    };
+    if let Some(extra) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!("unknown field {extra:?} for {cmd:?}"));
+    }
+    Ok(match cmd {
+        "status" => Command::Status,
+        "reload" => Command::Reload {
+            path: match object.get("path") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(p)) if !p.is_empty() => Some(PathBuf::from(p)),
+                Some(_) => return Err("\"path\" must be a non-empty string".into()),
+            },
+        },
+        "config" => Command::Config,
+        "stats" => Command::Stats,
+        "drain" => Command::Drain,
+        "shutdown" => Command::Shutdown,
+        other => {
+            return Err(format!(
+                "unknown command {other:?}: try status, reload, config, stats, drain or shutdown"
+            ))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_command() {
+        assert_eq!(parse(br#"{"cmd":"status"}"#), Ok(Command::Status));
+        assert_eq!(
+            parse(br#"{"cmd":"reload"}"#),
+            Ok(Command::Reload { path: None })
+        );
+        assert_eq!(
+            parse(br#"{"cmd":"reload","path":"/x.toml"}"#),
+            Ok(Command::Reload {
+                path: Some("/x.toml".into())
+            })
+        );
+        for (cmd, want) in [
+            ("config", Command::Config),
+            ("stats", Command::Stats),
+            ("drain", Command::Drain),
+            ("shutdown", Command::Shutdown),
+        ] {
+            assert_eq!(parse(format!(r#"{{"cmd":"{cmd}"}}"#).as_bytes()), Ok(want));
+        }
+    }
+
+    #[test]
+    fn rejects_garbage_with_a_reason() {
+        for bad in [
+            &b"hello"[..],
+            b"[1,2]",
+            br#"{"cmd":5}"#,
+            br#"{"cmd":"explode"}"#,
+            br#"{"cmd":"status","x":1}"#,
+            br#"{"cmd":"reload","path":3}"#,
+            b"\xff\xfe",
+        ] {
+            let e = parse(bad).expect_err("garbage");
+            assert!(!e.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_live_socket_is_not_taken_over_and_a_stale_one_is() {
+        let path = std::env::temp_dir().join(format!("ringway-sock-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let live = bind(&path).expect("first bind");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let e = bind(&path).expect_err("a live socket");
+        assert!(e.contains("another gateway"), "{e}");
+        drop(live);
+        // The file stays behind, as after a crash: nobody answers, so it is replaced.
+        assert!(path.exists());
+        let again = bind(&path).expect("stale socket replaced");
+        drop(again);
+        let _ = std::fs::remove_file(&path);
+    }
+}

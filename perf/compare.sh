@@ -1,0 +1,467 @@
+#!/usr/bin/env bash
+# Ringway side by side with nginx and HAProxy, in one command, on loopback.
+#
+#   perf/compare.sh                       # 3 rounds, about 6 to 7 minutes
+#   DURATION=2s ROUNDS=1 perf/compare.sh  # a quick look
+#
+# Targets, each a reverse proxy in front of the same stub upstream (perf/src/stub.rs), one
+# worker / thread / shard each, upstream keep-alive pools, no access logs:
+#   stub           the stub upstream itself, no proxy (the ceiling)
+#   ringway-uring  ringway, shards = 1, driver = "io_uring"
+#   ringway-epoll  ringway, shards = 1, driver = "epoll"
+#   nginx          worker_processes 1, upstream keepalive, proxy_http_version 1.1
+#   haproxy        nbthread 1, http-reuse always
+#
+# Every round starts the proxies afresh and runs, interleaved (each test goes over every
+# target before the next test, and the target order rotates from round to round):
+#   max-small   closed loop, 13-byte responses: req/s
+#   max-4k      closed loop, 4 KiB responses: req/s
+#   r50, r90    open loop at 50% and 90% of nginx's max-small of the same round: p50, p99,
+#               p99.9 latency (from each request's due time, coordinated omission corrected);
+#               the r50 run also gives the proxy's CPU seconds per 100k requests
+#               (utime + stime from /proc/PID/stat, every process of the proxy)
+#   idle        memory per idle keep-alive connection: RSS growth of the proxy (all its
+#               processes) with IDLE_CONNECTIONS idle connections, each after one request
+# and prints the medians over the rounds with their spread (min-max) and the ratio to nginx;
+# the table also goes to perf/results/latest.md.
+#
+# CPU layout (env; taskset lists): on 2 cores, the load generator on core 0 and the proxy
+# and the stub sharing core 1:
+GEN_CORES=${GEN_CORES:-0}
+PROXY_CORES=${PROXY_CORES:-1}
+STUB_CORES=${STUB_CORES:-1}
+# Other knobs:
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-4s}          # measured time of each load run
+WARMUP=${WARMUP:-1s}              # sent first, not recorded
+CONNECTIONS=${CONNECTIONS:-50}    # keep-alive connections of each load run
+GEN_THREADS=${GEN_THREADS:-1}     # load generator threads (spread over GEN_CORES)
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-5000}
+TARGETS=${TARGETS:-"stub ringway-uring ringway-epoll nginx haproxy"}
+PORT_BASE=${PORT_BASE:-18000}     # ports PORT_BASE+1 .. PORT_BASE+40 on 127.0.0.1
+SKIP_BUILD=${SKIP_BUILD:-0}      # 1: use the binaries already in target/release
+RESULTS=${RESULTS:-perf/results/latest.md}
+#
+# Needs: root (or nginx and haproxy already installed), taskset, curl. Stops everything it
+# started on exit, however it exits.
+
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORK=$(mktemp -d /tmp/ringway-compare.XXXXXX)
+declare -A MAIN_PID=() # name -> pid of each process started and not yet stopped
+POLICY_RC_CREATED=0
+cleanup() {
+    local pid
+    for pid in "${MAIN_PID[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    sleep 0.3
+    for pid in "${MAIN_PID[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if ((POLICY_RC_CREATED)); then rm -f /usr/sbin/policy-rc.d; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '%s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------------------- setup
+install_missing() {
+    local need=()
+    command -v nginx >/dev/null || need+=(nginx)
+    command -v haproxy >/dev/null || need+=(haproxy)
+    ((${#need[@]})) || return 0
+    log "installing ${need[*]} from Debian packages"
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        # Keep the packages from starting their system services: we start our own.
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        POLICY_RC_CREATED=1
+    fi
+    apt-get update -qq
+    local pkgs=()
+    for p in "${need[@]}"; do
+        if [[ $p == nginx ]]; then pkgs+=(nginx-light); else pkgs+=("$p"); fi
+    done
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+}
+install_missing
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+FD_LIMIT=$(ulimit -n)
+if ((FD_LIMIT < 2 * IDLE_CONNECTIONS + 1000)); then
+    log "open-file limit $FD_LIMIT is too low for IDLE_CONNECTIONS=$IDLE_CONNECTIONS"
+    exit 1
+fi
+if ((!SKIP_BUILD)); then
+    cargo build --release -q -p ringway-control -p ringway-perf
+fi
+PERF=${PERF:-$PWD/target/release/ringway-perf}
+RINGWAY=${RINGWAY:-$PWD/target/release/ringway}
+CLK_TCK=$(getconf CLK_TCK)
+
+STUB_SMALL=$((PORT_BASE + 1))
+STUB_BIG=$((PORT_BASE + 2))
+declare -A PORT=([stub]=$STUB_SMALL [ringway-uring]=$((PORT_BASE + 10))
+    [ringway-epoll]=$((PORT_BASE + 11)) [nginx]=$((PORT_BASE + 20)) [haproxy]=$((PORT_BASE + 30)))
+
+url() { # target path -> URL; the stub serves the two bodies on two ports
+    local t=$1 path=$2
+    if [[ $t == stub ]]; then
+        if [[ $path == /4k ]]; then echo "http://127.0.0.1:$STUB_BIG/4k"; else echo "http://127.0.0.1:$STUB_SMALL/"; fi
+    else
+        echo "http://127.0.0.1:${PORT[$t]}$path"
+    fi
+}
+
+write_configs() {
+    local driver
+    for driver in io_uring epoll; do
+        local name=ringway-${driver/io_/}
+        cat >"$WORK/$name.toml" <<EOF
+[runtime]
+shards = 1
+driver = "$driver"
+pin = false        # pinned from outside, with taskset, like the others
+
+[control]
+socket = "$WORK/$name.sock"
+
+[[listeners]]
+name = "bench"
+listen = "127.0.0.1:${PORT[$name]}"
+max_connections = 20000
+
+[[upstreams]]
+name = "small"
+endpoints = [{ address = "127.0.0.1:$STUB_SMALL" }]
+max_idle_per_endpoint = 256
+
+[[upstreams]]
+name = "big"
+endpoints = [{ address = "127.0.0.1:$STUB_BIG" }]
+max_idle_per_endpoint = 256
+
+[[routes]]
+name = "big"
+path_prefix = "/4k"
+upstream = "big"
+
+[[routes]]
+name = "small"
+upstream = "small"
+EOF
+    done
+    mkdir -p "$WORK/nginx"
+    cat >"$WORK/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+user root;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+worker_rlimit_nofile $FD_LIMIT;
+events { worker_connections $((FD_LIMIT / 2)); }
+http {
+    access_log off;
+    keepalive_timeout 75s;
+    keepalive_requests 100000000;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    upstream small { server 127.0.0.1:$STUB_SMALL; keepalive 256; keepalive_requests 100000000; }
+    upstream big { server 127.0.0.1:$STUB_BIG; keepalive 256; keepalive_requests 100000000; }
+    server {
+        listen 127.0.0.1:${PORT[nginx]};
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        location /4k { proxy_pass http://big; }
+        location / { proxy_pass http://small; }
+    }
+}
+EOF
+    cat >"$WORK/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn $(((FD_LIMIT - 200) / 2))
+    # no log lines: nothing is logged
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 75s
+    timeout server 75s
+    timeout http-keep-alive 75s
+
+frontend bench
+    bind 127.0.0.1:${PORT[haproxy]}
+    use_backend big if { path_beg /4k }
+    default_backend small
+
+backend small
+    server stub 127.0.0.1:$STUB_SMALL
+
+backend big
+    server stub 127.0.0.1:$STUB_BIG
+EOF
+}
+
+wait_port() { # name port: until it accepts, up to 10 s, while the process lives
+    local i
+    for i in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi
+        kill -0 "${MAIN_PID[$1]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    log "$1: nothing listens on port $2; its log:"
+    cat "$WORK/$1.log" >&2 || true
+    exit 1
+}
+
+start() { # name cores command...: runs it pinned, in the background, remembers its pid
+    local name=$1 cores=$2
+    shift 2
+    taskset -c "$cores" "$@" >"$WORK/$name.log" 2>&1 &
+    MAIN_PID[$name]=$!
+}
+
+stop() { # name
+    local pid=${MAIN_PID[$1]:-}
+    [[ -n $pid ]] || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    local i
+    for i in $(seq 30); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset "MAIN_PID[$1]"
+}
+
+start_target() {
+    case $1 in
+    stub) ;; # the stubs run the whole time
+    ringway-*) start "$1" "$PROXY_CORES" "$RINGWAY" run -c "$WORK/$1.toml" ;;
+    nginx) start nginx "$PROXY_CORES" nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" ;;
+    haproxy) start haproxy "$PROXY_CORES" haproxy -db -f "$WORK/haproxy.cfg" ;;
+    esac
+    if [[ $1 == stub ]]; then return 0; fi
+    wait_port "$1" "${PORT[$1]}"
+    local path code
+    for path in / /4k; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' "$(url "$1" "$path")" || true)
+        if [[ $code != 200 ]]; then
+            log "$1 answered $code on $path; its log:"
+            cat "$WORK/$1.log" >&2 || true
+            exit 1
+        fi
+    done
+}
+
+pids_of() { # target: every process of it (nginx: master and workers)
+    local t=$1 main
+    if [[ $t == stub ]]; then main=${MAIN_PID[stub-small]}; else main=${MAIN_PID[$t]}; fi
+    echo "$main"
+    pgrep -P "$main" || true
+}
+
+cpu_ticks() { # target: utime + stime of all its processes
+    local total=0 pid
+    for pid in $(pids_of "$1"); do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    done
+    echo "$total"
+}
+
+rss_kib() { # target: resident memory of all its processes
+    local total=0 pid
+    for pid in $(pids_of "$1"); do
+        total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")))
+    done
+    echo "$total"
+}
+
+jget() { # json key -> number
+    grep -o "\"$2\":[0-9.]*" <<<"$1" | head -1 | cut -d: -f2
+}
+
+RAW=$WORK/raw.tsv # round  metric  target  value
+: >"$RAW"
+record() { printf '%s\t%s\t%s\t%s\n' "$ROUND" "$1" "$2" "$3" >>"$RAW"; }
+
+load() { # target path [rate]: one load run; prints its JSON line
+    local rate_args=()
+    [[ -n ${3:-} ]] && rate_args=(--rate "$3")
+    taskset -c "$GEN_CORES" "$PERF" load --url "$(url "$1" "$2")" --connections "$CONNECTIONS" \
+        --threads "$GEN_THREADS" --cores "$GEN_CORES" --duration "$DURATION" --warmup "$WARMUP" \
+        --json "${rate_args[@]}" 2>/dev/null
+}
+
+note_errors() { # target json
+    local errors unsent
+    errors=$(jget "$2" total)
+    unsent=$(jget "$2" unsent)
+    record errors "$1" "$errors"
+    record unsent "$1" "$unsent"
+    if ((errors > 0 || unsent > 0)); then log "  $1: $errors errors, $unsent unsent: $2"; fi
+}
+
+rotate() { # round -> the targets, starting at a different one each round
+    local -a t=($TARGETS)
+    local n=${#t[@]} i
+    for ((i = 0; i < n; i++)); do echo "${t[$(((i + $1) % n))]}"; done
+}
+
+# ---------------------------------------------------------------------------- rounds
+write_configs
+start stub-small "$STUB_CORES" "$PERF" stub --listen "127.0.0.1:$STUB_SMALL" --body 13
+start stub-big "$STUB_CORES" "$PERF" stub --listen "127.0.0.1:$STUB_BIG" --body 4096
+wait_port stub-small "$STUB_SMALL"
+wait_port stub-big "$STUB_BIG"
+
+log "compare: rounds $ROUNDS, $DURATION (+$WARMUP warm-up) per run, $CONNECTIONS connections;" \
+    "generator on cores $GEN_CORES, proxies on $PROXY_CORES, stub on $STUB_CORES"
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+    log "round $ROUND/$ROUNDS"
+    order=$(rotate "$ROUND")
+    for t in $order; do start_target "$t"; done
+
+    declare -A MAX=()
+    for t in $order; do
+        json=$(load "$t" /)
+        MAX[$t]=$(jget "$json" achieved_rps)
+        record max-small "$t" "${MAX[$t]}"
+        note_errors "$t" "$json"
+        log "  max-small $t ${MAX[$t]}"
+    done
+    for t in $order; do
+        json=$(load "$t" /4k)
+        record max-4k "$t" "$(jget "$json" achieved_rps)"
+        note_errors "$t" "$json"
+        log "  max-4k    $t $(jget "$json" achieved_rps)"
+    done
+    base=${MAX[nginx]:-${MAX[ringway-uring]:-${MAX[stub]}}}
+    for pct in 50 90; do
+        rate=$(awk -v m="$base" -v p="$pct" 'BEGIN { printf "%d", m * p / 100 }')
+        record "rate-r$pct" all "$rate"
+        for t in $order; do
+            before=$(cpu_ticks "$t")
+            json=$(load "$t" / "$rate")
+            after=$(cpu_ticks "$t")
+            for q in p50 p99 p99.9; do
+                record "r$pct-$q" "$t" "$(jget "$json" "$q")"
+            done
+            if [[ $pct == 50 ]]; then
+                cpu=$(awk -v d=$((after - before)) -v hz="$CLK_TCK" -v n="$(jget "$json" requests_total)" \
+                    'BEGIN { printf "%.3f", (n > 0 ? d / hz / n * 100000 : 0) }')
+                record cpu "$t" "$cpu"
+            fi
+            note_errors "$t" "$json"
+            log "  r$pct $rate $t p50 $(jget "$json" p50) p99 $(jget "$json" p99) p99.9 $(jget "$json" p99.9)"
+        done
+    done
+    for t in $order; do
+        before=$(rss_kib "$t")
+        rm -f "$WORK/idle.out"
+        taskset -c "$GEN_CORES" "$PERF" idle --url "$(url "$t" /)" --connections "$IDLE_CONNECTIONS" \
+            --cores "$GEN_CORES" --hold 60s >"$WORK/idle.out" 2>&1 &
+        MAIN_PID[idle]=$!
+        for i in $(seq 300); do
+            grep -q '^ready' "$WORK/idle.out" 2>/dev/null && break
+            kill -0 "${MAIN_PID[idle]}" 2>/dev/null || break
+            sleep 0.1
+        done
+        sleep 0.5 # let the server settle after the last request
+        after=$(rss_kib "$t")
+        read -r _ open failed < <(grep '^ready' "$WORK/idle.out" || echo "ready 0 $IDLE_CONNECTIONS")
+        stop idle
+        per=$(awk -v d=$((after - before)) -v n="$open" 'BEGIN { printf "%d", (n > 0 ? d * 1024 / n : 0) }')
+        record idle "$t" "$per"
+        if ((failed > 0)); then
+            log "  idle: $t: $failed of $IDLE_CONNECTIONS connections failed:"
+            cat "$WORK/idle.out" >&2
+        fi
+        log "  idle $t $per B/conn ($open open)"
+        sleep 0.5
+    done
+    for t in $order; do stop "$t"; done
+done
+
+# ---------------------------------------------------------------------------- table
+summary() { # metric target -> "median min max" (empty when none)
+    awk -F'\t' -v m="$1" -v t="$2" '$2 == m && $3 == t { print $4 }' "$RAW" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR) { med = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print med, v[1], v[NR] } }'
+}
+
+fmt() { # value unit -> short text
+    awk -v v="$1" -v u="$2" 'BEGIN {
+        if (u == "rps") { if (v >= 1000) printf "%.1fk", v / 1000; else printf "%d", v }
+        else if (u == "us") { if (v >= 1000) printf "%.2fms", v / 1000; else printf "%dus", v }
+        else if (u == "cpu") printf "%.2fs", v
+        else if (u == "bytes") { if (v >= 10240) printf "%.1fKiB", v / 1024; else printf "%dB", v }
+        else printf "%s", v }'
+}
+
+ROWS=(
+    "max-small|max req/s, 13 B body|rps"
+    "max-4k|max req/s, 4 KiB body|rps"
+    "r50-p50|p50 at 50% rate|us"
+    "r50-p99|p99 at 50% rate|us"
+    "r50-p99.9|p99.9 at 50% rate|us"
+    "r90-p50|p50 at 90% rate|us"
+    "r90-p99|p99 at 90% rate|us"
+    "r90-p99.9|p99.9 at 90% rate|us"
+    "cpu|CPU s per 100k req (50% rate)|cpu"
+    "idle|memory per idle connection|bytes"
+)
+{
+    read -r -a T <<<"$TARGETS"
+    printf '| metric |'
+    for t in "${T[@]}"; do printf ' %s |' "$t"; done
+    printf '\n|---|'
+    for t in "${T[@]}"; do printf -- '---|'; done
+    printf '\n'
+    for row in "${ROWS[@]}"; do
+        IFS='|' read -r metric label unit <<<"$row"
+        printf '| %s |' "$label"
+        read -r nginx_med _ <<<"$(summary "$metric" nginx)"
+        for t in "${T[@]}"; do
+            read -r med lo hi <<<"$(summary "$metric" "$t")"
+            if [[ -z ${med:-} ]]; then printf ' - |'; continue; fi
+            cell="$(fmt "$med" "$unit")"
+            ((ROUNDS > 1)) && cell+=" ($(fmt "$lo" "$unit")-$(fmt "$hi" "$unit"))"
+            if [[ -n ${nginx_med:-} ]] && awk -v n="$nginx_med" 'BEGIN { exit !(n > 0) }'; then
+                cell+=" $(awk -v a="$med" -v b="$nginx_med" 'BEGIN { printf "%.2fx", a / b }')"
+            fi
+            printf ' %s |' "$cell"
+        done
+        printf '\n'
+    done
+    printf '| errors + unsent (all runs) |'
+    for t in "${T[@]}"; do
+        printf ' %s |' "$(awk -F'\t' -v t="$t" '($2 == "errors" || $2 == "unsent") && $3 == t { s += $4 } END { print s + 0 }' "$RAW")"
+    done
+    printf '\n\n'
+    rates=$(awk -F'\t' '$3 == "all" { printf "%s%s", sep, $4; sep = ", " }' "$RAW")
+    echo "Medians of $ROUNDS round(s) (min-max) and the ratio to nginx's median." \
+        "Fixed rates, 50% and 90% of each round's nginx max req/s (13 B): $rates."
+    echo "Each run: $CONNECTIONS keep-alive connections, $DURATION measured after $WARMUP warm-up;" \
+        "latency from each request's due time (coordinated omission corrected)."
+    echo "Layout: load generator on CPU $GEN_CORES ($GEN_THREADS thread(s)), proxy on CPU $PROXY_CORES, stub on CPU $STUB_CORES;" \
+        "memory: $IDLE_CONNECTIONS idle keep-alive connections, RSS growth of all the proxy's processes."
+} >"$WORK/table.md"
+
+mkdir -p "$(dirname "$RESULTS")"
+{
+    echo "# perf/compare.sh: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+    echo
+    echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), $(nproc) CPUs, $(uname -r)"
+    echo
+    cat "$WORK/table.md"
+} >"$RESULTS"
+cp "$RAW" "${RESULTS%.md}.tsv"
+cat "$RESULTS"
