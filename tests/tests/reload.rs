@@ -232,13 +232,11 @@ fn keep_alive_uses_the_new_epoch_from_its_next_request(driver: Driver) {
 }
 
 #[test]
-#[ignore = "core bug: proxy::serve reads the epoch before waiting for the next request head, so an idle keep-alive connection serves one more request on the old epoch"]
 fn keep_alive_uses_the_new_epoch_from_its_next_request_io_uring() {
     keep_alive_uses_the_new_epoch_from_its_next_request(Driver::IoUring);
 }
 
 #[test]
-#[ignore = "core bug: proxy::serve reads the epoch before waiting for the next request head, so an idle keep-alive connection serves one more request on the old epoch"]
 fn keep_alive_uses_the_new_epoch_from_its_next_request_epoll() {
     keep_alive_uses_the_new_epoch_from_its_next_request(Driver::Epoll);
 }

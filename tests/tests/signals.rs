@@ -113,13 +113,11 @@ fn in_flight_response_says_connection_close(driver: ringway_tests::Driver) {
 }
 
 #[test]
-#[ignore = "core bug: a request in flight when the drain starts gets no `connection: close` (keep-alive is decided when its head arrives)"]
 fn in_flight_response_says_connection_close_io_uring() {
     in_flight_response_says_connection_close(ringway_tests::Driver::IoUring);
 }
 
 #[test]
-#[ignore = "core bug: a request in flight when the drain starts gets no `connection: close` (keep-alive is decided when its head arrives)"]
 fn in_flight_response_says_connection_close_epoll() {
     in_flight_response_says_connection_close(ringway_tests::Driver::Epoll);
 }

@@ -184,7 +184,7 @@ async fn exchange(
         }
         ResponseBody::Chunked | ResponseBody::UntilClose => ClientFraming::Close,
     };
-    let close_client = !req.keep_alive || framing == ClientFraming::Close;
+    let close_client = !req.keep_alive || framing == ClientFraming::Close || d.draining.is_raised();
     d.out.clear();
     write_client_head(
         &mut d.out,

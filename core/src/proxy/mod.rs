@@ -20,6 +20,7 @@ use crate::http::h1::{parse_request, BodyKind, HeaderRef, Method, RequestHead, R
 use crate::io::{write_static, write_vec, ConnBuf};
 use crate::metrics::ErrorCause;
 use crate::router::RequestView;
+use crate::shard::signal::Signal;
 use crate::shard::{Shard, ShardEpoch};
 
 pub(crate) use record::RequestLog;
@@ -42,6 +43,8 @@ pub(crate) struct Downstream {
     pub request_id: Vec<u8>,
     /// What the current request did, for metrics and the access log.
     pub log: RequestLog,
+    /// The shard's drain signal: once raised, every response says `connection: close`.
+    pub draining: Rc<Signal>,
 }
 
 /// What happens to the connection after a request.
@@ -59,7 +62,15 @@ enum HeadRead {
     Reject(u16),
 }
 
-pub async fn serve(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, listener: Rc<str>) {
+/// Serves one client connection accepted on the listener called `listener`, until either side
+/// closes, the listener is removed (`stop` raised) or the shard drains.
+pub async fn serve(
+    shard: &Rc<Shard>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Rc<str>,
+    stop: Rc<Signal>,
+) {
     let mut d = Downstream {
         stream,
         buf: ConnBuf::with_capacity(DOWNSTREAM_BUF),
@@ -70,17 +81,32 @@ pub async fn serve(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, liste
         written: 0,
         request_id: Vec::with_capacity(64),
         log: RequestLog::new(shard.access_log.is_some()),
+        draining: shard.draining.clone(),
     };
     let mut first = true;
     loop {
-        let sep = shard.epoch();
+        let waiting = shard.epoch();
         // A listener removed by a reload serves no further request on its connections.
-        let Some(listener) = sep.listener_index(&listener) else {
+        let Some(index) = waiting.listener_index(&listener) else {
             return;
         };
-        d.listener = listener;
-        let cfg = &sep.epoch.config.listeners[listener];
-        let read = read_head(&mut d, cfg, first, shard).await;
+        let read = read_head(
+            &mut d,
+            &waiting.epoch.config.listeners[index],
+            first,
+            shard,
+            &stop,
+        )
+        .await;
+        // The request runs on the epoch current when its head arrived; if that epoch removed
+        // the listener, on the one it arrived under, and the connection closes after it.
+        let current = shard.epoch();
+        let (sep, index, removed) = match current.listener_index(&listener) {
+            Some(i) => (current, i, false),
+            None => (waiting, index, true),
+        };
+        d.listener = index;
+        let cfg = &sep.epoch.config.listeners[index];
         d.log.begin(d.buf.consumed_total(), d.written);
         let mut head = match read {
             HeadRead::Head(head) => head,
@@ -103,7 +129,7 @@ pub async fn serve(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, liste
             }
         };
         first = false;
-        if shard.is_draining() {
+        if shard.is_draining() || removed {
             head.keep_alive = false;
         }
         d.log
@@ -120,7 +146,13 @@ pub async fn serve(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, liste
     }
 }
 
-async fn read_head(d: &mut Downstream, cfg: &Listener, first: bool, shard: &Shard) -> HeadRead {
+async fn read_head(
+    d: &mut Downstream,
+    cfg: &Listener,
+    first: bool,
+    shard: &Shard,
+    stop: &Rc<Signal>,
+) -> HeadRead {
     let limits = RequestLimits {
         max_request_line: cfg.max_request_line,
         max_head: cfg.max_header_bytes,
@@ -156,8 +188,9 @@ async fn read_head(d: &mut Downstream, cfg: &Listener, first: bool, shard: &Shar
         let max = cfg.max_header_bytes.max(DOWNSTREAM_BUF);
         let before = d.buf.len();
         let read = if head_deadline.is_none() {
-            // Between requests a draining shard closes the connection at once.
-            if shard.is_draining() {
+            // Between requests a draining shard, or a removed listener, closes the connection
+            // at once.
+            if shard.is_draining() || stop.is_raised() {
                 return HeadRead::Gone;
             }
             let wait =
@@ -165,6 +198,7 @@ async fn read_head(d: &mut Downstream, cfg: &Listener, first: bool, shard: &Shar
             monoio::select! {
                 read = wait => read,
                 _ = shard.draining.wait() => return HeadRead::Gone,
+                _ = stop.wait() => return HeadRead::Gone,
             }
         } else {
             monoio::time::timeout_at(deadline.into(), d.buf.read_from(&mut d.stream, max)).await
@@ -278,7 +312,7 @@ async fn respond_local(
     response: &LocalResponse,
     _cfg: &Listener,
 ) -> After {
-    let keep = head.keep_alive && consume_request(d, head);
+    let keep = head.keep_alive && !d.draining.is_raised() && consume_request(d, head);
     d.out.clear();
     d.out.extend_from_slice(&response.head);
     if !keep {
@@ -308,7 +342,7 @@ async fn respond_static(
     status: u16,
     _cfg: &Listener,
 ) -> After {
-    let keep = head.keep_alive && consume_request(d, head);
+    let keep = head.keep_alive && !d.draining.is_raised() && consume_request(d, head);
     d.log.status = status;
     d.log.cause = d.log.cause.or(ErrorCause::from_local_status(status));
     let response = local::error_response(status, !keep);

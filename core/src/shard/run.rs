@@ -232,9 +232,10 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, name: Rc<str>, sto
                 shard.listener_event(&name, |l| l.accepted += 1);
                 let shard = shard.clone();
                 let name = name.clone();
+                let stop = stop.clone();
                 monoio::spawn(async move {
                     let _guard = ConnectionGuard::new(&shard, open);
-                    proxy::serve(&shard, stream, peer, name).await;
+                    proxy::serve(&shard, stream, peer, name, stop).await;
                 });
             }
             Err(e) => {
