@@ -26,6 +26,23 @@ impl ConnBuf {
         }
     }
 
+    /// Gives up the (empty) buffer's memory, e.g. to a pool while the connection idles.
+    pub fn detach(&mut self) -> Vec<u8> {
+        debug_assert!(self.is_empty());
+        self.start = 0;
+        let mut vec = std::mem::take(&mut self.vec);
+        vec.clear();
+        vec
+    }
+
+    /// Takes `vec` (cleared) as the buffer's memory; the buffer must be empty.
+    pub fn attach(&mut self, mut vec: Vec<u8>) {
+        debug_assert!(self.is_empty());
+        vec.clear();
+        self.vec = vec;
+        self.start = 0;
+    }
+
     /// Unconsumed bytes.
     pub fn data(&self) -> &[u8] {
         &self.vec[self.start..]

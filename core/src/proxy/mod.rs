@@ -2,6 +2,7 @@
 //! and loop for the next request (keep-alive, pipelining) until either side closes.
 
 mod body;
+pub mod buffers;
 mod forward;
 pub mod head;
 pub mod local;
@@ -22,11 +23,9 @@ use crate::metrics::ErrorCause;
 use crate::router::RequestView;
 use crate::shard::signal::Signal;
 use crate::shard::{Shard, ShardEpoch};
+use buffers::{RequestBuffers, READ_BUF};
 
 pub(crate) use record::RequestLog;
-
-/// Initial bytes of a downstream read buffer; it grows up to the listener's head limit.
-const DOWNSTREAM_BUF: usize = 16 * 1024;
 
 /// A client connection's buffers, allocated once at accept and reused for every request.
 pub(crate) struct Downstream {
@@ -51,7 +50,10 @@ pub(crate) struct Downstream {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum After {
     KeepAlive,
+    /// Close gracefully (the response, if any, was written).
     Close,
+    /// The client went away or idled out: drop the connection without a word.
+    Gone,
 }
 
 enum HeadRead {
@@ -64,6 +66,9 @@ enum HeadRead {
 
 /// Serves one client connection accepted on the listener called `listener`, until either side
 /// closes, the listener is removed (`stop` raised) or the shard drains.
+///
+/// Between requests the connection holds no buffers (they go back to the shard's pool) and its
+/// task is small: the per-request state machine is boxed for the request's duration only.
 pub async fn serve(
     shard: &Rc<Shard>,
     stream: TcpStream,
@@ -71,81 +76,146 @@ pub async fn serve(
     listener: Rc<str>,
     stop: Rc<Signal>,
 ) {
-    let mut d = Downstream {
+    let mut d = Box::new(Downstream {
         stream,
-        buf: ConnBuf::with_capacity(DOWNSTREAM_BUF),
-        out: Vec::with_capacity(4096),
-        headers: Vec::with_capacity(32),
+        buf: ConnBuf::with_capacity(0),
+        out: Vec::new(),
+        headers: Vec::new(),
         peer,
         listener: 0,
         written: 0,
-        request_id: Vec::with_capacity(64),
+        request_id: Vec::new(),
         log: RequestLog::new(shard.access_log.is_some()),
         draining: shard.draining.clone(),
-    };
+    });
     let mut first = true;
     loop {
-        let waiting = shard.epoch();
-        // A listener removed by a reload serves no further request on its connections.
-        let Some(index) = waiting.listener_index(&listener) else {
-            return;
-        };
-        let read = read_head(
-            &mut d,
-            &waiting.epoch.config.listeners[index],
-            first,
-            shard,
-            &stop,
-        )
-        .await;
-        // The request runs on the epoch current when its head arrived; if that epoch removed
-        // the listener, on the one it arrived under, and the connection closes after it.
-        let current = shard.epoch();
-        let (sep, index, removed) = match current.listener_index(&listener) {
-            Some(i) => (current, i, false),
-            None => (waiting, index, true),
-        };
-        d.listener = index;
-        let cfg = &sep.epoch.config.listeners[index];
-        d.log.begin(d.buf.consumed_total(), d.written);
-        let mut head = match read {
-            HeadRead::Head(head) => head,
-            HeadRead::Gone => return,
-            HeadRead::Reject(status) => {
-                tracing::debug!(shard = shard.index, %peer, status, "request rejected");
-                d.log.status = status;
-                d.log.cause = ErrorCause::from_local_status(status);
-                d.log
-                    .capture_rejected(shard, d.buf.data(), &mut d.request_id);
-                if write_static(&mut d.stream, local::error_response(status, true))
-                    .await
-                    .is_ok()
-                {
-                    d.written += local::error_response(status, true).len() as u64;
+        // Pipelined bytes already buffered are the next request: no wait.
+        if d.buf.is_empty() {
+            let idle = {
+                let sep = shard.epoch();
+                let Some(index) = sep.listener_index(&listener) else {
+                    return;
+                };
+                let cfg = &sep.epoch.config.listeners[index];
+                if first {
+                    cfg.header_timeout
+                } else {
+                    cfg.idle_timeout
                 }
-                record::finish(shard, &sep, &mut d);
-                linger_close(d.stream, Some(d.buf)).await;
+            };
+            if !wait_readable(&mut d, shard, &stop, Instant::now() + idle).await {
                 return;
             }
-        };
-        first = false;
-        if shard.is_draining() || removed {
-            head.keep_alive = false;
         }
-        d.log
-            .capture(shard, d.buf.data(), &head, &d.headers, &mut d.request_id);
-        let after = handle(shard, &sep, &mut d, &head, cfg).await;
-        record::finish(shard, &sep, &mut d);
+        let after = Box::pin(one_request(shard, &mut d, &listener, &stop, first)).await;
+        first = false;
         match after {
             After::KeepAlive => continue,
+            After::Gone => return,
             After::Close => {
-                linger_close(d.stream, Some(d.buf)).await;
+                let d = *d;
+                Box::pin(linger_close(d.stream, Some(d.buf))).await;
                 return;
             }
         }
     }
 }
 
+/// Reads, routes and answers one request, then records it.
+async fn one_request(
+    shard: &Rc<Shard>,
+    d: &mut Downstream,
+    listener: &str,
+    stop: &Rc<Signal>,
+    first: bool,
+) -> After {
+    let waiting = shard.epoch();
+    // A listener removed by a reload serves no further request on its connections.
+    let Some(index) = waiting.listener_index(listener) else {
+        return After::Close;
+    };
+    let read = read_head(
+        d,
+        &waiting.epoch.config.listeners[index],
+        first,
+        shard,
+        stop,
+    )
+    .await;
+    // The request runs on the epoch current when its head arrived; if that epoch removed
+    // the listener, on the one it arrived under, and the connection closes after it.
+    let current = shard.epoch();
+    let (sep, index, removed) = match current.listener_index(listener) {
+        Some(i) => (current, i, false),
+        None => (waiting, index, true),
+    };
+    d.listener = index;
+    let cfg = &sep.epoch.config.listeners[index];
+    d.log.begin(d.buf.consumed_total(), d.written);
+    let mut head = match read {
+        HeadRead::Head(head) => head,
+        HeadRead::Gone => return After::Gone,
+        HeadRead::Reject(status) => {
+            tracing::debug!(shard = shard.index, peer = %d.peer, status, "request rejected");
+            d.log.status = status;
+            d.log.cause = ErrorCause::from_local_status(status);
+            d.log
+                .capture_rejected(shard, d.buf.data(), &mut d.request_id);
+            let response = local::error_response(status, true);
+            if write_static(&mut d.stream, response).await.is_ok() {
+                d.written += response.len() as u64;
+            }
+            record::finish(shard, &sep, d);
+            return After::Close;
+        }
+    };
+    if shard.is_draining() || removed {
+        head.keep_alive = false;
+    }
+    d.log
+        .capture(shard, d.buf.data(), &head, &d.headers, &mut d.request_id);
+    let after = handle(shard, &sep, d, &head, cfg).await;
+    record::finish(shard, &sep, d);
+    after
+}
+
+/// Waits, holding no buffers, until the connection is readable; false when it should close
+/// instead (timeout, drain, listener removed, error). Takes a buffer set from the pool when
+/// data arrived.
+async fn wait_readable(
+    d: &mut Downstream,
+    shard: &Shard,
+    stop: &Rc<Signal>,
+    deadline: Instant,
+) -> bool {
+    if d.buf.capacity() > 0 {
+        shard.buffers.put(RequestBuffers {
+            read: d.buf.detach(),
+            out: std::mem::take(&mut d.out),
+            headers: std::mem::take(&mut d.headers),
+        });
+    }
+    if shard.is_draining() || stop.is_raised() {
+        return false;
+    }
+    let readable = monoio::time::timeout_at(deadline.into(), d.stream.readable(true));
+    let ready = monoio::select! {
+        ready = readable => matches!(ready, Ok(Ok(()))),
+        _ = shard.draining.wait() => false,
+        _ = stop.wait() => false,
+    };
+    if ready {
+        let set = shard.buffers.take();
+        d.buf.attach(set.read);
+        d.out = set.out;
+        d.headers = set.headers;
+    }
+    ready
+}
+
+/// Reads one request head. The connection was readable (or has bytes buffered) when this
+/// starts; the header timeout runs from here.
 async fn read_head(
     d: &mut Downstream,
     cfg: &Listener,
@@ -158,6 +228,14 @@ async fn read_head(
         max_head: cfg.max_header_bytes,
     };
     let mut head_deadline = (!d.buf.is_empty()).then(|| Instant::now() + cfg.header_timeout);
+    // No byte of this request yet: a readiness report may have been spurious, so the wait for
+    // the first byte is bounded by the idle timeout (header timeout on a fresh connection).
+    let idle_deadline = Instant::now()
+        + if first {
+            cfg.header_timeout
+        } else {
+            cfg.idle_timeout
+        };
     // The parser keeps no state between calls: parse again only when a line may have ended (or
     // a limit may be crossed), so a client trickling bytes cannot make it rescan per byte.
     let mut parse = true;
@@ -172,36 +250,19 @@ async fn read_head(
                 }
             }
         }
-        let deadline = match head_deadline {
-            Some(deadline) => deadline,
-            // Waiting for the first byte of a request: the keep-alive idle timeout, or for a
-            // fresh connection the header timeout.
-            None => {
-                Instant::now()
-                    + if first {
-                        cfg.header_timeout
-                    } else {
-                        cfg.idle_timeout
-                    }
-            }
-        };
-        let max = cfg.max_header_bytes.max(DOWNSTREAM_BUF);
+        let deadline = head_deadline.unwrap_or(idle_deadline);
+        let max = cfg.max_header_bytes.max(READ_BUF);
         let before = d.buf.len();
+        let read = monoio::time::timeout_at(deadline.into(), d.buf.read_from(&mut d.stream, max));
         let read = if head_deadline.is_none() {
-            // Between requests a draining shard, or a removed listener, closes the connection
-            // at once.
-            if shard.is_draining() || stop.is_raised() {
-                return HeadRead::Gone;
-            }
-            let wait =
-                monoio::time::timeout_at(deadline.into(), d.buf.read_from(&mut d.stream, max));
+            // Between requests a draining shard, or a removed listener, closes the connection.
             monoio::select! {
-                read = wait => read,
+                read = read => read,
                 _ = shard.draining.wait() => return HeadRead::Gone,
                 _ = stop.wait() => return HeadRead::Gone,
             }
         } else {
-            monoio::time::timeout_at(deadline.into(), d.buf.read_from(&mut d.stream, max)).await
+            read.await
         };
         let data = d.buf.data();
         parse =

@@ -11,6 +11,7 @@ use super::access_log::AccessLog;
 use super::link::FromShard;
 use super::signal::Signal;
 use crate::metrics::{ListenerStats, ShardReport, TrafficStats};
+use crate::proxy::buffers::BufferPool;
 use crate::upstream::{Pool, SmoothWeighted};
 use crate::Epoch;
 
@@ -56,6 +57,8 @@ pub struct Shard {
     /// `Arc`'s shared counter.
     current: RefCell<Rc<ShardEpoch>>,
     pub pool: RefCell<Pool>,
+    /// Request buffers lent to connections while they have a request in progress.
+    pub buffers: BufferPool,
     /// Raised when the shard drains: listeners stop, idle connections close.
     pub draining: Rc<Signal>,
     /// Open downstream connections on this shard, all listeners together.
@@ -86,6 +89,7 @@ impl Shard {
             index,
             current: RefCell::new(first),
             pool: RefCell::new(Pool::default()),
+            buffers: BufferPool::default(),
             draining: Signal::new(),
             open_connections: Cell::new(0),
             listener_open: RefCell::new(AHashMap::new()),
