@@ -13,6 +13,7 @@
 
 mod idle;
 mod load;
+mod micro;
 mod stub;
 mod target;
 
@@ -34,6 +35,8 @@ enum Command {
     Load(load::Args),
     /// Opens and holds idle keep-alive connections.
     Idle(idle::Args),
+    /// Micro-benchmarks of the hot pieces: head parsing, routing, histograms.
+    Micro(micro::Args),
 }
 
 fn main() -> Result<()> {
@@ -41,6 +44,7 @@ fn main() -> Result<()> {
         Command::Stub(args) => stub::run(args.into()),
         Command::Load(args) => load::run(args),
         Command::Idle(args) => idle::run(args),
+        Command::Micro(args) => micro::run(args),
     }
 }
 

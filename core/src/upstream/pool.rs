@@ -2,7 +2,8 @@
 //!
 //! Keyed by endpoint address, so a pool survives a reload that keeps the endpoint. Checkout is
 //! last-in first-out (the warmest connection) and skips connections that idled past their
-//! timeout or that the endpoint closed meanwhile (a non-blocking peek). A periodic sweep closes
+//! timeout or that the endpoint closed meanwhile (a non-blocking peek, for connections idle
+//! long enough for that to be likely). A periodic sweep closes
 //! expired connections so that idle sockets do not linger at the upstream.
 
 use std::net::SocketAddr;
@@ -36,8 +37,14 @@ impl UpstreamConn {
 
 struct Idle {
     conn: UpstreamConn,
+    since: Instant,
     expires: Instant,
 }
+
+/// A connection idle for less than this is reused without a liveness peek (a system call):
+/// upstreams close idle connections after seconds, not milliseconds, and a request that still
+/// meets a closed one is sent again on a fresh connection when that is safe.
+const PEEK_AFTER: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 pub struct Pool {
@@ -49,7 +56,8 @@ impl Pool {
         let list = self.idle.get_mut(&addr)?;
         let now = Instant::now();
         while let Some(idle) = list.pop() {
-            if idle.expires > now && liveness(&idle.conn.stream) == Liveness::Idle {
+            let fresh = now.duration_since(idle.since) < PEEK_AFTER;
+            if idle.expires > now && (fresh || liveness(&idle.conn.stream) == Liveness::Idle) {
                 let mut conn = idle.conn;
                 conn.reused = true;
                 return Some(conn);
@@ -71,9 +79,11 @@ impl Pool {
             return;
         }
         conn.buf.clear();
+        let now = Instant::now();
         list.push(Idle {
             conn,
-            expires: Instant::now() + idle_timeout,
+            since: now,
+            expires: now + idle_timeout,
         });
     }
 
