@@ -53,15 +53,17 @@ pub fn main(args: CtlArgs) -> ExitCode {
     }
 }
 
-/// `--socket`, else `[control] socket` of `-c FILE`, else [`DEFAULT_SOCKET`]. Only that one
-/// key is read from the file, so `ringway ctl -c FILE reload` works even when the rest of the
-/// file does not validate (the reload itself then reports every error).
+/// `--socket`, else `[control] socket` of `-c FILE` (or [`DEFAULT_SOCKET`] when the file has
+/// none), else the bundled default config's socket, which is what `ringway run` without `-c`
+/// listens on. Only that one key is read from the file, so `ringway ctl -c FILE reload` works
+/// even when the rest of the file does not validate (the reload itself then reports every
+/// error).
 fn socket_path(args: &CtlArgs) -> anyhow::Result<PathBuf> {
     if let Some(socket) = &args.socket {
         return Ok(socket.clone());
     }
     let Some(config) = &args.config else {
-        return Ok(PathBuf::from(DEFAULT_SOCKET));
+        return Ok(ringway_config::default_config().control.socket);
     };
     let text = std::fs::read_to_string(config)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", config.display()))?;

@@ -199,7 +199,9 @@ async fn wait_readable(
     if shard.is_draining() || stop.is_raised() {
         return false;
     }
-    let readable = monoio::time::timeout_at(deadline.into(), d.stream.readable(true));
+    // Not relaxed: on epoll a readiness flag left over from the previous request would report
+    // readable at once and the connection would take its buffers back while idle.
+    let readable = monoio::time::timeout_at(deadline.into(), d.stream.readable(false));
     let ready = monoio::select! {
         ready = readable => matches!(ready, Ok(Ok(()))),
         _ = shard.draining.wait() => false,
