@@ -261,42 +261,31 @@ async fn send_and_read_head(
     let stale = |e: std::io::Error| {
         ProxyError::new(ErrorCause::UpstreamClosed, "upstream write failed", Some(e)).retryable()
     };
+    let timed_out = |_: monoio::time::error::Elapsed| {
+        ProxyError::new(
+            ErrorCause::UpstreamTimeout,
+            "upstream request timeout",
+            None,
+        )
+    };
     let out = std::mem::take(&mut d.out);
     let (res, out) = timeout_at(
         at(deadline),
         monoio::io::AsyncWriteRentExt::write_all(&mut conn.stream, out),
     )
     .await
-    .map_err(|_| {
-        ProxyError::new(
-            ErrorCause::UpstreamTimeout,
-            "upstream request timeout",
-            None,
-        )
-    })?;
+    .map_err(timed_out)?;
     d.out = out;
     res.map_err(stale)?;
     match req.buffered_body {
         Some(0) => {}
         Some(n) => timeout_at(at(deadline), d.buf.write_range_to(&mut conn.stream, 0, n))
             .await
-            .map_err(|_| {
-                ProxyError::new(
-                    ErrorCause::UpstreamTimeout,
-                    "upstream request timeout",
-                    None,
-                )
-            })?
+            .map_err(timed_out)?
             .map_err(stale)?,
         None => {
             let send = send_request_body(d, conn, req.body, cfg, up_cfg.idle_timeout);
-            timeout_at(at(deadline), send).await.map_err(|_| {
-                ProxyError::new(
-                    ErrorCause::UpstreamTimeout,
-                    "upstream request timeout",
-                    None,
-                )
-            })??;
+            timeout_at(at(deadline), send).await.map_err(timed_out)??;
         }
     }
     // Retrying is safe only while nothing is lost: the body must still be in the buffer.
@@ -354,13 +343,7 @@ async fn send_and_read_head(
         )
         .await;
         let err = match read {
-            Err(_) => {
-                return Err(ProxyError::new(
-                    ErrorCause::UpstreamTimeout,
-                    "upstream request timeout",
-                    None,
-                ))
-            }
+            Err(elapsed) => return Err(timed_out(elapsed)),
             Ok(Ok(0)) => ProxyError::new(
                 ErrorCause::UpstreamClosed,
                 "upstream closed before answering",
