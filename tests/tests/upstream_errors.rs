@@ -57,6 +57,21 @@ both_drivers!(request_timeout_gets_504, |driver| {
     assert!(took < Duration::from_millis(1500), "504 after {took:?}");
 });
 
+both_drivers!(upstream_idle_timeout_before_the_head_gets_504, |driver| {
+    let up = Upstream::start(|_: &Received| {
+        Reply::Delay(Duration::from_secs(2), Box::new(Reply::ok("late")))
+    });
+    // The request timeout is long; the upstream's silence trips the idle timeout first.
+    let extra = "request_timeout = \"10s\"\nidle_timeout = \"300ms\"";
+    let (resp, took) = one_request(driver, up.addr(), extra);
+    assert_gateway_error(&resp, 504);
+    assert!(
+        took >= Duration::from_millis(250),
+        "504 after {took:?}, before the timeout"
+    );
+    assert!(took < Duration::from_millis(1500), "504 after {took:?}");
+});
+
 both_drivers!(connect_timeout_gets_504, |driver| {
     let hole = Blackhole::start();
     let (resp, took) = one_request(driver, hole.addr(), "connect_timeout = \"300ms\"");
