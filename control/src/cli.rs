@@ -80,6 +80,8 @@ pub enum CtlCommand {
     Config,
     /// Counters and latency percentiles per route and per upstream.
     Stats,
+    /// The merged latency histograms per route and upstream, HdrHistogram-encoded.
+    Histograms,
     /// Stop accepting, finish in-flight requests, then exit.
     Drain,
     /// Stop at once.

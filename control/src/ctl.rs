@@ -89,6 +89,7 @@ fn request(command: &CtlCommand) -> anyhow::Result<Value> {
         }
         CtlCommand::Config => json!({ "cmd": "config" }),
         CtlCommand::Stats => json!({ "cmd": "stats" }),
+        CtlCommand::Histograms => json!({ "cmd": "histograms" }),
         CtlCommand::Drain => json!({ "cmd": "drain" }),
         CtlCommand::Shutdown => json!({ "cmd": "shutdown" }),
     })

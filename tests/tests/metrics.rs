@@ -286,6 +286,42 @@ both_drivers!(ctl_stats_has_counters_and_percentiles, |driver| {
     assert!(main["open"].is_u64(), "{main}");
 });
 
+both_drivers!(ctl_histograms_decode_with_hdrhistogram, |driver| {
+    let up = Upstream::ok("x");
+    let gw = Gateway::start(driver, &config(up.addr(), &metrics_table("")));
+    send_requests(&gw);
+    let decode = |encoded: &Json| -> Histogram<u64> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().expect("a base64 string"))
+            .expect("valid base64");
+        Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .expect("an HdrHistogram V2 histogram")
+    };
+    let reply = poll("ctl histograms to hold every request", || {
+        let reply = gw.ctl(&["histograms"]).expect_ok("ctl histograms");
+        let counts = (
+            reply["routes"]["a"]["count"].as_u64().unwrap_or(0),
+            reply["routes"]["b"]["count"].as_u64().unwrap_or(0),
+        );
+        if counts == (N_A as u64, N_B as u64) {
+            Ok(reply)
+        } else {
+            Err(reply.to_string())
+        }
+    });
+    assert_eq!(reply["unit"], "microseconds", "{reply}");
+    for (route, n) in [("a", N_A), ("b", N_B)] {
+        let total = decode(&reply["routes"][route]["total"]);
+        let upstream = decode(&reply["routes"][route]["upstream"]);
+        assert_eq!(total.len(), n as u64, "route {route}");
+        assert_eq!(upstream.len(), n as u64, "route {route}");
+        assert!(total.max() >= upstream.min(), "route {route}");
+    }
+    let backend = decode(&reply["upstreams"]["backend"]["upstream"]);
+    assert_eq!(backend.len(), (N_A + N_B) as u64);
+});
+
 /// An interval log as read back: whether it has the `StartTime` and `BaseTime` headers, and
 /// every interval block as (tag, histogram).
 struct IntervalLog {

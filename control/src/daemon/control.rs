@@ -269,6 +269,15 @@ impl Control {
                     None => json!({ "ok": true, "stats": stats }),
                 }
             }
+            Command::Histograms => {
+                self.flush_round();
+                let mut histograms = self.observatory.histograms_json();
+                if let Some(map) = histograms.as_object_mut() {
+                    map.insert("ok".into(), Value::Bool(true));
+                    map.insert("epoch".into(), json!(self.current.id));
+                }
+                histograms
+            }
             Command::Metrics => {
                 self.flush_round();
                 Value::String(self.observatory.prometheus(&self.process_info()))

@@ -38,6 +38,8 @@ pub enum Command {
     },
     Config,
     Stats,
+    /// The merged latency histograms, encoded (after a fresh flush round).
+    Histograms,
     /// Prometheus text, after a fresh flush round (the admin listener's `/metrics`).
     Metrics,
     Drain,

@@ -248,11 +248,12 @@ pub fn parse(line: &[u8]) -> Result<Command, String> {
         },
         "config" => Command::Config,
         "stats" => Command::Stats,
+        "histograms" => Command::Histograms,
         "drain" => Command::Drain,
         "shutdown" => Command::Shutdown,
         other => {
             return Err(format!(
-                "unknown command {other:?}: try status, reload, config, stats, drain or shutdown"
+                "unknown command {other:?}: try status, reload, config, stats, histograms, drain or shutdown"
             ))
         }
     })
@@ -278,6 +279,7 @@ mod tests {
         for (cmd, want) in [
             ("config", Command::Config),
             ("stats", Command::Stats),
+            ("histograms", Command::Histograms),
             ("drain", Command::Drain),
             ("shutdown", Command::Shutdown),
         ] {

@@ -97,6 +97,53 @@ impl Observatory {
             .collect()
     }
 
+    /// `ringway ctl histograms`: the merged latency histograms since start, per route and per
+    /// upstream, in HdrHistogram's compressed V2 encoding, base64 (what `HistogramLogProcessor`
+    /// and the HdrHistogram libraries decode), values in microseconds.
+    pub fn histograms_json(&self) -> serde_json::Value {
+        use base64::Engine;
+        use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+        let encode = |h: &hdrhistogram::Histogram<u64>| {
+            let mut bytes = Vec::new();
+            match V2DeflateSerializer::new().serialize(h, &mut bytes) {
+                Ok(_) => serde_json::Value::String(
+                    base64::engine::general_purpose::STANDARD.encode(bytes),
+                ),
+                Err(_) => serde_json::Value::Null,
+            }
+        };
+        let routes: serde_json::Map<String, serde_json::Value> = self
+            .totals
+            .routes_with_unrouted()
+            .map(|(name, stats)| {
+                let entry = serde_json::json!({
+                    "count": stats.total_latency.len(),
+                    "total": encode(&stats.total_latency),
+                    "upstream": encode(&stats.upstream_latency),
+                });
+                (name.to_string(), entry)
+            })
+            .collect();
+        let upstreams: serde_json::Map<String, serde_json::Value> = self
+            .totals
+            .upstreams
+            .iter()
+            .map(|(name, stats)| {
+                let entry = serde_json::json!({
+                    "count": stats.upstream_latency.len(),
+                    "upstream": encode(&stats.upstream_latency),
+                });
+                (name.clone(), entry)
+            })
+            .collect();
+        serde_json::json!({
+            "unit": "microseconds",
+            "encoding": "HdrHistogram V2 compressed, base64",
+            "routes": routes,
+            "upstreams": upstreams,
+        })
+    }
+
     /// Prometheus text exposition format 0.0.4.
     pub fn prometheus(&self, info: &ProcessInfo) -> String {
         prometheus::render(&self.totals, info)
