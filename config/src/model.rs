@@ -135,6 +135,34 @@ pub struct Upstream {
     pub pool_idle_timeout: Duration,
     /// Most idle pooled connections kept per endpoint, per shard.
     pub max_idle_per_endpoint: usize,
+    /// How each request's endpoint is chosen (`balance`, default round robin).
+    pub balance: Balance,
+}
+
+/// `balance` (and `hash_key`) of an upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balance {
+    /// `"round_robin"`: smooth weighted round robin, per shard.
+    RoundRobin,
+    /// `"random"`: weighted random, per shard.
+    Random,
+    /// `"least_request"`: of two distinct endpoints drawn at random (weighted), the one with
+    /// fewer requests in flight on this shard.
+    LeastRequest,
+    /// `"hash"`: consistent hashing (Maglev) on `hash_key`; round robin when the request has
+    /// no such key.
+    Hash(HashKey),
+}
+
+/// What a `"hash"` upstream hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// `"client_ip"`: the downstream peer address (without port).
+    ClientIp,
+    /// `"header:NAME"`: the first field with this name; lower-case.
+    Header(String),
+    /// `"cookie:NAME"`: the value of the cookie with this name (case-sensitive).
+    Cookie(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -107,6 +107,9 @@ pub(crate) struct RawUpstream {
     pub idle_timeout: Option<Typed<String>>,
     pub pool_idle_timeout: Option<Typed<String>>,
     pub max_idle_per_endpoint: Option<Typed<i64>>,
+    pub balance: Option<Typed<String>>,
+    /// Required with `balance = "hash"`, refused otherwise.
+    pub hash_key: Option<Typed<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,9 +1,12 @@
 //! An epoch: one validated config compiled once, immutable, shared by every shard.
 
+use std::sync::Arc;
+
 use ringway_config::{Config, RouteAction};
 
 use crate::http::h1::reason_phrase;
 use crate::router::Router;
+use crate::upstream::balance::{hash_table, Maglev};
 
 pub struct Epoch {
     pub id: u64,
@@ -11,6 +14,9 @@ pub struct Epoch {
     pub router: Router,
     /// What each route does, by route id.
     pub actions: Vec<Action>,
+    /// The Maglev table of each `"hash"` upstream, by upstream index (`None` for the others):
+    /// built here once, shared by every shard's balancer.
+    pub hash_tables: Vec<Option<Arc<Maglev>>>,
 }
 
 pub enum Action {
@@ -68,11 +74,13 @@ impl Epoch {
                 },
             })
             .collect();
+        let hash_tables = config.upstreams.iter().map(hash_table).collect();
         Epoch {
             id,
             config,
             router,
             actions,
+            hash_tables,
         }
     }
 }

@@ -35,7 +35,7 @@ enum Command {
     Load(load::Args),
     /// Opens and holds idle keep-alive connections.
     Idle(idle::Args),
-    /// Micro-benchmarks of the hot pieces: head parsing, routing, histograms.
+    /// Micro-benchmarks of the hot pieces: head parsing, routing, balancing, histograms.
     Micro(micro::Args),
 }
 

@@ -63,7 +63,23 @@ impl Client {
     }
 
     pub fn try_connect(addr: SocketAddr) -> io::Result<Client> {
-        let stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT)?;
+        Client::from_stream(TcpStream::connect_timeout(&addr, READ_TIMEOUT)?)
+    }
+
+    /// Connects from `source`, e.g. 127.0.0.2 (all of 127.0.0.0/8 is local on Linux), so that
+    /// the gateway sees another client address; or panics.
+    pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Client {
+        let connect = || {
+            let domain = socket2::Domain::for_address(addr);
+            let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+            socket.bind(&SocketAddr::new(source, 0).into())?;
+            socket.connect_timeout(&addr.into(), READ_TIMEOUT)?;
+            Client::from_stream(socket.into())
+        };
+        connect().unwrap_or_else(|e: io::Error| panic!("connect to {addr} from {source}: {e}"))
+    }
+
+    fn from_stream(stream: TcpStream) -> io::Result<Client> {
         stream.set_read_timeout(Some(READ_TIMEOUT))?;
         stream.set_write_timeout(Some(READ_TIMEOUT))?;
         stream.set_nodelay(true)?;

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::check::is_token;
 use super::Ctx;
-use crate::model::{Endpoint, Upstream};
+use crate::model::{Balance, Endpoint, HashKey, Upstream};
 use crate::raw::{At, List, RawEndpoint, RawUpstream, Typed};
 
 pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<At<RawUpstream>>) -> Vec<Upstream> {
@@ -61,6 +62,7 @@ pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<At<RawUpstream>>) -> Vec<U
                 (0, i64::MAX),
             )
             .and_then(|n| usize::try_from(n).ok());
+        let balance = balance(ctx, u, &prefix);
         let upstream = (|| {
             Some(Upstream {
                 name: name?,
@@ -70,11 +72,75 @@ pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<At<RawUpstream>>) -> Vec<U
                 idle_timeout: idle_timeout?,
                 pool_idle_timeout: pool_idle_timeout?,
                 max_idle_per_endpoint: max_idle?,
+                balance: balance?,
             })
         })();
         valid.extend(upstream);
     }
     valid
+}
+
+/// `balance` and `hash_key`: the key is required with `"hash"` and refused with the others.
+fn balance(ctx: &mut Ctx<'_>, u: &RawUpstream, prefix: &str) -> Option<Balance> {
+    let key = |field: &str| format!("{prefix}.{field}");
+    let policy = ctx.optional(u.balance.as_ref(), &key("balance"))?;
+    let hash_key = ctx.optional(u.hash_key.as_ref(), &key("hash_key"));
+    let name = policy.map_or("round_robin", |p| p.get_ref().as_str());
+    let balance = match name {
+        "round_robin" => Balance::RoundRobin,
+        "random" => Balance::Random,
+        "least_request" => Balance::LeastRequest,
+        "hash" => {
+            let policy = policy.expect("\"hash\" was written");
+            match hash_key? {
+                Some(raw) => return hash_key_of(ctx, raw, key("hash_key")).map(Balance::Hash),
+                None => {
+                    let message = "balance = \"hash\" needs hash_key: \"client_ip\", \"header:NAME\" or \"cookie:NAME\"";
+                    return ctx.fail(policy, key("hash_key"), message);
+                }
+            }
+        }
+        other => {
+            let message = format!(
+                "unknown balance \"{other}\"; expected \"round_robin\", \"random\", \"least_request\" or \"hash\""
+            );
+            return ctx.fail(policy.expect("a default is known"), key("balance"), message);
+        }
+    };
+    if let Some(raw) = hash_key? {
+        let message =
+            format!("hash_key is only used with balance = \"hash\" (balance is \"{name}\")");
+        return ctx.fail(raw, key("hash_key"), message);
+    }
+    Some(balance)
+}
+
+fn hash_key_of(ctx: &mut Ctx<'_>, raw: &Spanned<String>, key: String) -> Option<HashKey> {
+    let text = raw.get_ref().as_str();
+    let named = |kind: &str| {
+        text.strip_prefix(kind)
+            .and_then(|rest| rest.strip_prefix(':'))
+    };
+    if text == "client_ip" {
+        return Some(HashKey::ClientIp);
+    }
+    let (what, name, make): (&str, _, fn(String) -> HashKey) = if let Some(name) = named("header") {
+        ("header name", name, |n| {
+            HashKey::Header(n.to_ascii_lowercase())
+        })
+    } else if let Some(name) = named("cookie") {
+        ("cookie name", name, HashKey::Cookie)
+    } else {
+        let message = format!(
+            "\"{text}\" is not a hash key; expected \"client_ip\", \"header:NAME\" or \"cookie:NAME\""
+        );
+        return ctx.fail(raw, key, message);
+    };
+    if !is_token(name) {
+        let message = format!("\"{name}\" is not a valid {what} (an HTTP token)");
+        return ctx.fail(raw, key, message);
+    }
+    Some(make(name.to_string()))
 }
 
 /// Every endpoint checked; `None` if any failed. An empty list is valid (answers 503).
@@ -115,6 +181,7 @@ fn endpoints(ctx: &mut Ctx<'_>, upstream: usize, raw: &[At<RawEndpoint>]) -> Opt
 mod tests {
     use std::time::Duration;
 
+    use crate::model::{Balance, HashKey};
     use crate::validate::test_util::{errors, one_error, parse_ok, BASE};
 
     #[test]
@@ -134,6 +201,72 @@ mod tests {
         assert_eq!(u.idle_timeout, Duration::from_secs(60));
         assert_eq!(u.pool_idle_timeout, Duration::from_secs(60));
         assert_eq!(u.max_idle_per_endpoint, 64);
+        assert_eq!(u.balance, Balance::RoundRobin);
+    }
+
+    fn with_balance(lines: &str) -> String {
+        format!("{BASE}[[upstreams]]\nname = \"u\"\nendpoints = []\n{lines}\n")
+    }
+
+    #[test]
+    fn balance_policies() {
+        for (text, want) in [
+            ("round_robin", Balance::RoundRobin),
+            ("random", Balance::Random),
+            ("least_request", Balance::LeastRequest),
+        ] {
+            let src = with_balance(&format!("balance = \"{text}\""));
+            assert_eq!(parse_ok(&src).upstreams[0].balance, want);
+        }
+        for (text, want) in [
+            ("client_ip", HashKey::ClientIp),
+            ("header:X-User", HashKey::Header("x-user".into())),
+            ("cookie:Session", HashKey::Cookie("Session".into())),
+        ] {
+            let src = with_balance(&format!("balance = \"hash\"\nhash_key = \"{text}\""));
+            assert_eq!(parse_ok(&src).upstreams[0].balance, Balance::Hash(want));
+        }
+    }
+
+    #[test]
+    fn bad_balance_and_hash_keys() {
+        let cases = [
+            (
+                "balance = \"fastest\"",
+                "t.toml:7:11: upstreams[0].balance: unknown balance \"fastest\"; expected \"round_robin\", \"random\", \"least_request\" or \"hash\"",
+            ),
+            (
+                "balance = \"hash\"",
+                "t.toml:7:11: upstreams[0].hash_key: balance = \"hash\" needs hash_key: \"client_ip\", \"header:NAME\" or \"cookie:NAME\"",
+            ),
+            (
+                "hash_key = \"client_ip\"",
+                "t.toml:7:12: upstreams[0].hash_key: hash_key is only used with balance = \"hash\" (balance is \"round_robin\")",
+            ),
+            (
+                "balance = \"random\"\nhash_key = \"client_ip\"",
+                "t.toml:8:12: upstreams[0].hash_key: hash_key is only used with balance = \"hash\" (balance is \"random\")",
+            ),
+            (
+                "balance = \"hash\"\nhash_key = \"query:id\"",
+                "t.toml:8:12: upstreams[0].hash_key: \"query:id\" is not a hash key; expected \"client_ip\", \"header:NAME\" or \"cookie:NAME\"",
+            ),
+            (
+                "balance = \"hash\"\nhash_key = \"header:\"",
+                "t.toml:8:12: upstreams[0].hash_key: \"\" is not a valid header name (an HTTP token)",
+            ),
+            (
+                "balance = \"hash\"\nhash_key = \"cookie:a b\"",
+                "t.toml:8:12: upstreams[0].hash_key: \"a b\" is not a valid cookie name (an HTTP token)",
+            ),
+            (
+                "balance = 3",
+                "t.toml:7:11: upstreams[0].balance: invalid type: integer `3`, expected a string",
+            ),
+        ];
+        for (lines, want) in cases {
+            assert_eq!(one_error(&with_balance(lines)), want, "{lines}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use monoio::net::TcpStream;
 use monoio::time::timeout_at;
-use ringway_config::{Listener, Upstream};
+use ringway_config::{Balance, Listener, Upstream};
 
 use super::body::{relay_response_body, send_request_body, MAX_TRAILER};
 use super::head::{write_client_head, write_upstream_head, ClientFraming};
@@ -26,6 +26,7 @@ use crate::http::h1::{
 use crate::io::{write_static, write_vec};
 use crate::metrics::ErrorCause;
 use crate::shard::{Shard, ShardEpoch};
+use crate::upstream::balance::request_key_hash;
 use crate::upstream::UpstreamConn;
 
 /// Largest response head accepted from an upstream.
@@ -72,13 +73,21 @@ pub(crate) async fn proxy(
         _ => {}
     }
     let up_cfg = &sep.epoch.config.upstreams[upstream];
-    let Some(endpoint) = sep.balancers[upstream].borrow_mut().pick() else {
+    let key = || match &up_cfg.balance {
+        Balance::Hash(key) => request_key_hash(key, d.peer.ip(), d.buf.data(), &d.headers),
+        _ => None,
+    };
+    let Some(pick) = sep.balancers[upstream].pick(|| shard.next_random(), key) else {
         return respond_static(d, head, 503, cfg).await;
     };
-    let addr = up_cfg.endpoints[endpoint].address;
+    let addr = up_cfg.endpoints[pick.endpoint].address;
     d.log.upstream = Some(upstream);
     d.log.endpoint = Some(addr);
-    match exchange(shard, d, head, up_cfg, addr, cfg).await {
+    let result = exchange(shard, d, head, up_cfg, addr, cfg).await;
+    // Least request counted the exchange as in flight from the pick; it has ended, however it
+    // ended (the guard also drops if this future is dropped mid-exchange).
+    drop(pick.in_flight);
+    match result {
         Ok(after) => after,
         Err(e) => {
             tracing::debug!(shard = shard.index, upstream = %up_cfg.name, %addr, error = %e, "request failed");

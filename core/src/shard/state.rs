@@ -12,7 +12,7 @@ use super::link::FromShard;
 use super::signal::Signal;
 use crate::metrics::{ListenerStats, ShardReport, TrafficStats};
 use crate::proxy::buffers::BufferPool;
-use crate::upstream::{Pool, SmoothWeighted};
+use crate::upstream::{Balancer, Pool};
 use crate::Epoch;
 
 pub type StatsCell = Rc<RefCell<TrafficStats>>;
@@ -22,7 +22,7 @@ pub type StatsCell = Rc<RefCell<TrafficStats>>;
 pub struct ShardEpoch {
     pub epoch: Arc<Epoch>,
     /// One balancer per upstream, by upstream index.
-    pub balancers: Vec<RefCell<SmoothWeighted>>,
+    pub balancers: Vec<Balancer>,
     pub route_stats: Vec<StatsCell>,
     pub upstream_stats: Vec<StatsCell>,
 }
@@ -109,21 +109,15 @@ impl Shard {
         let balancers = config
             .upstreams
             .iter()
-            .map(|u| {
-                // An upstream whose endpoints did not change keeps its balancer's position.
-                let kept = previous.and_then(|p| {
-                    let i = p
-                        .epoch
-                        .config
-                        .upstreams
-                        .iter()
-                        .position(|o| o.name == u.name)?;
-                    (p.epoch.config.upstreams[i].endpoints == u.endpoints)
-                        .then(|| p.balancers[i].borrow().clone())
+            .enumerate()
+            .map(|(i, u)| {
+                // The same upstream in the epoch before, whose balancer state carries over.
+                let previous = previous.and_then(|p| {
+                    let upstreams = &p.epoch.config.upstreams;
+                    let j = upstreams.iter().position(|o| o.name == u.name)?;
+                    Some((&upstreams[j], &p.balancers[j]))
                 });
-                RefCell::new(kept.unwrap_or_else(|| {
-                    SmoothWeighted::new(u.endpoints.iter().map(|e| e.weight.get()))
-                }))
+                Balancer::new(u, epoch.hash_tables[i].as_ref(), previous)
             })
             .collect();
         let route_stats = config
@@ -287,12 +281,13 @@ mod tests {
         let shard = shard(config.clone());
         let first = shard.epoch();
         first.route_stats[0].borrow_mut().requests = 5;
-        assert_eq!(first.balancers[0].borrow_mut().pick(), Some(0));
+        let pick = |sep: &ShardEpoch| sep.balancers[0].pick(|| 0, || None).unwrap().endpoint;
+        assert_eq!(pick(&first), 0);
         shard.install(Arc::new(Epoch::compile(2, config)));
         let second = shard.epoch();
         assert!(Rc::ptr_eq(&first.route_stats[0], &second.route_stats[0]));
         // The balancer continues where it was: weights 2:1 give 0, 1, 0 from the start.
-        assert_eq!(second.balancers[0].borrow_mut().pick(), Some(1));
+        assert_eq!(pick(&second), 1);
         let report = shard.take_report();
         assert_eq!(report.epoch, 2);
         assert_eq!(report.routes.len(), 1);

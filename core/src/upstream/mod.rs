@@ -3,5 +3,5 @@
 pub mod balance;
 pub mod pool;
 
-pub use balance::SmoothWeighted;
+pub use balance::{Balancer, Pick};
 pub use pool::{Pool, UpstreamConn};
