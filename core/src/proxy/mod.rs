@@ -200,10 +200,12 @@ async fn wait_readable(
         return false;
     }
     // Not relaxed: on epoll a readiness flag left over from the previous request would report
-    // readable at once and the connection would take its buffers back while idle.
-    let readable = monoio::time::timeout_at(deadline.into(), d.stream.readable(false));
+    // readable at once and the connection would take its buffers back while idle. The
+    // deadline is the shard's coarse idle timer (see `shard::idle`), not a monoio `Sleep`:
+    // it is what keeps an idle connection's task small.
     let ready = monoio::select! {
-        ready = readable => matches!(ready, Ok(Ok(()))),
+        ready = d.stream.readable(false) => ready.is_ok(),
+        _ = shard.idle.wait_until(deadline) => false,
         _ = shard.draining.wait() => false,
         _ = stop.wait() => false,
     };

@@ -4,6 +4,7 @@
 //! talks to each shard through its [`ShardLink`].
 
 pub mod access_log;
+pub mod idle;
 pub mod link;
 mod run;
 mod runtime;

@@ -64,6 +64,7 @@ pub(super) async fn run(
         return;
     }
     monoio::spawn(sweep_pools(shard.clone(), sweep_period(&epoch)));
+    monoio::spawn(shard.idle.clone().tick());
     if shard.access_log.is_some() {
         monoio::spawn(flush_access_log(shard.clone()));
     }

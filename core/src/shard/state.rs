@@ -8,6 +8,7 @@ use ahash::AHashMap;
 use crossbeam_channel::Sender;
 
 use super::access_log::AccessLog;
+use super::idle::IdleTimers;
 use super::link::FromShard;
 use super::signal::Signal;
 use crate::metrics::{ListenerStats, ShardReport, TrafficStats};
@@ -61,6 +62,8 @@ pub struct Shard {
     pub buffers: BufferPool,
     /// Raised when the shard drains: listeners stop, idle connections close.
     pub draining: Rc<Signal>,
+    /// Deadlines of connections waiting for their next request.
+    pub idle: Rc<IdleTimers>,
     /// Open downstream connections on this shard, all listeners together.
     pub open_connections: Cell<usize>,
     /// Open downstream connections per listener name.
@@ -91,6 +94,7 @@ impl Shard {
             pool: RefCell::new(Pool::default()),
             buffers: BufferPool::default(),
             draining: Signal::new(),
+            idle: IdleTimers::new(),
             open_connections: Cell::new(0),
             listener_open: RefCell::new(AHashMap::new()),
             stats: RefCell::new(stats),

@@ -1,0 +1,184 @@
+//! Coarse deadlines for connections waiting for their next request.
+//!
+//! monoio's `Sleep` is 640 bytes; holding one in every idle keep-alive connection's task was
+//! most of what an idle connection cost. Idle timeouts need no millisecond precision, so a
+//! shard keeps one slot per waiting connection (deadline and waker, in a slab that reuses
+//! freed slots) and one ticker task that wakes the expired ones every [`RESOLUTION`]. A
+//! waiting connection then holds a 40-byte [`IdleWait`].
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// How late an idle deadline may fire.
+pub const RESOLUTION: Duration = Duration::from_millis(100);
+
+#[derive(Default)]
+pub struct IdleTimers {
+    slots: RefCell<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    entries: Vec<Option<Entry>>,
+    free: Vec<usize>,
+}
+
+struct Entry {
+    deadline: Instant,
+    waker: Waker,
+    fired: bool,
+}
+
+impl IdleTimers {
+    pub fn new() -> Rc<IdleTimers> {
+        Rc::new(IdleTimers::default())
+    }
+
+    /// Resolves at `deadline`, up to [`RESOLUTION`] late.
+    pub fn wait_until(self: &Rc<Self>, deadline: Instant) -> IdleWait {
+        IdleWait {
+            timers: self.clone(),
+            deadline,
+            slot: None,
+        }
+    }
+
+    /// Wakes every wait whose deadline has passed. The shard's ticker calls it.
+    pub fn fire_expired(&self, now: Instant) {
+        let mut wake = Vec::new();
+        {
+            let mut slots = self.slots.borrow_mut();
+            for entry in slots.entries.iter_mut().flatten() {
+                if !entry.fired && entry.deadline <= now {
+                    entry.fired = true;
+                    wake.push(entry.waker.clone());
+                }
+            }
+        }
+        for waker in wake {
+            waker.wake();
+        }
+    }
+
+    /// Waits registered now.
+    pub fn waiting(&self) -> usize {
+        self.slots.borrow().entries.iter().flatten().count()
+    }
+
+    /// The shard's ticker: fires expired waits every [`RESOLUTION`], forever.
+    pub async fn tick(self: Rc<Self>) {
+        let mut tick = monoio::time::interval(RESOLUTION);
+        loop {
+            tick.tick().await;
+            self.fire_expired(Instant::now());
+        }
+    }
+}
+
+pub struct IdleWait {
+    timers: Rc<IdleTimers>,
+    deadline: Instant,
+    slot: Option<usize>,
+}
+
+impl Future for IdleWait {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        let deadline = self.deadline;
+        let timers = self.timers.clone();
+        let mut slots = timers.slots.borrow_mut();
+        match self.slot {
+            Some(slot) => match &mut slots.entries[slot] {
+                Some(entry) if entry.fired => return Poll::Ready(()),
+                Some(entry) => entry.waker.clone_from(cx.waker()),
+                None => unreachable!("a registered wait keeps its slot until dropped"),
+            },
+            None => {
+                let entry = Some(Entry {
+                    deadline,
+                    waker: cx.waker().clone(),
+                    fired: false,
+                });
+                let slot = match slots.free.pop() {
+                    Some(slot) => {
+                        slots.entries[slot] = entry;
+                        slot
+                    }
+                    None => {
+                        slots.entries.push(entry);
+                        slots.entries.len() - 1
+                    }
+                };
+                drop(slots);
+                self.slot = Some(slot);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for IdleWait {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            let mut slots = self.timers.slots.borrow_mut();
+            slots.entries[slot] = None;
+            slots.free.push(slot);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fires_after_the_deadline_and_frees_its_slot() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let timers = IdleTimers::new();
+            monoio::spawn(timers.clone().tick());
+            let start = Instant::now();
+            timers.wait_until(start + Duration::from_millis(150)).await;
+            let took = start.elapsed();
+            assert!(took >= Duration::from_millis(150), "{took:?}");
+            assert!(
+                took < Duration::from_millis(150) + 3 * RESOLUTION,
+                "{took:?}"
+            );
+            assert_eq!(timers.waiting(), 0);
+        });
+    }
+
+    #[test]
+    fn dropped_waits_free_their_slots_for_reuse() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let timers = IdleTimers::new();
+            for _ in 0..100 {
+                let far = timers.wait_until(Instant::now() + Duration::from_secs(60));
+                let _ = monoio::time::timeout(Duration::from_millis(1), far).await;
+            }
+            assert_eq!(timers.waiting(), 0);
+            assert!(timers.slots.borrow().entries.len() <= 1);
+        });
+    }
+
+    #[test]
+    fn a_wait_is_small() {
+        assert!(std::mem::size_of::<IdleWait>() <= 40);
+    }
+}
