@@ -148,11 +148,15 @@ mod reload_adds_and_removes_listeners_without_restart {
         // out in a full workspace run on epoll, and never again in isolation.)
         let t0 = std::time::Instant::now();
         while slow.requests() <= before {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "the slow request never reached the upstream; gateway log:\n{}",
-                gw.stderr()
-            );
+            if t0.elapsed() > Duration::from_secs(10) {
+                let closed = second.is_closed(Duration::from_millis(200));
+                panic!(
+                    "the slow request never reached the upstream (client connection closed by the gateway: {closed}; upstream connections {}, requests {}); gateway log:\n{}",
+                    slow.connections(),
+                    slow.requests(),
+                    gw.stderr()
+                );
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
         gw.write_config(&base);
@@ -177,7 +181,7 @@ mod reload_adds_and_removes_listeners_without_restart {
     }
 
     #[test]
-    #[ignore = "intermittent on epoll: in about 1 full `cargo test -p ringway-tests` in 4 on 2 cores (never alone, never with debug logs), the request sent after an idle gap on a keep-alive connection of a listener added by reload never reaches the upstream; a lost wake-up under investigation (see the session-1 closing note)"]
+    #[ignore = "intermittent on epoll: in about 1 full `cargo test -p ringway-tests` in 4 on 2 cores (never alone, never with debug logs), the request sent after an idle gap on a keep-alive connection of a listener added by reload never reaches the upstream; a lost wake-up under investigation (see the session-1 closing note). Run it with --ignored: on failure it says whether the gateway closed the connection"]
     fn epoll() {
         run(Driver::Epoll);
     }
