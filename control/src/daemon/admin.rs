@@ -91,9 +91,10 @@ fn serve(mut stream: TcpStream, commands: &Sender<Request>, draining: &AtomicBoo
                 Err(_) => return,
             }
         };
+        // A head that does not parse, or a request with a body (nothing here takes one): 400.
         let head = match parse_head(&buf[..end]) {
-            Some(head) => head,
-            None => {
+            Some(head) if !head.has_body => head,
+            _ => {
                 let _ = respond(
                     &mut stream,
                     400,
@@ -106,17 +107,6 @@ fn serve(mut stream: TcpStream, commands: &Sender<Request>, draining: &AtomicBoo
             }
         };
         buf.drain(..end);
-        if head.has_body {
-            let _ = respond(
-                &mut stream,
-                400,
-                "text/plain",
-                b"400 Bad Request\n",
-                false,
-                false,
-            );
-            return;
-        }
         let head_only = head.method == "HEAD";
         let keep = head.keep_alive;
         let (status, kind, body): (u16, &str, Vec<u8>) = if head.method != "GET" && !head_only {
