@@ -27,7 +27,7 @@ use crate::io::{write_static, write_vec};
 use crate::metrics::ErrorCause;
 use crate::shard::{Shard, ShardEpoch};
 use crate::upstream::balance::request_key_hash;
-use crate::upstream::UpstreamConn;
+use crate::upstream::{Outcome, UpstreamConn};
 
 /// Largest response head accepted from an upstream.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -77,16 +77,24 @@ pub(crate) async fn proxy(
         Balance::Hash(key) => request_key_hash(key, d.peer.ip(), d.buf.data(), &d.headers),
         _ => None,
     };
+    let guard = &sep.guards[upstream];
+    d.log.upstream = Some(upstream);
+    if !guard.admit(Instant::now()) {
+        d.log.cause = Some(ErrorCause::NoEndpoint);
+        return respond_static(d, head, 503, cfg).await;
+    }
     let Some(pick) = sep.balancers[upstream].pick(|| shard.next_random(), key) else {
         return respond_static(d, head, 503, cfg).await;
     };
     let addr = up_cfg.endpoints[pick.endpoint].address;
-    d.log.upstream = Some(upstream);
     d.log.endpoint = Some(addr);
     let result = exchange(shard, d, head, up_cfg, addr, cfg).await;
     // Least request counted the exchange as in flight from the pick; it has ended, however it
     // ended (the guard also drops if this future is dropped mid-exchange).
     drop(pick.in_flight);
+    if let Some(outcome) = try_outcome(d.log.status, &result) {
+        guard.record(pick.endpoint, outcome, Instant::now());
+    }
     match result {
         Ok(after) => after,
         Err(e) => {
@@ -98,6 +106,25 @@ pub(crate) async fn proxy(
             After::Close
         }
     }
+}
+
+/// How the try ended for the upstream's breaker and health: `status` is the response head's
+/// (0 when none arrived). `None` when the client, not the upstream, ended it before a head.
+fn try_outcome(status: u16, result: &Result<After, Error>) -> Option<Outcome> {
+    if status != 0 {
+        return Some(Outcome::Response(status));
+    }
+    let Err(e) = result else {
+        return Some(Outcome::Response(status));
+    };
+    Some(match e.cause {
+        ErrorCause::ConnectFailed => Outcome::ConnectFailed,
+        ErrorCause::ConnectTimeout => Outcome::ConnectTimeout,
+        ErrorCause::UpstreamTimeout => Outcome::Timeout,
+        ErrorCause::UpstreamClosed => Outcome::Reset,
+        ErrorCause::BadResponse => Outcome::BadResponse,
+        _ => return None,
+    })
 }
 
 /// Answers with a gateway error and closes.

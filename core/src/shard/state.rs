@@ -13,7 +13,7 @@ use super::link::FromShard;
 use super::signal::Signal;
 use crate::metrics::{ListenerStats, ShardReport, TrafficStats};
 use crate::proxy::buffers::BufferPool;
-use crate::upstream::{Balancer, Pool};
+use crate::upstream::{Balancer, Pool, UpstreamGuard};
 use crate::Epoch;
 
 pub type StatsCell = Rc<RefCell<TrafficStats>>;
@@ -24,6 +24,9 @@ pub struct ShardEpoch {
     pub epoch: Arc<Epoch>,
     /// One balancer per upstream, by upstream index.
     pub balancers: Vec<Balancer>,
+    /// One breaker and endpoint-health state per upstream, by upstream index; kept across
+    /// reloads by upstream name.
+    pub guards: Vec<Rc<UpstreamGuard>>,
     pub route_stats: Vec<StatsCell>,
     pub upstream_stats: Vec<StatsCell>,
 }
@@ -45,6 +48,7 @@ struct StatsBook {
     routes: AHashMap<String, StatsCell>,
     upstreams: AHashMap<String, StatsCell>,
     listeners: AHashMap<String, ListenerStats>,
+    guards: AHashMap<String, Rc<UpstreamGuard>>,
     unrouted: TrafficStats,
 }
 
@@ -124,6 +128,17 @@ impl Shard {
                 Balancer::new(u, epoch.hash_tables[i].as_ref(), previous)
             })
             .collect();
+        let guards = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                stats
+                    .guards
+                    .entry(u.name.clone())
+                    .or_insert_with(|| Rc::new(UpstreamGuard::default()))
+                    .clone()
+            })
+            .collect();
         let route_stats = config
             .routes
             .iter()
@@ -137,6 +152,7 @@ impl Shard {
         ShardEpoch {
             epoch,
             balancers,
+            guards,
             route_stats,
             upstream_stats,
         }
