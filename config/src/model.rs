@@ -188,6 +188,51 @@ pub struct Route {
     pub headers: Vec<HeaderMatch>,
     /// What a matched request gets.
     pub action: RouteAction,
+    /// `timeout`: how long a proxied request may wait for its response head, every try and
+    /// back-off included; `None`: each try is bounded by the upstream's `request_timeout` only.
+    pub timeout: Option<Duration>,
+    /// `retry`: when a failed try is sent again; `None`: never (a stale pooled connection is
+    /// still replaced once, see the upstream pool).
+    pub retry: Option<Retry>,
+}
+
+/// `retry` of a proxy route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    /// Tries after the first, 1..=10 (default 1).
+    pub retries: u32,
+    /// `on`: which failures are retried (default connect_failure, reset and timeout).
+    pub on: RetryOn,
+    /// Response statuses retried (default none), e.g. 502, 503, 504.
+    pub statuses: Vec<u16>,
+    /// Retry methods that are not idempotent (POST, PATCH) too (default false). A connect
+    /// failure is retried whatever the method: nothing reached the upstream.
+    pub non_idempotent: bool,
+    /// Bound on one try, from sending to the response head; `None`: the upstream's
+    /// `request_timeout`.
+    pub per_try_timeout: Option<Duration>,
+    /// Base of the jittered exponential back-off between tries (default 25ms, at most 10x).
+    pub backoff: Duration,
+    /// A request body up to this size is read whole before the first try, so that it can be
+    /// sent again (default 64 KiB); a larger body is streamed and its request is not retried
+    /// once a byte of the body has gone upstream.
+    pub max_buffered_body: u64,
+    /// Retries in flight may be at most this share of the requests in flight on the route,
+    /// per shard (default 20)...
+    pub budget_percent: u32,
+    /// ...but this many are always allowed (default 3).
+    pub min_retries: u32,
+}
+
+/// `on` of a retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryOn {
+    /// `"connect_failure"`: the connection was refused or timed out.
+    pub connect_failure: bool,
+    /// `"reset"`: the upstream closed or reset the connection before any response byte.
+    pub reset: bool,
+    /// `"timeout"`: no response head within the try's timeout.
+    pub timeout: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

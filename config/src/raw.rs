@@ -136,6 +136,23 @@ pub(crate) struct RawRoute {
     pub upstream: Option<Typed<String>>,
     pub respond: Option<At<RawRespond>>,
     pub redirect: Option<At<RawRedirect>>,
+    /// Deadline for the response head, all tries together.
+    pub timeout: Option<Typed<String>>,
+    pub retry: Option<At<RawRetry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a retry policy such as { retries = 2, on = [\"connect_failure\", \"reset\"] }")]
+pub(crate) struct RawRetry {
+    pub retries: Option<Typed<i64>>,
+    pub on: Option<List<Typed<String>>>,
+    pub statuses: Option<List<Typed<i64>>>,
+    pub non_idempotent: Option<Typed<bool>>,
+    pub per_try_timeout: Option<Typed<String>>,
+    pub backoff: Option<Typed<String>>,
+    pub max_buffered_body: Option<Typed<RawSize>>,
+    pub budget_percent: Option<Typed<i64>>,
+    pub min_retries: Option<Typed<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,6 +7,7 @@ mod action;
 mod check;
 mod listener;
 mod path;
+mod retry;
 mod route;
 mod upstream;
 

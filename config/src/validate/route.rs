@@ -8,6 +8,7 @@ use toml::Spanned;
 use super::action::action;
 use super::check::host_match;
 use super::path::path;
+use super::retry::timeout_and_retry;
 use super::Ctx;
 use crate::model::{HeaderMatch, Route};
 use crate::raw::{At, List, RawConfig, RawHeaderMatch, Typed};
@@ -55,6 +56,7 @@ pub(super) fn routes(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<Route> {
         let methods = methods(ctx, &prefix, r.methods.as_ref());
         let headers = header_matches(ctx, &prefix, &r.headers);
         let action = action(ctx, &prefix, spanned, upstreams.as_ref());
+        let timeout_and_retry = timeout_and_retry(ctx, &prefix, r);
         let route = (|| {
             Some(Route {
                 name: name?,
@@ -64,6 +66,8 @@ pub(super) fn routes(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<Route> {
                 methods: methods?,
                 headers: headers?,
                 action: action?,
+                timeout: timeout_and_retry.as_ref()?.0,
+                retry: timeout_and_retry?.1,
             })
         })();
         valid.extend(route);

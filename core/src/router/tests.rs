@@ -14,6 +14,8 @@ fn route(name: &str) -> Route {
             headers: vec![],
             body: name.into(),
         }),
+        timeout: None,
+        retry: None,
     }
 }
 
