@@ -126,6 +126,26 @@ fn routes(out: &mut Out, totals: &Totals) {
         errors(out, "ringway_request_errors_total", "route", route, stats);
     }
     out.header(
+        "ringway_retries_total",
+        "counter",
+        "Tries sent again by a route's retry policy, by route.",
+    );
+    for (route, stats) in &routes {
+        out.sample("ringway_retries_total", &[("route", route)], stats.retries);
+    }
+    out.header(
+        "ringway_retries_over_budget_total",
+        "counter",
+        "Retries the retry policy allowed but the route's retry budget refused, by route.",
+    );
+    for (route, stats) in &routes {
+        out.sample(
+            "ringway_retries_over_budget_total",
+            &[("route", route)],
+            stats.retries_over_budget,
+        );
+    }
+    out.header(
         "ringway_request_bytes_total",
         "counter",
         "Bytes received from clients (in) and sent to them (out), by route.",

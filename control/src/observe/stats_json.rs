@@ -60,6 +60,8 @@ fn traffic(stats: &TrafficStats) -> Value {
         "errors": errors,
         "bytes_in": stats.bytes_in,
         "bytes_out": stats.bytes_out,
+        "retries": stats.retries,
+        "retries_over_budget": stats.retries_over_budget,
         "latency_ms": summary(&stats.total_latency),
         "upstream_latency_ms": summary(&stats.upstream_latency),
     })

@@ -29,6 +29,10 @@ pub struct TrafficStats {
     pub bytes_out: u64,
     /// Failures by cause, indexed by `ErrorCause as usize`.
     pub errors: [u64; ErrorCause::COUNT],
+    /// Tries sent again by the route's retry policy (on an upstream: retries it received).
+    pub retries: u64,
+    /// Retries the policy allowed but the retry budget refused.
+    pub retries_over_budget: u64,
     /// Request latency in µs: from the request head's arrival to the response's last byte.
     pub total_latency: Histogram<u64>,
     /// Upstream latency in µs: from forwarding the request to the upstream's response head.
@@ -43,6 +47,8 @@ impl Default for TrafficStats {
             bytes_in: 0,
             bytes_out: 0,
             errors: [0; ErrorCause::COUNT],
+            retries: 0,
+            retries_over_budget: 0,
             total_latency: new_histogram(),
             upstream_latency: new_histogram(),
         }
@@ -65,6 +71,8 @@ impl TrafficStats {
         self.requests += other.requests;
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
+        self.retries += other.retries;
+        self.retries_over_budget += other.retries_over_budget;
         for (a, b) in self.status_classes.iter_mut().zip(other.status_classes) {
             *a += b;
         }
@@ -78,7 +86,10 @@ impl TrafficStats {
 
     /// True when nothing was recorded.
     pub fn is_idle(&self) -> bool {
-        self.requests == 0 && self.errors.iter().all(|&e| e == 0)
+        self.requests == 0
+            && self.retries == 0
+            && self.retries_over_budget == 0
+            && self.errors.iter().all(|&e| e == 0)
     }
 
     /// Forgets everything recorded, keeping the allocations.
@@ -88,6 +99,8 @@ impl TrafficStats {
         self.bytes_in = 0;
         self.bytes_out = 0;
         self.errors = [0; ErrorCause::COUNT];
+        self.retries = 0;
+        self.retries_over_budget = 0;
         self.total_latency.reset();
         self.upstream_latency.reset();
     }

@@ -63,6 +63,71 @@ async fn write_upstream(
     }
 }
 
+/// Reads the request body, whose first bytes are at the front of `d.buf`, until it is all in
+/// the buffer, when its payload is at most `limit` bytes; returns its length in the buffer
+/// then, `None` when it is larger (what was read stays at the front, to be streamed).
+pub async fn buffer_request_body(
+    d: &mut Downstream,
+    kind: BodyKind,
+    limit: u64,
+    cfg: &Listener,
+) -> Result<Option<usize>, Error> {
+    match kind {
+        BodyKind::None => Ok(Some(0)),
+        BodyKind::Length(n) if n > limit => Ok(None),
+        BodyKind::Length(n) => {
+            let n = n as usize;
+            while d.buf.len() < n {
+                if !read_client_growing(d, cfg, n).await? {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(n))
+        }
+        BodyKind::Chunked => {
+            // Chunk framing adds a few bytes per chunk: allow some room over the payload.
+            let max = limit as usize + limit as usize / 4 + MAX_TRAILER;
+            loop {
+                let mut scanner = ChunkedScanner::new(MAX_TRAILER);
+                let scan = scanner.scan(d.buf.data()).map_err(|_| {
+                    ProxyError::new(ErrorCause::BadRequest, "bad chunked request body", None)
+                })?;
+                if scan.done {
+                    return Ok(Some(scan.consumed));
+                }
+                if scanner.payload_bytes() > limit || !read_client_growing(d, cfg, max).await? {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// Reads more of the request into `d.buf`, letting it grow to `max` bytes; false when it is
+/// full at `max`.
+async fn read_client_growing(d: &mut Downstream, cfg: &Listener, max: usize) -> Result<bool, Error> {
+    let max = max.max(d.buf.capacity());
+    match timeout(cfg.body_timeout, d.buf.read_from(&mut d.stream, max)).await {
+        Err(_) => Err(ProxyError::new(
+            ErrorCause::ClientTimeout,
+            "request body timeout",
+            None,
+        )),
+        Ok(Ok(0)) => Err(ProxyError::new(
+            ErrorCause::ClientClosed,
+            "client closed during the request body",
+            None,
+        )),
+        Ok(Ok(_)) => Ok(true),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::OutOfMemory => Ok(false),
+        Ok(Err(e)) => Err(ProxyError::new(
+            ErrorCause::ClientClosed,
+            "client read failed",
+            Some(e),
+        )),
+    }
+}
+
 /// Streams the request body, whose first bytes are at the front of `d.buf`, to the upstream.
 pub async fn send_request_body(
     d: &mut Downstream,

@@ -1,11 +1,16 @@
 //! Forwarding one request to an upstream endpoint and relaying the answer.
 //!
-//! Steps: check the body against the listener's limit; pick an endpoint; build the upstream
-//! head; borrow a pooled connection (or connect); send the head and body; read the response
-//! head (forwarding 1xx); write the client head; relay the body; return the connection to the
-//! pool when both messages ended cleanly. A request that meets a stale pooled connection is sent
-//! once more on a fresh connection when nothing of it is lost: its head is still in `d.out` and
-//! its body (if any) was wholly in the client buffer, not yet consumed.
+//! Steps: check the body against the listener's limit; build the upstream head (kept in
+//! `d.out` for every try); read a small body whole when the route may retry; then per try: ask
+//! the upstream's guard (breaker), pick an endpoint among the eligible ones, borrow a pooled
+//! connection (or connect), send the head and body, read the response head (forwarding 1xx).
+//! A failed try is sent again when the route's retry policy, its retry budget and its deadline
+//! allow (see `retry`). Then write the client head, relay the body, and return the connection
+//! to the pool when both messages ended cleanly.
+//!
+//! Apart from retries, a request that meets a stale pooled connection is sent once more on a
+//! fresh connection when nothing of it is lost: its head is still in `d.out` and its body (if
+//! any) was wholly in the client buffer, not yet consumed.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -13,10 +18,11 @@ use std::time::Instant;
 
 use monoio::net::TcpStream;
 use monoio::time::timeout_at;
-use ringway_config::{Balance, Listener, Upstream};
+use ringway_config::{Balance, Listener, Retry, Upstream};
 
-use super::body::{relay_response_body, send_request_body, MAX_TRAILER};
+use super::body::{buffer_request_body, relay_response_body, send_request_body, MAX_TRAILER};
 use super::head::{write_client_head, write_upstream_head, ClientFraming};
+use super::retry::{self, Failure, Replay};
 use super::{local, respond_static, After, Downstream};
 use crate::error::{Error, ProxyError};
 use crate::http::h1::{
@@ -27,13 +33,15 @@ use crate::io::{write_static, write_vec};
 use crate::metrics::ErrorCause;
 use crate::shard::{Shard, ShardEpoch};
 use crate::upstream::balance::request_key_hash;
-use crate::upstream::{Outcome, UpstreamConn};
+use crate::upstream::{Outcome, Pick, UpstreamConn};
 
 /// Largest response head accepted from an upstream.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// A response body up to this size that already sits in the buffer goes out in the same write
 /// as its head.
 const COALESCE: usize = 16 * 1024;
+/// Picks drawn to find an endpoint other than the one that just failed.
+const REPICKS: usize = 3;
 
 fn at(instant: Instant) -> monoio::time::Instant {
     monoio::time::Instant::from_std(instant)
@@ -48,6 +56,14 @@ struct Request {
     body: BodyKind,
     /// Bytes of the body already in the client buffer when the whole body is there.
     buffered_body: Option<usize>,
+}
+
+/// A response head from the try that got one.
+struct Answered {
+    conn: UpstreamConn,
+    resp: ResponseHead,
+    addr: SocketAddr,
+    pick: Pick,
 }
 
 pub(crate) async fn proxy(
@@ -72,51 +88,36 @@ pub(crate) async fn proxy(
         }
         _ => {}
     }
-    let up_cfg = &sep.epoch.config.upstreams[upstream];
-    let key = || match &up_cfg.balance {
-        Balance::Hash(key) => request_key_hash(key, d.peer.ip(), d.buf.data(), &d.headers),
-        _ => None,
-    };
-    let guard = &sep.guards[upstream];
     d.log.upstream = Some(upstream);
-    if !guard.admit(Instant::now()) {
+    let route = d.log.route.expect("a proxied request was routed");
+    let policy = sep.epoch.config.routes[route].retry.as_ref();
+    if !sep.guards[upstream].admit(Instant::now()) {
         d.log.cause = Some(ErrorCause::NoEndpoint);
         return respond_static(d, head, 503, cfg).await;
     }
-    let Some(pick) = sep.balancers[upstream].pick(|| shard.next_random(), key) else {
-        return respond_static(d, head, 503, cfg).await;
+    let req = match prepare(d, head, policy, cfg).await {
+        Ok(req) => req,
+        Err(e) => return fail(shard, d, e).await,
     };
-    let addr = up_cfg.endpoints[pick.endpoint].address;
-    d.log.endpoint = Some(addr);
-    let result = exchange(shard, d, head, up_cfg, addr, cfg).await;
-    // Least request counted the exchange as in flight from the pick; it has ended, however it
-    // ended (the guard also drops if this future is dropped mid-exchange).
-    drop(pick.in_flight);
-    if let Some(outcome) = try_outcome(d.log.status, &result) {
-        guard.record(pick.endpoint, outcome, Instant::now());
-    }
-    match result {
+    match exchange(shard, sep, d, req, route, upstream, cfg).await {
         Ok(after) => after,
-        Err(e) => {
-            tracing::debug!(shard = shard.index, upstream = %up_cfg.name, %addr, error = %e, "request failed");
-            d.log.cause = Some(e.cause);
-            if e.status != 0 {
-                return reject(d, e.status).await;
-            }
-            After::Close
-        }
+        Err(e) => fail(shard, d, e).await,
     }
 }
 
-/// How the try ended for the upstream's breaker and health: `status` is the response head's
-/// (0 when none arrived). `None` when the client, not the upstream, ended it before a head.
-fn try_outcome(status: u16, result: &Result<After, Error>) -> Option<Outcome> {
-    if status != 0 {
-        return Some(Outcome::Response(status));
+/// Logs a failed request and answers it with the error's status, if it still can.
+async fn fail(shard: &Shard, d: &mut Downstream, e: Error) -> After {
+    tracing::debug!(shard = shard.index, endpoint = ?d.log.endpoint, error = %e, "request failed");
+    d.log.cause = Some(e.cause);
+    if e.status != 0 {
+        return reject(d, e.status).await;
     }
-    let Err(e) = result else {
-        return Some(Outcome::Response(status));
-    };
+    After::Close
+}
+
+/// How a try ended for the upstream's breaker and health; `None` when the client, not the
+/// upstream, ended it before a response head.
+fn error_outcome(e: &ProxyError) -> Option<Outcome> {
     Some(match e.cause {
         ErrorCause::ConnectFailed => Outcome::ConnectFailed,
         ErrorCause::ConnectTimeout => Outcome::ConnectTimeout,
@@ -138,14 +139,15 @@ async fn reject(d: &mut Downstream, status: u16) -> After {
     After::Close
 }
 
-async fn exchange(
-    shard: &Rc<Shard>,
+/// Writes the upstream head into `d.out` (kept there for every try), answers `Expect:
+/// 100-continue`, takes the client head out of the buffer and, when the route may retry,
+/// reads a body up to the policy's size whole so that it can be sent again.
+async fn prepare(
     d: &mut Downstream,
     head: &RequestHead,
-    up_cfg: &Upstream,
-    addr: SocketAddr,
+    policy: Option<&Retry>,
     cfg: &Listener,
-) -> Result<After, Error> {
+) -> Result<Request, Error> {
     d.out.clear();
     write_upstream_head(
         &mut d.out,
@@ -165,7 +167,7 @@ async fn exchange(
             })?;
     }
     d.buf.consume(head.head_len);
-    let buffered_body = match head.body {
+    let mut buffered_body = match head.body {
         BodyKind::None => Some(0),
         BodyKind::Length(n) => (n <= d.buf.len() as u64).then_some(n as usize),
         BodyKind::Chunked => {
@@ -176,18 +178,203 @@ async fn exchange(
             }
         }
     };
-    let req = Request {
+    if let (None, Some(policy)) = (buffered_body, policy) {
+        buffered_body = buffer_request_body(d, head.body, policy.max_buffered_body, cfg).await?;
+    }
+    Ok(Request {
         method: head.method,
         version: head.version,
         keep_alive: head.keep_alive,
         body: head.body,
         buffered_body,
-    };
-    let started = Instant::now();
-    let deadline = started + up_cfg.request_timeout;
+    })
+}
 
+/// Picks an endpoint, avoiding `previous` (the one whose try just failed) when another is
+/// eligible.
+fn pick(
+    shard: &Shard,
+    sep: &ShardEpoch,
+    d: &Downstream,
+    upstream: usize,
+    previous: Option<usize>,
+) -> Option<Pick> {
+    let up_cfg = &sep.epoch.config.upstreams[upstream];
+    let key = || match &up_cfg.balance {
+        Balance::Hash(key) => request_key_hash(key, d.peer.ip(), d.buf.data(), &d.headers),
+        _ => None,
+    };
+    let balancer = &sep.balancers[upstream];
+    let mut pick = balancer.pick(|| shard.next_random(), key)?;
+    for _ in 0..REPICKS {
+        if Some(pick.endpoint) != previous || up_cfg.endpoints.len() < 2 {
+            break;
+        }
+        // Hashing would give the same endpoint again: round robin among the rest.
+        let other = balancer.pick(|| shard.next_random(), || None)?;
+        pick = other;
+    }
+    Some(pick)
+}
+
+/// Tries the request until one try gets a response head that is not retried, then relays it.
+async fn exchange(
+    shard: &Rc<Shard>,
+    sep: &Rc<ShardEpoch>,
+    d: &mut Downstream,
+    req: Request,
+    route: usize,
+    upstream: usize,
+    cfg: &Listener,
+) -> Result<After, Error> {
+    let up_cfg = &sep.epoch.config.upstreams[upstream];
+    let route_cfg = &sep.epoch.config.routes[route];
+    let guard = &sep.guards[upstream];
+    let policy = route_cfg.retry.as_ref();
+    let started = Instant::now();
+    let total = route_cfg.timeout.map(|t| started + t);
+    let replay = Replay {
+        method: req.method,
+        replayable: req.buffered_body.is_some(),
+    };
+    let mut active = sep.retry_budgets[route].start();
+    let mut tries = 0u32;
+    let mut previous = None;
+    let answered = loop {
+        tries += 1;
+        let Some(pick) = pick(shard, sep, d, upstream, previous) else {
+            return Err(ProxyError::new(
+                ErrorCause::NoEndpoint,
+                "no eligible endpoint",
+                None,
+            ));
+        };
+        let addr = up_cfg.endpoints[pick.endpoint].address;
+        d.log.endpoint = Some(addr);
+        let per_try = policy.and_then(|p| p.per_try_timeout);
+        let deadline = retry::try_deadline(Instant::now(), per_try, up_cfg.request_timeout, total);
+        let result = attempt(shard, d, req, up_cfg, addr, cfg, deadline).await;
+        let now = Instant::now();
+        let failure = match &result {
+            Ok((_, resp, _)) => {
+                guard.record(pick.endpoint, Outcome::Response(resp.status), now);
+                Failure::Status(resp.status)
+            }
+            Err(e) => {
+                if let Some(outcome) = error_outcome(e) {
+                    guard.record(pick.endpoint, outcome, now);
+                }
+                Failure::Error(e)
+            }
+        };
+        // An interim response already went to the client: what was sent cannot be taken back.
+        let interim_sent = matches!(&result, Ok((_, _, true)));
+        let retry = policy.filter(|p| {
+            tries <= p.retries
+                && !interim_sent
+                && retry::retries_failure(p, replay, &failure)
+                && total.is_none_or(|t| now < t)
+        });
+        let Some(p) = retry else {
+            let (conn, resp, _) = result?;
+            break Answered {
+                conn,
+                resp,
+                addr,
+                pick,
+            };
+        };
+        if !active.try_retry(p) {
+            sep.route_stats[route].borrow_mut().retries_over_budget += 1;
+            let (conn, resp, _) = result?;
+            break Answered {
+                conn,
+                resp,
+                addr,
+                pick,
+            };
+        }
+        // Breaker opened meanwhile: stop here with what this try got.
+        if !guard.admit(now) {
+            let (conn, resp, _) = result?;
+            break Answered {
+                conn,
+                resp,
+                addr,
+                pick,
+            };
+        }
+        tracing::debug!(shard = shard.index, %addr, try_ = tries, "retrying");
+        sep.route_stats[route].borrow_mut().retries += 1;
+        sep.upstream_stats[upstream].borrow_mut().retries += 1;
+        if let Ok((conn, resp, _)) = result {
+            discard(shard, conn, &resp, addr, up_cfg);
+        }
+        previous = Some(pick.endpoint);
+        drop(pick);
+        let pause = retry::backoff(p.backoff, tries, shard.next_random());
+        if !pause.is_zero() {
+            let wake = now + pause;
+            if total.is_some_and(|t| wake >= t) {
+                return Err(ProxyError::new(
+                    ErrorCause::UpstreamTimeout,
+                    "route timeout",
+                    None,
+                ));
+            }
+            monoio::time::sleep_until(at(wake)).await;
+        }
+    };
+    let result = relay(shard, d, req, answered.conn, answered.resp, up_cfg, answered.addr, started).await;
+    // Least request counted the exchange as in flight from the pick; it has ended, however it
+    // ended (the guard also drops if this future is dropped mid-exchange).
+    drop(answered.pick);
+    drop(active);
+    result
+}
+
+/// Drops a response that is being retried: its connection goes back to the pool when the
+/// response ended within what was already read, else it is closed.
+fn discard(
+    shard: &Shard,
+    mut conn: UpstreamConn,
+    resp: &ResponseHead,
+    addr: SocketAddr,
+    up_cfg: &Upstream,
+) {
+    conn.buf.consume(resp.head_len);
+    let rest = match resp.body {
+        ResponseBody::None => Some(0),
+        ResponseBody::Length(n) if n <= conn.buf.len() as u64 => Some(n as usize),
+        _ => None,
+    };
+    if let (Some(n), true) = (rest, resp.keep_alive) {
+        conn.buf.consume(n);
+        if conn.buf.is_empty() {
+            shard.pool.borrow_mut().checkin(
+                addr,
+                conn,
+                up_cfg.max_idle_per_endpoint,
+                up_cfg.pool_idle_timeout,
+            );
+        }
+    }
+}
+
+/// One try on one endpoint: a pooled connection (or a fresh one when the pooled one turns out
+/// stale), the request sent, the final response head read. The flag tells whether an interim
+/// (1xx) response went to the client.
+async fn attempt(
+    shard: &Rc<Shard>,
+    d: &mut Downstream,
+    req: Request,
+    up_cfg: &Upstream,
+    addr: SocketAddr,
+    cfg: &Listener,
+    deadline: Instant,
+) -> Result<(UpstreamConn, ResponseHead, bool), Error> {
     let mut fresh_only = false;
-    let (mut conn, resp) = loop {
+    loop {
         let pooled = if fresh_only {
             None
         } else {
@@ -198,14 +385,34 @@ async fn exchange(
             None => connect(addr, up_cfg, deadline).await?,
         };
         match send_and_read_head(d, &mut conn, req, up_cfg, cfg, deadline).await {
-            Ok(resp) => break (conn, resp),
-            Err(e) if e.retryable && conn.reused && !fresh_only => {
+            Ok((resp, interim)) => return Ok((conn, resp, interim)),
+            Err(e)
+                if e.retryable
+                    && e.cause == ErrorCause::UpstreamClosed
+                    && conn.reused
+                    && !fresh_only =>
+            {
                 tracing::debug!(%addr, error = %e, "stale pooled connection, sending again on a fresh one");
                 fresh_only = true;
             }
             Err(e) => return Err(e),
         }
-    };
+    }
+}
+
+/// Writes the response head to the client and relays the body; the upstream connection goes
+/// back to the pool when both messages ended cleanly.
+#[allow(clippy::too_many_arguments)]
+async fn relay(
+    shard: &Rc<Shard>,
+    d: &mut Downstream,
+    req: Request,
+    mut conn: UpstreamConn,
+    resp: ResponseHead,
+    up_cfg: &Upstream,
+    addr: SocketAddr,
+    started: Instant,
+) -> Result<After, Error> {
     if let Some(n) = req.buffered_body {
         d.buf.consume(n);
     }
@@ -293,7 +500,7 @@ async fn send_and_read_head(
     up_cfg: &Upstream,
     cfg: &Listener,
     deadline: Instant,
-) -> Result<ResponseHead, Error> {
+) -> Result<(ResponseHead, bool), Error> {
     let stale = |e: std::io::Error| {
         ProxyError::new(ErrorCause::UpstreamClosed, "upstream write failed", Some(e)).retryable()
     };
@@ -304,6 +511,7 @@ async fn send_and_read_head(
             None,
         )
     };
+    let mut interim_sent = false;
     let out = std::mem::take(&mut d.out);
     let (res, out) = timeout_at(
         at(deadline),
@@ -335,7 +543,7 @@ async fn send_and_read_head(
                 &mut d.headers,
                 req.method,
             ) {
-                Ok(Some(resp)) if resp.status >= 200 => return Ok(resp),
+                Ok(Some(resp)) if resp.status >= 200 => return Ok((resp, interim_sent)),
                 Ok(Some(interim)) => {
                     if interim.status != 100 && req.version == Version::Http11 {
                         d.out.clear();
@@ -349,6 +557,7 @@ async fn send_and_read_head(
                             req.version,
                         );
                         d.written += d.out.len() as u64;
+                        interim_sent = true;
                         let sent = write_vec(&mut d.stream, &mut d.out).await;
                         sent.map_err(|e| {
                             ProxyError::new(
@@ -379,6 +588,8 @@ async fn send_and_read_head(
         )
         .await;
         let err = match read {
+            // Nothing arrived in time: a retry may send the request elsewhere.
+            Err(elapsed) if replayable && !received => return Err(timed_out(elapsed).retryable()),
             Err(elapsed) => return Err(timed_out(elapsed)),
             Ok(Ok(0)) => ProxyError::new(
                 ErrorCause::UpstreamClosed,

@@ -7,6 +7,7 @@ mod forward;
 pub mod head;
 pub mod local;
 mod record;
+pub mod retry;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

@@ -13,6 +13,7 @@ use super::link::FromShard;
 use super::signal::Signal;
 use crate::metrics::{ListenerStats, ShardReport, TrafficStats};
 use crate::proxy::buffers::BufferPool;
+use crate::proxy::retry::RetryBudget;
 use crate::upstream::{Balancer, Pool, UpstreamGuard};
 use crate::Epoch;
 
@@ -27,6 +28,8 @@ pub struct ShardEpoch {
     /// One breaker and endpoint-health state per upstream, by upstream index; kept across
     /// reloads by upstream name.
     pub guards: Vec<Rc<UpstreamGuard>>,
+    /// One retry budget per route, by route index; kept across reloads by route name.
+    pub retry_budgets: Vec<Rc<RetryBudget>>,
     pub route_stats: Vec<StatsCell>,
     pub upstream_stats: Vec<StatsCell>,
 }
@@ -49,6 +52,7 @@ struct StatsBook {
     upstreams: AHashMap<String, StatsCell>,
     listeners: AHashMap<String, ListenerStats>,
     guards: AHashMap<String, Rc<UpstreamGuard>>,
+    retry_budgets: AHashMap<String, Rc<RetryBudget>>,
     unrouted: TrafficStats,
 }
 
@@ -139,6 +143,17 @@ impl Shard {
                     .clone()
             })
             .collect();
+        let retry_budgets = config
+            .routes
+            .iter()
+            .map(|r| {
+                stats
+                    .retry_budgets
+                    .entry(r.name.clone())
+                    .or_default()
+                    .clone()
+            })
+            .collect();
         let route_stats = config
             .routes
             .iter()
@@ -153,6 +168,7 @@ impl Shard {
             epoch,
             balancers,
             guards,
+            retry_budgets,
             route_stats,
             upstream_stats,
         }
