@@ -137,6 +137,81 @@ pub struct Upstream {
     pub max_idle_per_endpoint: usize,
     /// How each request's endpoint is chosen (`balance`, default round robin).
     pub balance: Balance,
+    /// `circuit_breaker`; `None`: no breaker, every request is sent.
+    pub circuit_breaker: Option<CircuitBreaker>,
+    /// `health_check`; `None`: no active checks, every endpoint counts as healthy.
+    pub health_check: Option<HealthCheck>,
+    /// `outlier_detection`; `None`: no endpoint is ever ejected.
+    pub outlier_detection: Option<OutlierDetection>,
+}
+
+/// `circuit_breaker` of an upstream: per shard, it opens after `consecutive_failures` or when
+/// the failures in `window` reach `error_percent`, answers 503 while open, and lets
+/// `half_open_probes` requests through after `open_for` to decide whether to close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    /// Failures in a row that open the breaker (default 5); 0: this trigger is off.
+    pub consecutive_failures: u32,
+    /// Share of failed requests in `window`, in percent, that opens it; `None`: off (default).
+    pub error_percent: Option<u32>,
+    /// The sliding window of `error_percent` (default 10s).
+    pub window: Duration,
+    /// Fewest requests in `window` before `error_percent` applies (default 20).
+    pub min_requests: u32,
+    /// How long it stays open the first time (default 5s).
+    pub open_for: Duration,
+    /// Each reopening after failed probes doubles the open time, up to this (default
+    /// `open_for`: no growth); at least `open_for`.
+    pub max_open_for: Duration,
+    /// Requests let through while half-open; all must succeed to close (default 1).
+    pub half_open_probes: u32,
+}
+
+/// `health_check` of an upstream: HTTP checks from the control thread to every endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Request target of the check (default `/`): starts with `/`, no spaces or controls.
+    pub path: String,
+    /// `Host` header of the check; `None`: the endpoint's address.
+    pub host: Option<String>,
+    /// Time between two checks of an endpoint (default 5s).
+    pub interval: Duration,
+    /// Time allowed for one check, connect to status line (default 1s); at most `interval`.
+    pub timeout: Duration,
+    /// Statuses that pass, as inclusive ranges (default 200..=299).
+    pub expected_statuses: Vec<(u16, u16)>,
+    /// Passed checks in a row that make an unhealthy endpoint healthy (default 2).
+    pub healthy_threshold: u32,
+    /// Failed checks in a row that make a healthy endpoint unhealthy (default 3).
+    pub unhealthy_threshold: u32,
+}
+
+impl HealthCheck {
+    /// Whether a check answered with `status` passes.
+    pub fn expects(&self, status: u16) -> bool {
+        self.expected_statuses
+            .iter()
+            .any(|&(low, high)| (low..=high).contains(&status))
+    }
+}
+
+/// `outlier_detection` of an upstream: per shard, an endpoint that fails too often in a row
+/// is ejected (not picked) for a back-off time that grows with each ejection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutlierDetection {
+    /// Failures in a row (5xx responses, connect failures, resets, timeouts, malformed
+    /// responses) that eject (default 5); 0: off.
+    pub consecutive_5xx: u32,
+    /// Gateway failures in a row (502, 503, 504 responses, connect failures, resets,
+    /// timeouts, malformed responses) that eject (default 0: off).
+    pub consecutive_gateway_failure: u32,
+    /// Ejection time the first time; the n-th ejection in a row lasts n times this (default 30s).
+    pub base_ejection_time: Duration,
+    /// Longest ejection (default 300s); at least `base_ejection_time`.
+    pub max_ejection_time: Duration,
+    /// Most endpoints ejected at once, in percent of the upstream's endpoints, rounded down,
+    /// but at least one of two or more (default 10).
+    pub max_ejection_percent: u32,
 }
 
 /// `balance` (and `hash_key`) of an upstream.
@@ -194,6 +269,11 @@ pub struct Route {
     /// `retry`: when a failed try is sent again; `None`: never (a stale pooled connection is
     /// still replaced once, see the upstream pool).
     pub retry: Option<Retry>,
+    /// `rate_limit`: a token bucket per key, node-wide; `None`: not rate limited.
+    pub rate_limit: Option<RateLimit>,
+    /// `max_in_flight`: most requests of this route in flight at once on each shard (past it
+    /// 503); `None`: no cap.
+    pub max_in_flight: Option<NonZeroUsize>,
 }
 
 /// `retry` of a proxy route.
@@ -290,4 +370,44 @@ pub struct Redirect {
     pub status: u16,
     /// Append the request's path and query to `location`.
     pub keep_path: bool,
+}
+
+/// `rate_limit` of a route: one token bucket per key for the whole node (every shard
+/// together), refilled with `rate` tokens every `per`, holding at most `burst`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    /// Tokens added every `per`: at least 1.
+    pub rate: NonZeroU32,
+    /// The period of `rate` (default 1s).
+    pub per: Duration,
+    /// Most tokens the bucket holds: the largest burst admitted at once (default `rate`).
+    pub burst: NonZeroU32,
+    /// What requests are counted by (default the whole route).
+    pub key: RateLimitKey,
+    /// Most keys each shard keeps buckets for; the least recently used goes first (default
+    /// 10000).
+    pub max_keys: NonZeroUsize,
+}
+
+/// `key` of a rate limit: which requests share a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RateLimitKey {
+    /// `"route"`: every request of the route.
+    Route,
+    /// `"client_ip"`: the downstream peer address (without port).
+    ClientIp,
+    /// `"header:NAME"`: the value of the first field with this name (lower-case); requests
+    /// without it share one bucket.
+    Header(String),
+}
+
+impl RateLimitKey {
+    /// The kind of key, as a metrics label: `route`, `client_ip` or `header`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RateLimitKey::Route => "route",
+            RateLimitKey::ClientIp => "client_ip",
+            RateLimitKey::Header(_) => "header",
+        }
+    }
 }

@@ -110,6 +110,45 @@ pub(crate) struct RawUpstream {
     pub balance: Option<Typed<String>>,
     /// Required with `balance = "hash"`, refused otherwise.
     pub hash_key: Option<Typed<String>>,
+    pub circuit_breaker: Option<At<RawCircuitBreaker>>,
+    pub health_check: Option<At<RawHealthCheck>>,
+    pub outlier_detection: Option<At<RawOutlierDetection>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a circuit breaker such as { consecutive_failures = 5, open_for = \"5s\" }")]
+pub(crate) struct RawCircuitBreaker {
+    pub consecutive_failures: Option<Typed<i64>>,
+    pub error_percent: Option<Typed<i64>>,
+    pub window: Option<Typed<String>>,
+    pub min_requests: Option<Typed<i64>>,
+    pub open_for: Option<Typed<String>>,
+    pub max_open_for: Option<Typed<String>>,
+    pub half_open_probes: Option<Typed<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "an active health check such as { path = \"/healthz\", interval = \"5s\" }")]
+pub(crate) struct RawHealthCheck {
+    pub path: Option<Typed<String>>,
+    pub host: Option<Typed<String>>,
+    pub interval: Option<Typed<String>>,
+    pub timeout: Option<Typed<String>>,
+    pub expected_statuses: Option<List<Typed<RawStatus>>>,
+    pub healthy_threshold: Option<Typed<i64>>,
+    pub unhealthy_threshold: Option<Typed<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    expecting = "outlier detection such as { consecutive_5xx = 5, base_ejection_time = \"30s\" }"
+)]
+pub(crate) struct RawOutlierDetection {
+    pub consecutive_5xx: Option<Typed<i64>>,
+    pub consecutive_gateway_failure: Option<Typed<i64>>,
+    pub base_ejection_time: Option<Typed<String>>,
+    pub max_ejection_time: Option<Typed<String>>,
+    pub max_ejection_percent: Option<Typed<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,13 +175,17 @@ pub(crate) struct RawRoute {
     pub upstream: Option<Typed<String>>,
     pub respond: Option<At<RawRespond>>,
     pub redirect: Option<At<RawRedirect>>,
+    pub rate_limit: Option<At<RawRateLimit>>,
+    pub max_in_flight: Option<Typed<i64>>,
     /// Deadline for the response head, all tries together.
     pub timeout: Option<Typed<String>>,
     pub retry: Option<At<RawRetry>>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(expecting = "a retry policy such as { retries = 2, on = [\"connect_failure\", \"reset\"] }")]
+#[serde(
+    expecting = "a retry policy such as { retries = 2, on = [\"connect_failure\", \"reset\"] }"
+)]
 pub(crate) struct RawRetry {
     pub retries: Option<Typed<i64>>,
     pub on: Option<List<Typed<String>>>,
@@ -153,6 +196,17 @@ pub(crate) struct RawRetry {
     pub max_buffered_body: Option<Typed<RawSize>>,
     pub budget_percent: Option<Typed<i64>>,
     pub min_retries: Option<Typed<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a rate limit such as { rate = 500, per = \"1s\", key = \"client_ip\" }")]
+pub(crate) struct RawRateLimit {
+    /// Required.
+    pub rate: Option<Typed<i64>>,
+    pub per: Option<Typed<String>>,
+    pub burst: Option<Typed<i64>>,
+    pub key: Option<Typed<String>>,
+    pub max_keys: Option<Typed<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -515,6 +569,10 @@ pub(crate) struct RawShards(pub IntOrText);
 #[derive(Debug)]
 pub(crate) struct RawSize(pub IntOrText);
 
+/// A response status (`200`) or a class of them (`"2xx"`).
+#[derive(Debug)]
+pub(crate) struct RawStatus(pub IntOrText);
+
 struct IntOrTextVisitor(&'static str);
 
 impl Visitor<'_> for IntOrTextVisitor {
@@ -540,6 +598,16 @@ impl<'de> Deserialize<'de> for RawShards {
         deserializer
             .deserialize_any(IntOrTextVisitor("\"auto\" or a number of shards"))
             .map(RawShards)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawStatus {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(IntOrTextVisitor(
+                "a status such as 200 or a class such as \"2xx\"",
+            ))
+            .map(RawStatus)
     }
 }
 

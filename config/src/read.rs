@@ -13,8 +13,10 @@ use toml_edit::{ImDocument, Item, Table, TableLike, Value};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::raw::{
     RawAccessLog, RawAdmin, RawConfig, RawControl, RawEndpoint, RawHeaderMatch, RawListener,
-    RawMetrics, RawRedirect, RawRespond, RawRoute, RawRuntime, RawUpstream,
+    RawMetrics, RawRateLimit, RawRedirect, RawRespond, RawRoute, RawRuntime, RawUpstream,
 };
+
+use crate::raw::{RawCircuitBreaker, RawHealthCheck, RawOutlierDetection};
 
 /// A document read as far as validation.
 pub(crate) struct Read<'s> {
@@ -219,10 +221,14 @@ fn known_keys(parent: &[Segment]) -> Option<&'static [&'static str]> {
         ["listeners"] => fields::<RawListener>(),
         ["upstreams"] => fields::<RawUpstream>(),
         ["upstreams", "endpoints"] => fields::<RawEndpoint>(),
+        ["upstreams", "circuit_breaker"] => fields::<RawCircuitBreaker>(),
+        ["upstreams", "health_check"] => fields::<RawHealthCheck>(),
+        ["upstreams", "outlier_detection"] => fields::<RawOutlierDetection>(),
         ["routes"] => fields::<RawRoute>(),
         ["routes", "headers"] => fields::<RawHeaderMatch>(),
         ["routes", "respond"] => fields::<RawRespond>(),
         ["routes", "redirect"] => fields::<RawRedirect>(),
+        ["routes", "rate_limit"] => fields::<RawRateLimit>(),
         _ => return None,
     };
     Some(fields)

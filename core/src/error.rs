@@ -22,7 +22,10 @@ impl ErrorCause {
             | ErrorCause::UriTooLong
             | ErrorCause::HeadTooLarge
             | ErrorCause::NoRoute
-            | ErrorCause::ClientClosed => Side::Downstream,
+            | ErrorCause::ClientClosed
+            // Route policies refuse before any upstream is involved.
+            | ErrorCause::RateLimited
+            | ErrorCause::ConcurrencyLimited => Side::Downstream,
             _ => Side::Upstream,
         }
     }
@@ -40,7 +43,9 @@ impl ErrorCause {
             ErrorCause::ClientClosed => 0,
             ErrorCause::ConnectFailed | ErrorCause::UpstreamClosed | ErrorCause::BadResponse => 502,
             ErrorCause::ConnectTimeout | ErrorCause::UpstreamTimeout => 504,
-            ErrorCause::NoEndpoint => 503,
+            ErrorCause::NoEndpoint | ErrorCause::ConcurrencyLimited => 503,
+            ErrorCause::RateLimited => 429,
+            ErrorCause::CircuitOpen => 503,
         }
     }
 }

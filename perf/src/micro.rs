@@ -10,7 +10,7 @@ use ringway_core::http::h1::{parse_request, HeaderRef, RequestLimits};
 use ringway_core::metrics::TrafficStats;
 use ringway_core::router::{RequestView, Router};
 use ringway_core::upstream::balance::{hash_table, request_key_hash};
-use ringway_core::upstream::Balancer;
+use ringway_core::upstream::{AllEligible, Balancer, HealthTable, Outcome, UpstreamGuard};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -184,6 +184,7 @@ pub fn run(args: Args) -> Result<()> {
     );
 
     balance(time, &limits)?;
+    rate_limit(time)?;
 
     let mut stats = TrafficStats::default();
     report(
@@ -254,9 +255,115 @@ fn balance(time: Duration, limits: &RequestLimits) -> Result<()> {
         report(
             &format!("balance (8 weighted endpoints): {name}"),
             measure(time, |_| {
-                black_box(balancer.pick(&mut random, key).map(|p| p.endpoint));
+                black_box(
+                    balancer
+                        .pick(&mut random, key, AllEligible)
+                        .map(|p| p.endpoint),
+                );
             }),
         );
     }
+    guarded_balance(time, &mut random)
+}
+
+/// A pick through an upstream guard (outlier detection on), from four endpoints weighted
+/// 1..=4: with every endpoint eligible, and with one of the four ejected. The clock is read
+/// once per case here; forwarding reads it once per pick.
+fn guarded_balance(time: Duration, mut random: impl FnMut() -> u64) -> Result<()> {
+    let endpoints: Vec<String> = (1..=4)
+        .map(|i| format!("{{ address = \"10.0.0.{i}:9000\", weight = {i} }}"))
+        .collect();
+    let outlier = "outlier_detection = { consecutive_5xx = 1, base_ejection_time = \"1h\", \
+                   max_ejection_time = \"1h\", max_ejection_percent = 25 }";
+    for (name, lines) in [
+        ("round_robin", "balance = \"round_robin\""),
+        ("random", "balance = \"random\""),
+        ("least_request", "balance = \"least_request\""),
+        ("hash", "balance = \"hash\"\nhash_key = \"client_ip\""),
+    ] {
+        let toml = format!(
+            "[[listeners]]\nname = \"l\"\nlisten = \"127.0.0.1:1\"\n[[upstreams]]\nname = \"u\"\n\
+             endpoints = [{}]\n{lines}\n{outlier}\n",
+            endpoints.join(", ")
+        );
+        let config =
+            ringway_config::parse(&toml, "micro.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
+        let upstream = &config.upstreams[0];
+        let balancer = Balancer::new(upstream, hash_table(upstream).as_ref(), None);
+        let now = Instant::now();
+        let guard = UpstreamGuard::new(upstream, None, &HealthTable::default(), now);
+        let mut key = 0u64;
+        let mut pick = |guard: &UpstreamGuard| {
+            key = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let hashed = key;
+            balancer
+                .pick(&mut random, || Some(hashed), guard.eligibility(now))
+                .map(|p| p.endpoint)
+        };
+        report(
+            &format!("guarded pick (4 endpoints), all eligible: {name}"),
+            measure(time, |_| {
+                black_box(pick(&guard));
+            }),
+        );
+        guard.record(1, Outcome::Response(500), now);
+        assert!(!guard.eligible(1, now), "endpoint 1 ejected");
+        report(
+            &format!("guarded pick (4 endpoints), 1 of 4 ejected: {name}"),
+            measure(time, |_| {
+                black_box(pick(&guard));
+            }),
+        );
+    }
+    Ok(())
+}
+
+/// The rate limit's request-path cost: hashing a client address into its key, and admitting a
+/// request of a key that already holds leased tokens on the shard (the common case: a map
+/// lookup, an LRU touch, a demand count and a decrement). Without a `rate_limit` the request
+/// path pays one `None` check.
+fn rate_limit(time: Duration) -> Result<()> {
+    use std::rc::Rc;
+
+    use ringway_core::policy::rate_limit::lease::{LeaseGrant, Outbox};
+    use ringway_core::policy::rate_limit::{LimiterSpec, RouteLimiter, Verdict};
+
+    let toml = "[[listeners]]\nname = \"l\"\nlisten = \"127.0.0.1:1\"\n[[routes]]\nname = \"r\"\n\
+                respond = { status = 200 }\n\
+                rate_limit = { rate = 1000000000, burst = 1000000000, key = \"client_ip\" }\n";
+    let config = ringway_config::parse(toml, "micro.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let spec = LimiterSpec::all(&config)
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no limiter"))?;
+    let limiter = RouteLimiter::new(spec.clone(), Rc::new(Outbox::default()), 1);
+    // 1,000 clients, each already holding more tokens than the run can spend.
+    let peers: Vec<std::net::IpAddr> = (0..1000u32)
+        .map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + i).into())
+        .collect();
+    let keys: Vec<u64> = peers.iter().map(|&p| limiter.key(p, b"", &[])).collect();
+    let now = std::time::Instant::now();
+    for &key in &keys {
+        let _ = limiter.admit_now(key, now);
+        let grant = LeaseGrant {
+            limiter: spec.id,
+            key,
+            tokens: u32::MAX,
+            wait: Duration::ZERO,
+        };
+        limiter.grant(&grant, now);
+    }
+    report(
+        "rate limit: key of a client address",
+        measure(time, |i| {
+            black_box(limiter.key(black_box(peers[(i % 1000) as usize]), b"", &[]));
+        }),
+    );
+    report(
+        "rate limit: admit, existing key (1,000 keys)",
+        measure(time, |i| {
+            let verdict = limiter.admit_now(black_box(keys[(i % 1000) as usize]), now);
+            assert_eq!(verdict, Some(Verdict::Admit));
+        }),
+    );
     Ok(())
 }

@@ -18,6 +18,7 @@
 
 mod client;
 mod control;
+pub mod faults;
 mod gateway;
 mod reply;
 #[cfg(test)]

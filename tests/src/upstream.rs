@@ -80,8 +80,18 @@ pub struct Upstream {
 impl Upstream {
     /// Listens on a fresh 127.0.0.1 port and answers each request with `handler(&request)`.
     pub fn start(handler: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test upstream");
-        let addr = listener.local_addr().expect("local_addr");
+        let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let listener = TcpListener::bind(any).expect("bind the test upstream");
+        Upstream::start_with(listener, handler).expect("start the test upstream")
+    }
+
+    /// [`Upstream::start`] on a listener the caller made (e.g. one with `SO_REUSEPORT`, to
+    /// listen again on the port of an upstream that was dropped).
+    pub fn start_with(
+        listener: TcpListener,
+        handler: impl Fn(&Received) -> Reply + Send + Sync + 'static,
+    ) -> io::Result<Upstream> {
+        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             handler: Box::new(handler),
             stop: AtomicBool::new(false),
@@ -93,11 +103,11 @@ impl Upstream {
         });
         let accepting = Arc::clone(&shared);
         let acceptor = std::thread::spawn(move || accept_loop(listener, accepting));
-        Upstream {
+        Ok(Upstream {
             addr,
             shared,
             acceptor: Some(acceptor),
-        }
+        })
     }
 
     /// 200 with `body` to every request, keep-alive.

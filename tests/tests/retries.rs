@@ -50,7 +50,11 @@ both_drivers!(connect_failures_are_retried_on_another_endpoint, |driver| {
     let statuses: Vec<u16> = (0..4)
         .map(|_| Client::connect(gw.addr()).request(&get("h", "/")).status)
         .collect();
-    assert_eq!(statuses.iter().filter(|&&s| s == 502).count(), 2, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 502).count(),
+        2,
+        "{statuses:?}"
+    );
     drop(gw);
 
     let gw = gateway(driver, &[dead, good.addr()], "retry = { retries = 1 }");
@@ -100,79 +104,95 @@ both_drivers!(a_reset_is_retried_for_idempotent_methods_only, |driver| {
         let resp = c.read_response();
         assert_eq!((resp.status, resp.text().as_str()), (200, "good 10000"));
     }
-    assert!(good.received().iter().all(|r| r.body == body || r.body_len == 0));
+    assert!(good
+        .received()
+        .iter()
+        .all(|r| r.body == body || r.body_len == 0));
 });
 
-both_drivers!(a_body_streamed_past_the_buffer_is_never_sent_twice, |driver| {
-    // The resetting endpoint reads the whole request before resetting: the body went upstream.
-    let reset = Upstream::start(|_: &Received| Reply::Reset);
-    let good = Upstream::ok("good");
-    let gw = gateway(
-        driver,
-        &[reset.addr(), good.addr()],
-        "retry = { retries = 1, non_idempotent = true, max_buffered_body = \"1KiB\" }",
-    );
-    // 256 KiB: more than the gateway's read buffer, so it cannot have it all at hand.
-    let body = vec![b'y'; 256 << 10];
-    let mut c = Client::connect(gw.addr());
-    c.send(&post("/", &body));
-    assert_gateway_error(&c.read_response(), 502);
-    assert_eq!(reset.requests(), 1);
-    assert_eq!(good.requests(), 0, "a partly sent body was sent again");
-});
-
-both_drivers!(listed_statuses_are_retried_and_the_last_answer_is_relayed, |driver| {
-    let busy = Upstream::start(|_: &Received| Reply::Full {
-        status: 503,
-        headers: vec![("x-from".into(), "busy".into())],
-        body: b"busy\n".to_vec(),
-    });
-    let good = Upstream::ok("good");
-    let gw = gateway(
-        driver,
-        &[busy.addr(), good.addr()],
-        "retry = { retries = 1, statuses = [503] }",
-    );
-    for _ in 0..4 {
-        let resp = Client::connect(gw.addr()).request(&get("h", "/"));
-        assert_eq!((resp.status, resp.text().as_str()), (200, "good"));
+both_drivers!(
+    a_body_streamed_past_the_buffer_is_never_sent_twice,
+    |driver| {
+        // The resetting endpoint reads the whole request before resetting: the body went upstream.
+        let reset = Upstream::start(|_: &Received| Reply::Reset);
+        let good = Upstream::ok("good");
+        let gw = gateway(
+            driver,
+            &[reset.addr(), good.addr()],
+            "retry = { retries = 1, non_idempotent = true, max_buffered_body = \"1KiB\" }",
+        );
+        // 256 KiB: more than the gateway's read buffer, so it cannot have it all at hand.
+        let body = vec![b'y'; 256 << 10];
+        let mut c = Client::connect(gw.addr());
+        c.send(&post("/", &body));
+        assert_gateway_error(&c.read_response(), 502);
+        assert_eq!(reset.requests(), 1);
+        assert_eq!(good.requests(), 0, "a partly sent body was sent again");
     }
-    drop(gw);
+);
 
-    // Every try answers 503: after `retries` retries the last 503 goes to the client as is.
-    let gw = gateway(
-        driver,
-        &[busy.addr()],
-        "retry = { retries = 2, statuses = [503], backoff = \"1ms\" }",
-    );
-    let before = busy.requests();
-    let mut client = Client::connect(gw.addr());
-    let resp = client.request(&get("h", "/"));
-    assert_eq!(resp.status, 503);
-    assert_eq!(resp.header("x-from"), Some("busy"));
-    assert_eq!(resp.text(), "busy\n");
-    assert_eq!(busy.requests() - before, 3, "one try and two retries");
-    // The connection stays usable.
-    assert_eq!(client.request(&get("h", "/")).status, 503);
-});
+both_drivers!(
+    listed_statuses_are_retried_and_the_last_answer_is_relayed,
+    |driver| {
+        let busy = Upstream::start(|_: &Received| Reply::Full {
+            status: 503,
+            headers: vec![("x-from".into(), "busy".into())],
+            body: b"busy\n".to_vec(),
+        });
+        let good = Upstream::ok("good");
+        let gw = gateway(
+            driver,
+            &[busy.addr(), good.addr()],
+            "retry = { retries = 1, statuses = [503] }",
+        );
+        for _ in 0..4 {
+            let resp = Client::connect(gw.addr()).request(&get("h", "/"));
+            assert_eq!((resp.status, resp.text().as_str()), (200, "good"));
+        }
+        drop(gw);
 
-both_drivers!(a_slow_try_is_abandoned_after_the_per_try_timeout, |driver| {
-    let slow = Upstream::start(|_: &Received| {
-        Reply::Delay(Duration::from_secs(3), Box::new(Reply::ok("slow")))
-    });
-    let fast = Upstream::ok("fast");
-    let gw = gateway(
-        driver,
-        &[slow.addr(), fast.addr()],
-        "retry = { retries = 1, on = [\"timeout\"], per_try_timeout = \"200ms\" }",
-    );
-    for _ in 0..2 {
-        let start = Instant::now();
-        let resp = Client::connect(gw.addr()).request(&get("h", "/"));
-        assert_eq!((resp.status, resp.text().as_str()), (200, "fast"));
-        assert!(start.elapsed() < Duration::from_millis(1500), "{:?}", start.elapsed());
+        // Every try answers 503: after `retries` retries the last 503 goes to the client as is.
+        let gw = gateway(
+            driver,
+            &[busy.addr()],
+            "retry = { retries = 2, statuses = [503], backoff = \"1ms\" }",
+        );
+        let before = busy.requests();
+        let mut client = Client::connect(gw.addr());
+        let resp = client.request(&get("h", "/"));
+        assert_eq!(resp.status, 503);
+        assert_eq!(resp.header("x-from"), Some("busy"));
+        assert_eq!(resp.text(), "busy\n");
+        assert_eq!(busy.requests() - before, 3, "one try and two retries");
+        // The connection stays usable.
+        assert_eq!(client.request(&get("h", "/")).status, 503);
     }
-});
+);
+
+both_drivers!(
+    a_slow_try_is_abandoned_after_the_per_try_timeout,
+    |driver| {
+        let slow = Upstream::start(|_: &Received| {
+            Reply::Delay(Duration::from_secs(3), Box::new(Reply::ok("slow")))
+        });
+        let fast = Upstream::ok("fast");
+        let gw = gateway(
+            driver,
+            &[slow.addr(), fast.addr()],
+            "retry = { retries = 1, on = [\"timeout\"], per_try_timeout = \"200ms\" }",
+        );
+        for _ in 0..2 {
+            let start = Instant::now();
+            let resp = Client::connect(gw.addr()).request(&get("h", "/"));
+            assert_eq!((resp.status, resp.text().as_str()), (200, "fast"));
+            assert!(
+                start.elapsed() < Duration::from_millis(1500),
+                "{:?}",
+                start.elapsed()
+            );
+        }
+    }
+);
 
 both_drivers!(the_route_timeout_bounds_every_try_together, |driver| {
     let slow = Upstream::start(|_: &Received| {

@@ -5,8 +5,10 @@
 
 mod action;
 mod check;
+mod limit;
 mod listener;
 mod path;
+mod protect;
 mod retry;
 mod route;
 mod upstream;

@@ -109,10 +109,8 @@ fn retry(ctx: &mut Ctx<'_>, prefix: &str, raw: &At<RawRetry>) -> Option<Retry> {
                         }
                     }
                     _ => {
-                        let message = format!(
-                            "must be a 5xx status, 408 or 429, got {}",
-                            item.get_ref()
-                        );
+                        let message =
+                            format!("must be a 5xx status, 408 or 429, got {}", item.get_ref());
                         ctx.error(item, key, message);
                         valid = false;
                     }
@@ -124,7 +122,8 @@ fn retry(ctx: &mut Ctx<'_>, prefix: &str, raw: &At<RawRetry>) -> Option<Retry> {
     let non_idempotent = ctx
         .optional(raw.non_idempotent.as_ref(), &key("non_idempotent"))
         .map(|v| v.is_some_and(|v| *v.get_ref()));
-    let per_try_timeout = optional_duration(ctx, raw.per_try_timeout.as_ref(), key("per_try_timeout"));
+    let per_try_timeout =
+        optional_duration(ctx, raw.per_try_timeout.as_ref(), key("per_try_timeout"));
     let backoff = ctx.duration(
         raw.backoff.as_ref(),
         key("backoff"),
@@ -138,8 +137,8 @@ fn retry(ctx: &mut Ctx<'_>, prefix: &str, raw: &At<RawRetry>) -> Option<Retry> {
     );
     let max_buffered_body = max_buffered_body.and_then(|n| {
         if n > 16 << 20 {
-            let spanned = ctx
-                .optional(raw.max_buffered_body.as_ref(), &key("max_buffered_body"))??;
+            let spanned =
+                ctx.optional(raw.max_buffered_body.as_ref(), &key("max_buffered_body"))??;
             let message = format!("must be at most 16 MiB, got {n} bytes");
             return ctx.fail(spanned, key("max_buffered_body"), message);
         }
@@ -255,9 +254,8 @@ mod tests {
 
     #[test]
     fn only_on_proxy_routes() {
-        let src = with_route(
-            "respond = { status = 200 }\ntimeout = \"1s\"\nretry = { retries = 2 }\n",
-        );
+        let src =
+            with_route("respond = { status = 200 }\ntimeout = \"1s\"\nretry = { retries = 2 }\n");
         let errs = errors(&src);
         assert_eq!(errs.len(), 2, "{errs:#?}");
         assert!(errs[0].contains("routes[0].timeout: applies only to a route with an upstream"));

@@ -7,6 +7,7 @@ use toml::Spanned;
 
 use super::action::action;
 use super::check::host_match;
+use super::limit::limits;
 use super::path::path;
 use super::retry::timeout_and_retry;
 use super::Ctx;
@@ -57,6 +58,7 @@ pub(super) fn routes(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<Route> {
         let headers = header_matches(ctx, &prefix, &r.headers);
         let action = action(ctx, &prefix, spanned, upstreams.as_ref());
         let timeout_and_retry = timeout_and_retry(ctx, &prefix, r);
+        let limits = limits(ctx, &prefix, r);
         let route = (|| {
             Some(Route {
                 name: name?,
@@ -68,6 +70,8 @@ pub(super) fn routes(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<Route> {
                 action: action?,
                 timeout: timeout_and_retry.as_ref()?.0,
                 retry: timeout_and_retry?.1,
+                rate_limit: limits.clone()?.0,
+                max_in_flight: limits?.1,
             })
         })();
         valid.extend(route);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::check::is_token;
+use super::protect::{circuit_breaker, health_check, outlier_detection};
 use super::Ctx;
 use crate::model::{Balance, Endpoint, HashKey, Upstream};
 use crate::raw::{At, List, RawEndpoint, RawUpstream, Typed};
@@ -63,6 +64,9 @@ pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<At<RawUpstream>>) -> Vec<U
             )
             .and_then(|n| usize::try_from(n).ok());
         let balance = balance(ctx, u, &prefix);
+        let breaker = circuit_breaker(ctx, &prefix, u.circuit_breaker.as_ref());
+        let health = health_check(ctx, &prefix, u.health_check.as_ref());
+        let outlier = outlier_detection(ctx, &prefix, u.outlier_detection.as_ref());
         let upstream = (|| {
             Some(Upstream {
                 name: name?,
@@ -73,6 +77,9 @@ pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<At<RawUpstream>>) -> Vec<U
                 pool_idle_timeout: pool_idle_timeout?,
                 max_idle_per_endpoint: max_idle?,
                 balance: balance?,
+                circuit_breaker: breaker?,
+                health_check: health?,
+                outlier_detection: outlier?,
             })
         })();
         valid.extend(upstream);

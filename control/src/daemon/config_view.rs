@@ -6,7 +6,7 @@
 //! so is the `value` beside a `name` that names a secret (header conditions such as
 //! `{ name = "x-api-key", value = "..." }`).
 
-use ringway_config::{Config, HostMatch, PathMatch, RouteAction, Shards};
+use ringway_config::{Config, HostMatch, PathMatch, RateLimitKey, RouteAction, Shards};
 use serde_json::{json, Map, Value};
 
 pub const REDACTED: &str = "<redacted>";
@@ -45,6 +45,33 @@ pub fn render(config: &Config) -> Value {
                 "idle_timeout": duration(u.idle_timeout),
                 "pool_idle_timeout": duration(u.pool_idle_timeout),
                 "max_idle_per_endpoint": u.max_idle_per_endpoint,
+                "circuit_breaker": u.circuit_breaker.as_ref().map(|b| json!({
+                    "consecutive_failures": b.consecutive_failures,
+                    "error_percent": b.error_percent,
+                    "window": duration(b.window),
+                    "min_requests": b.min_requests,
+                    "open_for": duration(b.open_for),
+                    "max_open_for": duration(b.max_open_for),
+                    "half_open_probes": b.half_open_probes,
+                })),
+                "health_check": u.health_check.as_ref().map(|h| json!({
+                    "path": h.path,
+                    "host": h.host,
+                    "interval": duration(h.interval),
+                    "timeout": duration(h.timeout),
+                    "expected_statuses": h.expected_statuses.iter()
+                        .map(|&(low, high)| if low == high { json!(low) } else { json!(format!("{}xx", low / 100)) })
+                        .collect::<Vec<_>>(),
+                    "healthy_threshold": h.healthy_threshold,
+                    "unhealthy_threshold": h.unhealthy_threshold,
+                })),
+                "outlier_detection": u.outlier_detection.as_ref().map(|o| json!({
+                    "consecutive_5xx": o.consecutive_5xx,
+                    "consecutive_gateway_failure": o.consecutive_gateway_failure,
+                    "base_ejection_time": duration(o.base_ejection_time),
+                    "max_ejection_time": duration(o.max_ejection_time),
+                    "max_ejection_percent": o.max_ejection_percent,
+                })),
             })
         })
         .collect();
@@ -152,6 +179,23 @@ fn route(r: &ringway_config::Route) -> Value {
             );
         }
     }
+    if let Some(limit) = &r.rate_limit {
+        let key = match &limit.key {
+            RateLimitKey::Header(name) => format!("header:{name}"),
+            other => other.kind().to_string(),
+        };
+        let value = json!({
+            "rate": limit.rate.get(),
+            "per": duration(limit.per),
+            "burst": limit.burst.get(),
+            "key": key,
+            "max_keys": limit.max_keys.get(),
+        });
+        m.insert("rate_limit".into(), value);
+    }
+    if let Some(max) = r.max_in_flight {
+        m.insert("max_in_flight".into(), json!(max.get()));
+    }
     Value::Object(m)
 }
 
@@ -165,7 +209,8 @@ fn duration(d: std::time::Duration) -> String {
 
 /// Whether a key's value is a secret: its name (any case, `-` or `_`) contains secret,
 /// password, passwd, token, key, credential, authorization or cookie. Not a secret although
-/// the name says "key": `key` itself (a rate limit's key selector such as `"client_ip"`),
+/// the name says "key": `key` itself (a rate limit's key selector such as `"client_ip"`) and
+/// `max_keys` (a rate limit's bound on keys held),
 /// names of files and paths (`key_file`, `key_path`: where a secret is, not the secret), and
 /// names of headers (`token_header`).
 pub fn is_secret(name: &str) -> bool {
@@ -181,7 +226,8 @@ pub fn is_secret(name: &str) -> bool {
         "cookie",
     ];
     const NOT_SECRET_SUFFIXES: [&str; 4] = ["_file", "_path", "_header", "_name"];
-    if name == "key" || NOT_SECRET_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+    if name == "key" || name == "max_keys" || NOT_SECRET_SUFFIXES.iter().any(|s| name.ends_with(s))
+    {
         return false;
     }
     WORDS.iter().any(|w| name.contains(w))
@@ -261,6 +307,7 @@ mod tests {
         }
         for name in [
             "key",
+            "max_keys",
             "key_file",
             "cert_path",
             "token_header",

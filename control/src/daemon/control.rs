@@ -15,7 +15,9 @@ use crossbeam_channel::{select, Receiver};
 use ringway_core::{Epoch, FromShard, ShardInfo, ShardLink, ShardSet, ToShard};
 use serde_json::{json, Value};
 
+use super::health::{HealthChecker, Probe};
 use super::notify::Notifier;
+use super::quota::Quota;
 use super::{config_view, reload, Command, Request};
 use crate::observe::{Observatory, ProcessInfo};
 
@@ -77,6 +79,13 @@ pub struct Control {
     notifier: Notifier,
     draining: Arc<AtomicBool>,
     phase: Phase,
+    /// Active health checks of the current config's upstreams.
+    health: HealthChecker,
+    health_results: Receiver<Probe>,
+    /// Shards still owed the latest health table (their inbox was too full for it).
+    health_owed: Vec<usize>,
+    /// The node's rate-limit buckets, leased to shards.
+    quota: Quota,
 }
 
 impl Control {
@@ -97,7 +106,13 @@ impl Control {
                 stopped: false,
             })
             .collect();
+        let quota = Quota::new(&parts.epoch, parts.set.shards.len());
+        let health = HealthChecker::new(&parts.epoch.config);
+        let health_results = health.results();
         Control {
+            health,
+            health_results,
+            health_owed: Vec::new(),
             path: parts.path,
             next_epoch: parts.epoch.id + 1,
             current: parts.epoch,
@@ -110,6 +125,7 @@ impl Control {
             notifier: parts.notifier,
             draining: parts.draining,
             phase: Phase::Serving,
+            quota,
         }
     }
 
@@ -129,8 +145,18 @@ impl Control {
                         self.event(event);
                     }
                 }
+                recv(self.health_results) -> probe => {
+                    if let Ok(probe) = probe {
+                        if self.health.absorb(probe) {
+                            self.health_owed = (0..self.shards.len()).collect();
+                        }
+                    }
+                }
                 recv(ticker) -> _ => self.tick(),
                 default(Duration::from_millis(100)) => {}
+            }
+            if !self.health_owed.is_empty() {
+                self.send_health();
             }
             if !self.check_deadlines() {
                 break;
@@ -199,7 +225,46 @@ impl Control {
                     s.stopped = true;
                 }
             }
+            FromShard::Lease { shard, asks } => self.quota.absorb(shard, &asks),
         }
+        // Grants go out once the events queued now are handled (one message per shard for a
+        // burst of asks), or sooner when many are waiting.
+        if self.quota.has_grants() && (self.events.is_empty() || self.quota.many_grants()) {
+            self.send_grants();
+        }
+    }
+
+    /// Sends the queued lease grants, one message per shard. A grant that cannot be sent
+    /// (the shard is gone, or its inbox is nearly full and must keep room for epochs) gives
+    /// its tokens back to the node's buckets.
+    fn send_grants(&mut self) {
+        for (shard, grants) in self.quota.take_grants() {
+            let Some(s) = self.shards.get(shard) else {
+                continue;
+            };
+            if s.stopped || s.link.queued() >= ShardLink::RESERVED {
+                self.quota.undo(&grants);
+            } else {
+                s.link.send(ToShard::Lease(grants));
+            }
+        }
+    }
+
+    /// Sends the latest active health table to the shards that are owed it. One whose inbox is
+    /// too full (it must keep room for epochs) stays owed, for the next turn of the loop; a
+    /// newer table replaces an undelivered one.
+    fn send_health(&mut self) {
+        let table = self.health.table();
+        let shards = &self.shards;
+        self.health_owed.retain(|&i| {
+            let Some(s) = shards.get(i) else {
+                return false;
+            };
+            if s.stopped {
+                return false;
+            }
+            s.link.queued() >= ShardLink::RESERVED || !s.link.send(ToShard::Health(table.clone()))
+        });
     }
 
     /// Handles events until `done` holds or `deadline` passes; true when `done` held.
@@ -231,6 +296,8 @@ impl Control {
         if !self.pump_until(Instant::now() + FLUSH_DEADLINE, done) {
             tracing::debug!("a flush round ended without every shard's report");
         }
+        self.observatory
+            .set_rate_limit_node_keys(&self.quota.keys());
     }
 
     fn tick(&mut self) {
@@ -260,6 +327,7 @@ impl Control {
             }
             Command::Stats => {
                 self.flush_round();
+                self.observatory.set_health(self.health.view());
                 let mut stats = self.observatory.stats_json(&self.process_info());
                 match stats.as_object_mut() {
                     Some(map) => {
@@ -280,6 +348,7 @@ impl Control {
             }
             Command::Metrics => {
                 self.flush_round();
+                self.observatory.set_health(self.health.view());
                 Value::String(self.observatory.prometheus(&self.process_info()))
             }
             Command::Drain => self.drain(origin),
@@ -385,6 +454,7 @@ impl Control {
         // The running config's `[control] reload_timeout` bounds this reload.
         let ack_deadline = self.current.config.control.reload_timeout;
         let epoch = Arc::new(Epoch::compile(id, prepared.config));
+        self.quota.add_epoch(&epoch);
         let sent = self.broadcast(&epoch);
         let done = |c: &Control| {
             sent.iter()
@@ -424,11 +494,16 @@ impl Control {
                     .all(|&i| c.shards[i].last_ack.as_ref().is_some_and(|a| a.0 == old_id))
             };
             self.pump_until(Instant::now() + ack_deadline, done);
+            self.quota.retain_epoch(&self.current);
             return json!({ "ok": false, "epoch": old_id, "errors": errors, "rolled_back": true });
         }
         // Every shard that answered runs the new epoch; one that did not has it queued.
         self.current = epoch;
+        self.quota.retain_epoch(&self.current);
         self.path = Some(path);
+        if self.health.follow(&self.current.config) {
+            self.health_owed = (0..self.shards.len()).collect();
+        }
         if !silent.is_empty() {
             let errors: Vec<String> = silent
                 .iter()

@@ -10,7 +10,9 @@
 mod admin;
 mod config_view;
 mod control;
+mod health;
 mod notify;
+mod quota;
 mod reload;
 mod signals;
 mod socket;

@@ -22,6 +22,10 @@ pub struct Totals {
     pub listeners: BTreeMap<String, ListenerTotals>,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: u64,
+    /// Breakers, ejections and endpoint health per upstream.
+    pub protection: super::guards::Protection,
+    /// Rate and concurrency limits per route.
+    pub limits: super::limits::Limits,
 }
 
 /// One listener across all shards.
@@ -50,6 +54,9 @@ impl Totals {
     pub fn absorb(&mut self, report: ShardReport) {
         merge_named(&mut self.routes, report.routes);
         merge_named(&mut self.upstreams, report.upstreams);
+        self.protection.absorb(report.shard, &report.guards);
+        self.limits
+            .absorb(report.shard, &report.rate_limits, &report.concurrency);
         self.unrouted.merge(&report.unrouted);
         self.access_log_dropped += report.access_log_dropped;
         for (name, stats) in &report.listeners {

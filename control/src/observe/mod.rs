@@ -13,7 +13,9 @@
 //! observability never stops the gateway.
 
 mod access_log;
+mod guards;
 mod hlog;
+mod limits;
 mod merge;
 mod prometheus;
 mod stats_json;
@@ -24,6 +26,7 @@ use std::time::{Instant, SystemTime};
 use ringway_core::metrics::ShardReport;
 
 pub use access_log::spawn_access_log_writer;
+pub use guards::EndpointHealth;
 pub use hlog::HistogramLog;
 use merge::Totals;
 
@@ -71,6 +74,18 @@ impl Observatory {
     pub fn absorb(&mut self, report: ShardReport) {
         self.interval.absorb(&report);
         self.totals.absorb(report);
+    }
+
+    /// Replaces what `stats` and `/metrics` show of active health: per upstream name, its
+    /// checked endpoints.
+    pub fn set_health(&mut self, health: std::collections::BTreeMap<String, Vec<EndpointHealth>>) {
+        self.totals.protection.health = health;
+    }
+
+    /// The number of keys with a node bucket, per rate-limited route name, for `stats` and
+    /// `/metrics`.
+    pub fn set_rate_limit_node_keys(&mut self, keys: &[(String, u64)]) {
+        self.totals.limits.set_node_keys(keys);
     }
 
     /// Closes the current interval: writes one interval-log entry per route with traffic.

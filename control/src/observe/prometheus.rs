@@ -28,6 +28,8 @@ pub fn render(totals: &Totals, info: &ProcessInfo) -> String {
     routes(&mut out, totals);
     upstreams(&mut out, totals);
     listeners(&mut out, totals);
+    out.0.push_str(&totals.protection.prometheus());
+    out.0.push_str(&totals.limits.prometheus());
     out.header(
         "ringway_access_log_dropped_lines_total",
         "counter",

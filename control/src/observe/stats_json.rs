@@ -19,11 +19,13 @@ pub fn render(totals: &Totals, info: &ProcessInfo) -> Value {
         .routes_with_unrouted()
         .map(|(name, stats)| (name.to_string(), traffic(stats)))
         .collect();
-    let upstreams: Map<String, Value> = totals
+    let mut upstreams: Map<String, Value> = totals
         .upstreams
         .iter()
         .map(|(name, stats)| (name.clone(), traffic(stats)))
         .collect();
+    let no_traffic = || traffic(&TrafficStats::default());
+    totals.protection.extend_json(&mut upstreams, no_traffic);
     let listeners: Map<String, Value> = totals
         .listeners
         .iter()
@@ -32,12 +34,15 @@ pub fn render(totals: &Totals, info: &ProcessInfo) -> Value {
             (name.clone(), value)
         })
         .collect();
+    let (rate_limits, concurrency_limits) = totals.limits.json();
     json!({
         "epoch": info.epoch,
         "uptime_s": info.started.elapsed().as_secs(),
         "routes": routes,
         "upstreams": upstreams,
         "listeners": listeners,
+        "rate_limits": rate_limits,
+        "concurrency_limits": concurrency_limits,
     })
 }
 

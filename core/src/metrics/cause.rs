@@ -26,12 +26,18 @@ pub enum ErrorCause {
     UpstreamClosed,
     /// The upstream's response was malformed (502).
     BadResponse,
-    /// No endpoint to send to (503).
+    /// No endpoint to send to (503): none configured, or none healthy.
     NoEndpoint,
+    /// The upstream's circuit breaker is open: failed fast without trying (503).
+    CircuitOpen,
+    /// Refused by the route's rate limit (429).
+    RateLimited,
+    /// Refused at the route's `max_in_flight` (503).
+    ConcurrencyLimited,
 }
 
 impl ErrorCause {
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 16;
     pub const ALL: [ErrorCause; ErrorCause::COUNT] = [
         ErrorCause::BadRequest,
         ErrorCause::ClientTimeout,
@@ -46,6 +52,9 @@ impl ErrorCause {
         ErrorCause::UpstreamClosed,
         ErrorCause::BadResponse,
         ErrorCause::NoEndpoint,
+        ErrorCause::CircuitOpen,
+        ErrorCause::RateLimited,
+        ErrorCause::ConcurrencyLimited,
     ];
 
     /// The label value in metrics and the `cause` field of the access log.
@@ -64,6 +73,9 @@ impl ErrorCause {
             ErrorCause::UpstreamClosed => "upstream_closed",
             ErrorCause::BadResponse => "bad_response",
             ErrorCause::NoEndpoint => "no_endpoint",
+            ErrorCause::CircuitOpen => "circuit_open",
+            ErrorCause::RateLimited => "rate_limited",
+            ErrorCause::ConcurrencyLimited => "concurrency_limited",
         }
     }
 
@@ -75,6 +87,7 @@ impl ErrorCause {
             408 => ErrorCause::ClientTimeout,
             413 => ErrorCause::BodyTooLarge,
             414 => ErrorCause::UriTooLong,
+            429 => ErrorCause::RateLimited,
             431 => ErrorCause::HeadTooLarge,
             503 => ErrorCause::NoEndpoint,
             _ => return None,

@@ -4,10 +4,14 @@
 //! thread merges reports bucket by bucket and computes percentiles after the merge.
 
 mod cause;
+mod policy;
 
 use hdrhistogram::Histogram;
 
 pub use cause::ErrorCause;
+pub use policy::{ConcurrencyStats, RateLimitStats};
+
+pub use crate::upstream::{BreakerState, GuardReport};
 
 /// Histograms record microseconds from 1 µs to one hour, at 2 significant digits (1%).
 pub const HISTOGRAM_MAX_US: u64 = 3_600_000_000;
@@ -130,8 +134,15 @@ pub struct ShardReport {
     pub listeners: Vec<(String, ListenerStats)>,
     /// Requests that matched no route or were refused before routing (bad input).
     pub unrouted: TrafficStats,
+    /// Breaker state and endpoint ejections of each upstream that has a breaker or outlier
+    /// detection, by upstream name.
+    pub guards: Vec<(String, GuardReport)>,
     /// Access-log lines dropped because the writer fell behind, since the previous report.
     pub access_log_dropped: u64,
+    /// Rate-limit decisions of each rate-limited route, by route name.
+    pub rate_limits: Vec<(String, RateLimitStats)>,
+    /// Concurrency-limit refusals and in-flight counts of each route with `max_in_flight`.
+    pub concurrency: Vec<(String, ConcurrencyStats)>,
 }
 
 #[cfg(test)]

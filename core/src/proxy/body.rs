@@ -105,7 +105,11 @@ pub async fn buffer_request_body(
 
 /// Reads more of the request into `d.buf`, letting it grow to `max` bytes; false when it is
 /// full at `max`.
-async fn read_client_growing(d: &mut Downstream, cfg: &Listener, max: usize) -> Result<bool, Error> {
+async fn read_client_growing(
+    d: &mut Downstream,
+    cfg: &Listener,
+    max: usize,
+) -> Result<bool, Error> {
     let max = max.max(d.buf.capacity());
     match timeout(cfg.body_timeout, d.buf.read_from(&mut d.stream, max)).await {
         Err(_) => Err(ProxyError::new(

@@ -92,14 +92,19 @@ pub(crate) async fn proxy(
     let route = d.log.route.expect("a proxied request was routed");
     let policy = sep.epoch.config.routes[route].retry.as_ref();
     if !sep.guards[upstream].admit(Instant::now()) {
-        d.log.cause = Some(ErrorCause::NoEndpoint);
+        d.log.cause = Some(ErrorCause::CircuitOpen);
         return respond_static(d, head, 503, cfg).await;
     }
+    // The hash key is read from the head, which `prepare` takes out of the buffer.
+    let key = match &sep.epoch.config.upstreams[upstream].balance {
+        Balance::Hash(key) => request_key_hash(key, d.peer.ip(), d.buf.data(), &d.headers),
+        _ => None,
+    };
     let req = match prepare(d, head, policy, cfg).await {
         Ok(req) => req,
         Err(e) => return fail(shard, d, e).await,
     };
-    match exchange(shard, sep, d, req, route, upstream, cfg).await {
+    match exchange(shard, sep, d, req, (route, upstream), key, cfg).await {
         Ok(after) => after,
         Err(e) => fail(shard, d, e).await,
     }
@@ -190,28 +195,26 @@ async fn prepare(
     })
 }
 
-/// Picks an endpoint, avoiding `previous` (the one whose try just failed) when another is
-/// eligible.
+/// Picks an endpoint (by the request's hash `key` for a `"hash"` upstream), avoiding
+/// `previous` (the one whose try just failed) when another is eligible.
 fn pick(
     shard: &Shard,
     sep: &ShardEpoch,
-    d: &Downstream,
     upstream: usize,
+    key: Option<u64>,
     previous: Option<usize>,
+    now: Instant,
 ) -> Option<Pick> {
     let up_cfg = &sep.epoch.config.upstreams[upstream];
-    let key = || match &up_cfg.balance {
-        Balance::Hash(key) => request_key_hash(key, d.peer.ip(), d.buf.data(), &d.headers),
-        _ => None,
-    };
     let balancer = &sep.balancers[upstream];
-    let mut pick = balancer.pick(|| shard.next_random(), key)?;
+    let eligible = sep.guards[upstream].eligibility(now);
+    let mut pick = balancer.pick(|| shard.next_random(), || key, eligible)?;
     for _ in 0..REPICKS {
         if Some(pick.endpoint) != previous || up_cfg.endpoints.len() < 2 {
             break;
         }
         // Hashing would give the same endpoint again: round robin among the rest.
-        let other = balancer.pick(|| shard.next_random(), || None)?;
+        let other = balancer.pick(|| shard.next_random(), || None, eligible)?;
         pick = other;
     }
     Some(pick)
@@ -223,8 +226,8 @@ async fn exchange(
     sep: &Rc<ShardEpoch>,
     d: &mut Downstream,
     req: Request,
-    route: usize,
-    upstream: usize,
+    (route, upstream): (usize, usize),
+    key: Option<u64>,
     cfg: &Listener,
 ) -> Result<After, Error> {
     let up_cfg = &sep.epoch.config.upstreams[upstream];
@@ -233,6 +236,7 @@ async fn exchange(
     let policy = route_cfg.retry.as_ref();
     let started = Instant::now();
     let total = route_cfg.timeout.map(|t| started + t);
+    let mut now = started;
     let replay = Replay {
         method: req.method,
         replayable: req.buffered_body.is_some(),
@@ -242,7 +246,7 @@ async fn exchange(
     let mut previous = None;
     let answered = loop {
         tries += 1;
-        let Some(pick) = pick(shard, sep, d, upstream, previous) else {
+        let Some(pick) = pick(shard, sep, upstream, key, previous, now) else {
             return Err(ProxyError::new(
                 ErrorCause::NoEndpoint,
                 "no eligible endpoint",
@@ -252,9 +256,9 @@ async fn exchange(
         let addr = up_cfg.endpoints[pick.endpoint].address;
         d.log.endpoint = Some(addr);
         let per_try = policy.and_then(|p| p.per_try_timeout);
-        let deadline = retry::try_deadline(Instant::now(), per_try, up_cfg.request_timeout, total);
+        let deadline = retry::try_deadline(now, per_try, up_cfg.request_timeout, total);
         let result = attempt(shard, d, req, up_cfg, addr, cfg, deadline).await;
-        let now = Instant::now();
+        now = Instant::now();
         let failure = match &result {
             Ok((_, resp, _)) => {
                 guard.record(pick.endpoint, Outcome::Response(resp.status), now);
@@ -325,7 +329,17 @@ async fn exchange(
             monoio::time::sleep_until(at(wake)).await;
         }
     };
-    let result = relay(shard, d, req, answered.conn, answered.resp, up_cfg, answered.addr, started).await;
+    let result = relay(
+        shard,
+        d,
+        req,
+        answered.conn,
+        answered.resp,
+        up_cfg,
+        answered.addr,
+        started,
+    )
+    .await;
     // Least request counted the exchange as in flight from the pick; it has ended, however it
     // ended (the guard also drops if this future is dropped mid-exchange).
     drop(answered.pick);

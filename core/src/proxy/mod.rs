@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 
 use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
-use ringway_config::Listener;
+use ringway_config::{Listener, RateLimit};
 
 use crate::epoch::{Action, LocalResponse};
 use crate::http::h1::{parse_request, BodyKind, HeaderRef, Method, RequestHead, RequestLimits};
 use crate::io::{write_static, write_vec, ConnBuf};
 use crate::metrics::ErrorCause;
+use crate::policy::rate_limit::response::write_429;
+use crate::policy::rate_limit::Verdict;
 use crate::router::RequestView;
 use crate::shard::signal::Signal;
 use crate::shard::{Shard, ShardEpoch};
@@ -321,6 +323,24 @@ async fn handle(
         return respond_static(d, head, 404, cfg).await;
     };
     d.log.route = Some(route);
+    // Policies, in order: the rate limit, then the concurrency limit (a request refused for its
+    // rate takes no in-flight slot). The slot is held until this exchange ends, however it ends.
+    if let Some(limiter) = &sep.policies.rate_limits[route] {
+        let key = limiter.key(d.peer.ip(), d.buf.data(), &d.headers);
+        if let Verdict::Limited { reset, .. } = limiter.admit(key, d.log.start).await {
+            return respond_rate_limited(d, head, limiter.limit(), reset).await;
+        }
+    }
+    let _in_flight = match &sep.policies.concurrency[route] {
+        None => None,
+        Some(limit) => match limit.enter() {
+            Some(slot) => Some(slot),
+            None => {
+                d.log.cause = Some(ErrorCause::ConcurrencyLimited);
+                return respond_static(d, head, 503, cfg).await;
+            }
+        },
+    };
     match &epoch.actions[route] {
         Action::Proxy { upstream } => forward::proxy(shard, sep, d, head, *upstream, cfg).await,
         Action::Local(response) => respond_local(d, head, response, cfg).await,
@@ -391,6 +411,43 @@ async fn respond_local(
         d.out.extend_from_slice(&response.body);
     }
     d.log.status = response.status;
+    let len = d.out.len() as u64;
+    let sent = write_vec(&mut d.stream, &mut d.out).await;
+    if sent.is_ok() {
+        d.written += len;
+    }
+    match sent {
+        Ok(()) if keep => After::KeepAlive,
+        _ => After::Close,
+    }
+}
+
+/// The 429 of a route's rate limit; the connection stays open when the request's body was
+/// wholly read.
+async fn respond_rate_limited(
+    d: &mut Downstream,
+    head: &RequestHead,
+    limit: &RateLimit,
+    reset: Duration,
+) -> After {
+    let keep = head.keep_alive && !d.draining.is_raised() && consume_request(d, head);
+    d.log.status = 429;
+    d.log.cause = Some(ErrorCause::RateLimited);
+    let connection: Option<&[u8]> = if !keep {
+        Some(b"close")
+    } else if head.version == crate::http::h1::Version::Http10 {
+        Some(b"keep-alive")
+    } else {
+        None
+    };
+    d.out.clear();
+    write_429(
+        &mut d.out,
+        limit,
+        reset,
+        connection,
+        head.method == Method::Head,
+    );
     let len = d.out.len() as u64;
     let sent = write_vec(&mut d.stream, &mut d.out).await;
     if sent.is_ok() {

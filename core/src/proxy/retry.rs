@@ -203,8 +203,15 @@ mod tests {
         );
         assert!(retries_failure(&p, GET, &Failure::Error(&reset)));
         assert!(!retries_failure(&p, POST, &Failure::Error(&reset)));
-        assert!(!retries_failure(&p, GET, &Failure::Error(&reset_after_bytes)));
-        assert!(!retries_failure(&p, GET, &Failure::Error(&timeout)), "not in `on`");
+        assert!(!retries_failure(
+            &p,
+            GET,
+            &Failure::Error(&reset_after_bytes)
+        ));
+        assert!(
+            !retries_failure(&p, GET, &Failure::Error(&timeout)),
+            "not in `on`"
+        );
         assert!(retries_failure(&p, GET, &Failure::Status(503)));
         assert!(!retries_failure(&p, GET, &Failure::Status(502)));
         assert!(!retries_failure(&p, POST, &Failure::Status(503)));
@@ -224,7 +231,10 @@ mod tests {
     #[test]
     fn backoff_is_jittered_exponential_and_capped() {
         let base = Duration::from_millis(10);
-        assert_eq!(backoff(base, 1, u64::MAX), Duration::from_nanos(u64::MAX % 10_000_001));
+        assert_eq!(
+            backoff(base, 1, u64::MAX),
+            Duration::from_nanos(u64::MAX % 10_000_001)
+        );
         for retry in 1..40 {
             for random in [0, 1, 12345, u64::MAX / 3, u64::MAX] {
                 let b = backoff(base, retry, random);
@@ -242,7 +252,10 @@ mod tests {
         let mut requests: Vec<Active> = (0..10).map(|_| budget.start()).collect();
         // 10 in flight: 20% is 2 retries.
         assert!(requests[0].try_retry(&p));
-        assert!(requests[0].try_retry(&p), "a retrying request keeps its slot");
+        assert!(
+            requests[0].try_retry(&p),
+            "a retrying request keeps its slot"
+        );
         assert!(requests[1].try_retry(&p));
         assert!(!requests[2].try_retry(&p));
         drop(requests.remove(0));
@@ -261,6 +274,9 @@ mod tests {
         let s = Duration::from_secs;
         assert_eq!(try_deadline(now, None, s(60), None), now + s(60));
         assert_eq!(try_deadline(now, Some(s(2)), s(60), None), now + s(2));
-        assert_eq!(try_deadline(now, Some(s(2)), s(60), Some(now + s(1))), now + s(1));
+        assert_eq!(
+            try_deadline(now, Some(s(2)), s(60), Some(now + s(1))),
+            now + s(1)
+        );
     }
 }

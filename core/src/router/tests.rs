@@ -16,6 +16,8 @@ fn route(name: &str) -> Route {
         }),
         timeout: None,
         retry: None,
+        rate_limit: None,
+        max_in_flight: None,
     }
 }
 

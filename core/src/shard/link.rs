@@ -13,6 +13,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::metrics::ShardReport;
+use crate::policy::rate_limit::lease::{LeaseAsk, LeaseGrant};
+use crate::upstream::HealthTable;
 use crate::Epoch;
 
 /// What the control thread tells a shard.
@@ -21,12 +23,17 @@ pub enum ToShard {
     Epoch(Arc<Epoch>),
     /// Send a [`FromShard::Report`] of everything since the previous one.
     Flush,
+    /// The active health checks' latest results: apply them to every upstream guard, and to
+    /// the guards of epochs installed later (no answer).
+    Health(Arc<HealthTable>),
     /// Stop accepting, close idle keep-alive connections, answer in-flight requests with
     /// `connection: close`, and stop when all connections are gone or after `timeout`;
     /// then send [`FromShard::Stopped`].
     Drain { timeout: Duration },
     /// Stop now, dropping every connection; then send [`FromShard::Stopped`].
     Stop,
+    /// Rate-limit quota from the node's buckets, answering [`FromShard::Lease`] asks.
+    Lease(Vec<LeaseGrant>),
 }
 
 /// What a shard tells the control thread.
@@ -42,6 +49,11 @@ pub enum FromShard {
     /// The shard's event loop ended after a drain or a stop.
     Stopped {
         shard: usize,
+    },
+    /// Rate-limit quota asked for, and leased tokens given back, in one batch.
+    Lease {
+        shard: usize,
+        asks: Vec<LeaseAsk>,
     },
 }
 
@@ -80,6 +92,14 @@ pub fn link(shard: usize) -> std::io::Result<(ShardLink, ShardInbox)> {
 }
 
 impl ShardLink {
+    /// Messages queued for the shard and not read yet.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Room that lease grants may not take, so that an epoch or a stop always fits.
+    pub const RESERVED: usize = INBOX / 2;
+
     /// Queues `msg` and wakes the shard. False when the shard is gone or its inbox is full.
     pub fn send(&self, msg: ToShard) -> bool {
         match self.tx.try_send(msg) {

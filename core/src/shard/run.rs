@@ -65,6 +65,7 @@ pub(super) async fn run(
     }
     monoio::spawn(sweep_pools(shard.clone(), sweep_period(&epoch)));
     monoio::spawn(shard.idle.clone().tick());
+    monoio::spawn(crate::policy::run_leases(shard.clone()));
     if shard.access_log.is_some() {
         monoio::spawn(flush_access_log(shard.clone()));
     }
@@ -182,6 +183,7 @@ impl Runner {
                     error,
                 });
             }
+            ToShard::Health(table) => shard.apply_health(table),
             ToShard::Flush => {
                 let report = shard.take_report();
                 let _ = shard.events.send(FromShard::Report(Box::new(report)));
@@ -196,6 +198,7 @@ impl Runner {
                 }
             }
             ToShard::Stop => self.stopped.raise(),
+            ToShard::Lease(grants) => shard.policy.grant(&grants),
         }
     }
 

@@ -12,9 +12,10 @@ use super::idle::IdleTimers;
 use super::link::FromShard;
 use super::signal::Signal;
 use crate::metrics::{ListenerStats, ShardReport, TrafficStats};
+use crate::policy::{RoutePolicies, ShardPolicy};
 use crate::proxy::buffers::BufferPool;
 use crate::proxy::retry::RetryBudget;
-use crate::upstream::{Balancer, Pool, UpstreamGuard};
+use crate::upstream::{Balancer, HealthTable, Pool, UpstreamGuard};
 use crate::Epoch;
 
 pub type StatsCell = Rc<RefCell<TrafficStats>>;
@@ -32,6 +33,8 @@ pub struct ShardEpoch {
     pub retry_budgets: Vec<Rc<RetryBudget>>,
     pub route_stats: Vec<StatsCell>,
     pub upstream_stats: Vec<StatsCell>,
+    /// Rate and concurrency limits, by route index.
+    pub policies: RoutePolicies,
 }
 
 impl ShardEpoch {
@@ -51,7 +54,10 @@ struct StatsBook {
     routes: AHashMap<String, StatsCell>,
     upstreams: AHashMap<String, StatsCell>,
     listeners: AHashMap<String, ListenerStats>,
+    /// Guards of the upstreams of the current epoch.
     guards: AHashMap<String, Rc<UpstreamGuard>>,
+    /// The latest active health table from the control thread, for guards built later.
+    health: Arc<HealthTable>,
     retry_budgets: AHashMap<String, Rc<RetryBudget>>,
     unrouted: TrafficStats,
 }
@@ -79,6 +85,8 @@ pub struct Shard {
     stats: RefCell<StatsBook>,
     pub events: Sender<FromShard>,
     pub access_log: Option<AccessLog>,
+    /// Rate-limit leases and in-flight counts, across epochs.
+    pub policy: ShardPolicy,
     rng: Cell<u64>,
 }
 
@@ -95,7 +103,9 @@ impl Shard {
             ^ ((index as u64 + 1) << 48)
             ^ u64::from(std::process::id());
         let mut stats = StatsBook::default();
-        let first = Rc::new(Self::compile(&mut stats, epoch, None));
+        // `[runtime]` applies at start only: this is the number of shards running.
+        let policy = ShardPolicy::new(super::shard_count(epoch.config.runtime.shards));
+        let first = Rc::new(Self::compile(&mut stats, &policy, epoch, None));
         Shard {
             index,
             current: RefCell::new(first),
@@ -108,12 +118,14 @@ impl Shard {
             stats: RefCell::new(stats),
             events,
             access_log,
+            policy,
             rng: Cell::new(seed | 1),
         }
     }
 
     fn compile(
         stats: &mut StatsBook,
+        policy: &ShardPolicy,
         epoch: Arc<Epoch>,
         previous: Option<&ShardEpoch>,
     ) -> ShardEpoch {
@@ -132,16 +144,28 @@ impl Shard {
                 Balancer::new(u, epoch.hash_tables[i].as_ref(), previous)
             })
             .collect();
-        let guards = config
+        let now = std::time::Instant::now();
+        let guards: Vec<Rc<UpstreamGuard>> = config
             .upstreams
             .iter()
             .map(|u| {
-                stats
-                    .guards
-                    .entry(u.name.clone())
-                    .or_insert_with(|| Rc::new(UpstreamGuard::default()))
-                    .clone()
+                let kept = stats.guards.get(&u.name);
+                match kept {
+                    Some(guard) if guard.fits(u) => guard.clone(),
+                    _ => Rc::new(UpstreamGuard::new(
+                        u,
+                        kept.map(|g| &**g),
+                        &stats.health,
+                        now,
+                    )),
+                }
             })
+            .collect();
+        stats.guards = config
+            .upstreams
+            .iter()
+            .zip(&guards)
+            .map(|(u, g)| (u.name.clone(), g.clone()))
             .collect();
         let retry_budgets = config
             .routes
@@ -164,6 +188,7 @@ impl Shard {
             .iter()
             .map(|u| cell(&mut stats.upstreams, &u.name))
             .collect();
+        let policies = policy.compile(config);
         ShardEpoch {
             epoch,
             balancers,
@@ -171,6 +196,7 @@ impl Shard {
             retry_budgets,
             route_stats,
             upstream_stats,
+            policies,
         }
     }
 
@@ -181,8 +207,27 @@ impl Shard {
     /// Switches to `epoch` for every request routed from now on.
     pub fn install(&self, epoch: Arc<Epoch>) {
         let previous = self.epoch();
-        let next = Self::compile(&mut self.stats.borrow_mut(), epoch, Some(&previous));
+        let next = Self::compile(
+            &mut self.stats.borrow_mut(),
+            &self.policy,
+            epoch,
+            Some(&previous),
+        );
         *self.current.borrow_mut() = Rc::new(next);
+    }
+
+    /// Applies the control thread's latest active health table to this shard's guards, and
+    /// keeps it for the guards of later epochs.
+    pub fn apply_health(&self, table: Arc<HealthTable>) {
+        let mut book = self.stats.borrow_mut();
+        if table.generation < book.health.generation {
+            return;
+        }
+        let now = std::time::Instant::now();
+        for guard in book.guards.values() {
+            guard.apply_health(&table, now);
+        }
+        book.health = table;
     }
 
     pub fn is_draining(&self) -> bool {
@@ -243,6 +288,14 @@ impl Shard {
             .collect();
         let unrouted = book.unrouted.clone();
         book.unrouted.reset();
+        let now = std::time::Instant::now();
+        let guards = book
+            .guards
+            .iter()
+            .filter(|(_, g)| g.is_active())
+            .map(|(name, g)| (name.clone(), g.report(now)))
+            .collect();
+        let policy = self.policy.report();
         ShardReport {
             shard: self.index,
             epoch: self.epoch().epoch.id,
@@ -250,10 +303,13 @@ impl Shard {
             upstreams,
             listeners,
             unrouted,
+            guards,
             access_log_dropped: self
                 .access_log
                 .as_ref()
                 .map_or(0, AccessLog::take_dropped_lines),
+            rate_limits: policy.rate_limits,
+            concurrency: policy.concurrency,
         }
     }
 
@@ -317,7 +373,12 @@ mod tests {
         let shard = shard(config.clone());
         let first = shard.epoch();
         first.route_stats[0].borrow_mut().requests = 5;
-        let pick = |sep: &ShardEpoch| sep.balancers[0].pick(|| 0, || None).unwrap().endpoint;
+        let pick = |sep: &ShardEpoch| {
+            sep.balancers[0]
+                .pick(|| 0, || None, crate::upstream::AllEligible)
+                .unwrap()
+                .endpoint
+        };
         assert_eq!(pick(&first), 0);
         shard.install(Arc::new(Epoch::compile(2, config)));
         let second = shard.epoch();
@@ -331,5 +392,52 @@ mod tests {
             shard.take_report().routes.is_empty(),
             "a report resets what it reported"
         );
+    }
+
+    #[test]
+    fn guards_survive_a_reload_that_keeps_them_and_take_the_latest_health() {
+        let toml = |check: &str| {
+            format!(
+                "[[listeners]]\nname = \"l\"\nlisten = \"127.0.0.1:1\"\n[[upstreams]]\nname = \"u\"\n\
+                 endpoints = [{{ address = \"127.0.0.1:2\" }}, {{ address = \"127.0.0.1:3\" }}]\n\
+                 circuit_breaker = {{ consecutive_failures = 1 }}\n{check}\n"
+            )
+        };
+        let compile = |id, check: &str| {
+            let config = ringway_config::parse(&toml(check), "t.toml").unwrap();
+            Arc::new(Epoch::compile(id, config))
+        };
+        let checked = "health_check = { path = \"/h\" }";
+        let shard = shard(ringway_config::parse(&toml(checked), "t.toml").unwrap());
+        let first = shard.epoch();
+        let now = std::time::Instant::now();
+        first.guards[0].record(0, crate::upstream::Outcome::Reset, now);
+        assert!(!first.guards[0].admit(now), "the breaker opened");
+        let mut table = HealthTable {
+            generation: 1,
+            ..HealthTable::default()
+        };
+        table
+            .down
+            .insert("u".into(), vec!["127.0.0.1:3".parse().unwrap()]);
+        shard.apply_health(Arc::new(table));
+        assert!(!first.guards[0].eligible(1, now));
+        // Same settings: the very same guard.
+        shard.install(compile(2, checked));
+        let second = shard.epoch();
+        assert!(Rc::ptr_eq(&first.guards[0], &second.guards[0]));
+        let report = shard.take_report();
+        assert_eq!(report.guards.len(), 1);
+        assert_eq!(report.guards[0].1.opened, 1);
+        // Other settings: a new guard, still with the latest health and the open breaker
+        // (the breaker's own settings did not change).
+        shard.install(compile(
+            3,
+            "health_check = { path = \"/other\" }\noutlier_detection = {}",
+        ));
+        let third = shard.epoch();
+        assert!(!Rc::ptr_eq(&second.guards[0], &third.guards[0]));
+        assert!(!third.guards[0].eligible(1, now) && third.guards[0].eligible(0, now));
+        assert!(!third.guards[0].admit(now));
     }
 }

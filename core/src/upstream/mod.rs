@@ -2,9 +2,14 @@
 //! connections.
 
 pub mod balance;
+pub mod breaker;
 pub mod guard;
+pub mod health;
+pub mod outlier;
 pub mod pool;
 
-pub use balance::{Balancer, Pick};
-pub use guard::{Outcome, UpstreamGuard};
+pub use balance::{AllEligible, Balancer, Eligible, Pick};
+pub use breaker::BreakerState;
+pub use guard::{Eligibility, GuardReport, Outcome, UpstreamGuard};
+pub use health::HealthTable;
 pub use pool::{Pool, UpstreamConn};

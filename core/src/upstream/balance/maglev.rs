@@ -32,7 +32,11 @@ const SKIP_SEED: u64 = 0x6d61_676c_6576_0002;
 pub struct Maglev {
     /// Endpoint index per slot; empty when there are no endpoints.
     table: Box<[u32]>,
+    endpoints: usize,
 }
+
+/// Slots walked past ineligible endpoints before checking that any endpoint is eligible.
+const WALK_BEFORE_CHECK: usize = 64;
 
 impl Maglev {
     /// Builds the table for endpoints given as (stable identity, weight), e.g. the address as
@@ -59,6 +63,7 @@ impl Maglev {
         if walks.is_empty() {
             return Maglev {
                 table: Box::new([]),
+                endpoints: 0,
             };
         }
         let heaviest = walks.iter().map(|w| w.weight).max().unwrap_or(1);
@@ -88,6 +93,7 @@ impl Maglev {
         }
         Maglev {
             table: table.into_boxed_slice(),
+            endpoints: walks.len(),
         }
     }
 
@@ -95,6 +101,29 @@ impl Maglev {
     pub fn lookup(&self, hash: u64) -> Option<usize> {
         let len = self.table.len() as u64;
         (len != 0).then(|| self.table[(hash % len) as usize] as usize)
+    }
+
+    /// The endpoint for a key's hash among those `eligible` allows: the key's own slot when
+    /// its endpoint is eligible (so keys of eligible endpoints never move), else the next
+    /// slot of the table whose endpoint is. Slots are spread over the endpoints, so the keys
+    /// of an ineligible endpoint spread over the others, each key always to the same one
+    /// while eligibility stays the same. `None` when no endpoint is eligible.
+    pub fn lookup_among(&self, hash: u64, eligible: impl Fn(usize) -> bool) -> Option<usize> {
+        let len = self.table.len();
+        if len == 0 {
+            return None;
+        }
+        let start = (hash % len as u64) as usize;
+        for step in 0..len {
+            if step == WALK_BEFORE_CHECK && !(0..self.endpoints).any(&eligible) {
+                return None;
+            }
+            let endpoint = self.table[(start + step) % len] as usize;
+            if eligible(endpoint) {
+                return Some(endpoint);
+            }
+        }
+        None
     }
 }
 
@@ -203,6 +232,34 @@ mod tests {
         assert_eq!(table(&[]).lookup(42), None);
         let one = table(&names(1));
         assert!((0..100).all(|k| one.lookup(key_hash(k)) == Some(0)));
+    }
+
+    #[test]
+    fn an_ineligible_endpoint_moves_only_its_own_keys_and_spreads_them() {
+        let m = table(&names(5));
+        let down = 2;
+        let mut moved_to = [0u64; 5];
+        for k in 0..KEYS {
+            let h = key_hash(k);
+            let home = m.lookup(h).unwrap();
+            let now = m.lookup_among(h, |i| i != down).unwrap();
+            if home == down {
+                moved_to[now] += 1;
+                assert_eq!(m.lookup_among(h, |i| i != down), Some(now), "deterministic");
+            } else {
+                assert_eq!(now, home, "key {k} of an eligible endpoint moved");
+            }
+        }
+        assert_eq!(moved_to[down], 0);
+        let moved: u64 = moved_to.iter().sum();
+        for (i, &n) in moved_to.iter().enumerate().filter(|&(i, _)| i != down) {
+            assert!(
+                n as f64 > moved as f64 * 0.15,
+                "endpoint {i} got {n} of {moved}"
+            );
+        }
+        assert_eq!(m.lookup_among(7, |_| false), None);
+        assert_eq!(m.lookup_among(7, |i| i == 4), Some(4));
     }
 
     #[test]

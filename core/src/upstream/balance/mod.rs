@@ -23,6 +23,28 @@ pub use maglev::{hash64, Maglev, TABLE_SIZE};
 pub use smooth::SmoothWeighted;
 pub use weighted::WeightedRandom;
 
+/// Which endpoints a pick may choose (see `UpstreamGuard::eligibility`).
+pub trait Eligible {
+    /// True when every endpoint may be picked: the pick then asks nothing per endpoint.
+    fn all(&self) -> bool;
+    /// Whether endpoint `endpoint` (index in the upstream's `endpoints`) may be picked.
+    fn eligible(&self, endpoint: usize) -> bool;
+}
+
+/// Every endpoint may be picked (an upstream with nothing that makes one ineligible).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AllEligible;
+
+impl Eligible for AllEligible {
+    fn all(&self) -> bool {
+        true
+    }
+
+    fn eligible(&self, _endpoint: usize) -> bool {
+        true
+    }
+}
+
 /// The Maglev table of a `"hash"` upstream (its endpoints by address and weight); `None` for
 /// the other policies. Built by `Epoch::compile`, not per shard or per request.
 pub fn hash_table(upstream: &Upstream) -> Option<Arc<Maglev>> {
@@ -133,31 +155,55 @@ impl Balancer {
         Balancer { policy }
     }
 
-    /// The endpoint for one request; `None` when the upstream has no endpoints. `random` is
-    /// the shard's generator; `key` gives the hash of the request's key, asked for only by a
-    /// `"hash"` upstream (`None`: the request has no key, round robin decides).
+    /// The endpoint for one request, among those `eligible` allows; `None` when the upstream
+    /// has no eligible endpoint. `random` is the shard's generator; `key` gives the hash of
+    /// the request's key, asked for only by a `"hash"` upstream (`None`: the request has no
+    /// key, round robin decides). With every endpoint eligible, each policy picks exactly as
+    /// it would without a guard; otherwise the ineligible endpoints are left out of the draw
+    /// (weights of the others kept), and a hashed key whose endpoint is ineligible goes to
+    /// the next eligible one in the Maglev table (the keys of eligible endpoints stay put).
     pub fn pick(
         &self,
         mut random: impl FnMut() -> u64,
         key: impl FnOnce() -> Option<u64>,
+        eligible: impl Eligible,
     ) -> Option<Pick> {
         let endpoint = |endpoint| Pick {
             endpoint,
             in_flight: None,
         };
+        let all = eligible.all();
+        let allowed = |i| eligible.eligible(i);
+        let round_robin = |rr: &RefCell<SmoothWeighted>| {
+            let mut rr = rr.borrow_mut();
+            if all {
+                rr.pick()
+            } else {
+                rr.pick_among(allowed)
+            }
+        };
         match &self.policy {
-            Policy::RoundRobin(rr) => rr.borrow_mut().pick().map(endpoint),
-            Policy::Random(weights) => weights.pick(random()).map(endpoint),
+            Policy::RoundRobin(rr) => round_robin(rr).map(endpoint),
+            Policy::Random(weights) => match weights.pick(random())? {
+                first if all || allowed(first) => Some(endpoint(first)),
+                _ => weights.pick_among(random(), allowed).map(endpoint),
+            },
             Policy::LeastRequest { weights, in_flight } => {
-                let chosen = weights.pick_less_loaded(random, |i| in_flight[i].get())?;
+                let load = |i: usize| in_flight[i].get();
+                let chosen = if all {
+                    weights.pick_less_loaded(random, load)?
+                } else {
+                    weights.pick_less_loaded_among(random, load, allowed)?
+                };
                 Some(Pick {
                     endpoint: chosen,
                     in_flight: Some(InFlight::start(&in_flight[chosen])),
                 })
             }
             Policy::Hash { table, fallback } => match key() {
-                Some(hash) => table.lookup(hash).map(endpoint),
-                None => fallback.borrow_mut().pick().map(endpoint),
+                Some(hash) if all => table.lookup(hash).map(endpoint),
+                Some(hash) => table.lookup_among(hash, allowed).map(endpoint),
+                None => round_robin(fallback).map(endpoint),
             },
         }
     }
@@ -197,10 +243,10 @@ mod tests {
         );
         let b = Balancer::new(&u, None, None);
         let mut random = counter();
-        let first = b.pick(&mut random, || None).unwrap();
+        let first = b.pick(&mut random, || None, AllEligible).unwrap();
         // The loaded endpoint loses every draw (two endpoints: both are always drawn).
         for _ in 0..10 {
-            let next = b.pick(&mut random, || None).unwrap();
+            let next = b.pick(&mut random, || None, AllEligible).unwrap();
             assert_ne!(next.endpoint, first.endpoint);
         }
         drop(first);
@@ -217,7 +263,7 @@ mod tests {
             &[("127.0.0.1:2", 1), ("127.0.0.1:3", 1)],
         );
         let old = Balancer::new(&before, None, None);
-        let held = old.pick(counter(), || None).unwrap();
+        let held = old.pick(counter(), || None, AllEligible).unwrap();
         let held_address = before.endpoints[held.endpoint].address;
         let after = upstream(
             "balance = \"least_request\"",
@@ -241,10 +287,17 @@ mod tests {
         let table = hash_table(&u).unwrap();
         let b = Balancer::new(&u, Some(&table), None);
         let key = hash64(b"alice", 1);
-        let first = b.pick(counter(), || Some(key)).unwrap().endpoint;
-        assert!((0..20).all(|_| b.pick(counter(), || Some(key)).unwrap().endpoint == first));
+        let first = b
+            .pick(counter(), || Some(key), AllEligible)
+            .unwrap()
+            .endpoint;
+        assert!((0..20).all(|_| b
+            .pick(counter(), || Some(key), AllEligible)
+            .unwrap()
+            .endpoint
+            == first));
         let keyless: Vec<usize> = (0..3)
-            .map(|_| b.pick(counter(), || None).unwrap().endpoint)
+            .map(|_| b.pick(counter(), || None, AllEligible).unwrap().endpoint)
             .collect();
         assert_eq!(keyless, [0, 1, 2]);
     }
@@ -253,16 +306,104 @@ mod tests {
     fn round_robin_position_survives_only_an_unchanged_upstream() {
         let u = upstream("", &[("127.0.0.1:2", 1), ("127.0.0.1:3", 1)]);
         let old = Balancer::new(&u, None, None);
-        assert_eq!(old.pick(counter(), || None).unwrap().endpoint, 0);
+        assert_eq!(
+            old.pick(counter(), || None, AllEligible).unwrap().endpoint,
+            0
+        );
         let kept = Balancer::new(&u, None, Some((&u, &old)));
-        assert_eq!(kept.pick(counter(), || None).unwrap().endpoint, 1);
+        assert_eq!(
+            kept.pick(counter(), || None, AllEligible).unwrap().endpoint,
+            1
+        );
         let random = upstream(
             "balance = \"random\"",
             &[("127.0.0.1:2", 1), ("127.0.0.1:3", 1)],
         );
         assert!(hash_table(&random).is_none());
         let changed = Balancer::new(&u, None, Some((&random, &old)));
-        assert_eq!(changed.pick(counter(), || None).unwrap().endpoint, 0);
+        assert_eq!(
+            changed
+                .pick(counter(), || None, AllEligible)
+                .unwrap()
+                .endpoint,
+            0
+        );
+    }
+
+    /// Endpoints allowed by a fixed mask.
+    struct Mask(Vec<bool>);
+
+    impl Eligible for &Mask {
+        fn all(&self) -> bool {
+            self.0.iter().all(|&e| e)
+        }
+
+        fn eligible(&self, endpoint: usize) -> bool {
+            self.0[endpoint]
+        }
+    }
+
+    #[test]
+    fn every_policy_skips_ineligible_endpoints() {
+        let endpoints = [
+            ("127.0.0.1:2", 3),
+            ("127.0.0.1:3", 1),
+            ("127.0.0.1:4", 1),
+            ("127.0.0.1:5", 2),
+        ];
+        for balance in [
+            "",
+            "balance = \"random\"",
+            "balance = \"least_request\"",
+            "balance = \"hash\"\nhash_key = \"client_ip\"",
+        ] {
+            let u = upstream(balance, &endpoints);
+            let b = Balancer::new(&u, hash_table(&u).as_ref(), None);
+            let mut random = counter();
+            let mask = Mask(vec![true, false, true, false]);
+            let mut seen = [0; 4];
+            for k in 0..400u64 {
+                let key = hash64(&k.to_le_bytes(), 3);
+                let keyed = b.pick(&mut random, || Some(key), &mask).unwrap().endpoint;
+                let keyless = b.pick(&mut random, || None, &mask).unwrap().endpoint;
+                seen[keyed] += 1;
+                seen[keyless] += 1;
+            }
+            assert_eq!((seen[1], seen[3]), (0, 0), "{balance}: {seen:?}");
+            assert!(seen[0] > 0 && seen[2] > 0, "{balance}: {seen:?}");
+            let none = Mask(vec![false; 4]);
+            assert!(
+                b.pick(&mut random, || Some(9), &none).is_none(),
+                "{balance}"
+            );
+            assert!(b.pick(&mut random, || None, &none).is_none(), "{balance}");
+        }
+    }
+
+    #[test]
+    fn hash_keys_of_eligible_endpoints_stay_put() {
+        let endpoints = [
+            ("127.0.0.1:2", 1),
+            ("127.0.0.1:3", 1),
+            ("127.0.0.1:4", 1),
+            ("127.0.0.1:5", 1),
+        ];
+        let u = upstream("balance = \"hash\"\nhash_key = \"client_ip\"", &endpoints);
+        let b = Balancer::new(&u, hash_table(&u).as_ref(), None);
+        let mask = Mask(vec![true, true, false, true]);
+        for k in 0..2000u64 {
+            let key = hash64(&k.to_le_bytes(), 5);
+            let home = b
+                .pick(counter(), || Some(key), AllEligible)
+                .unwrap()
+                .endpoint;
+            let now = b.pick(counter(), || Some(key), &mask).unwrap().endpoint;
+            if home != 2 {
+                assert_eq!(now, home, "key {k}");
+            } else {
+                assert_ne!(now, 2);
+            }
+        }
     }
 
     #[test]
@@ -275,8 +416,14 @@ mod tests {
         ] {
             let u = upstream(balance, &[]);
             let b = Balancer::new(&u, hash_table(&u).as_ref(), None);
-            assert!(b.pick(counter(), || Some(1)).is_none(), "{balance}");
-            assert!(b.pick(counter(), || None).is_none(), "{balance}");
+            assert!(
+                b.pick(counter(), || Some(1), AllEligible).is_none(),
+                "{balance}"
+            );
+            assert!(
+                b.pick(counter(), || None, AllEligible).is_none(),
+                "{balance}"
+            );
         }
     }
 }

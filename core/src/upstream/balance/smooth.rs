@@ -35,6 +35,26 @@ impl SmoothWeighted {
         self.current[best] -= self.total;
         Some(best)
     }
+
+    /// The next endpoint among those `eligible` allows; the others sit the round out (their
+    /// scores do not move), as nginx does with a peer that is down. None when none is eligible.
+    pub fn pick_among(&mut self, eligible: impl Fn(usize) -> bool) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        let mut total = 0;
+        for i in 0..self.weights.len() {
+            if !eligible(i) {
+                continue;
+            }
+            self.current[i] += self.weights[i];
+            total += self.weights[i];
+            if best.is_none_or(|b| self.current[i] > self.current[b]) {
+                best = Some(i);
+            }
+        }
+        let best = best?;
+        self.current[best] -= total;
+        Some(best)
+    }
 }
 
 #[cfg(test)]
@@ -56,6 +76,28 @@ mod tests {
     #[test]
     fn empty_has_no_pick() {
         assert_eq!(SmoothWeighted::new([]).pick(), None);
+    }
+
+    #[test]
+    fn skips_ineligible_endpoints_and_keeps_the_weights_of_the_rest() {
+        let mut b = SmoothWeighted::new([3, 1, 1]);
+        let mut counts = [0; 3];
+        for _ in 0..400 {
+            counts[b.pick_among(|i| i != 0).unwrap()] += 1;
+        }
+        assert_eq!(counts, [0, 200, 200]);
+        let mut counts = [0; 3];
+        for _ in 0..400 {
+            counts[b.pick_among(|i| i != 1).unwrap()] += 1;
+        }
+        assert_eq!(counts, [300, 0, 100]);
+        assert_eq!(b.pick_among(|_| false), None);
+        // With everything eligible it is the plain pick.
+        let (mut x, mut y) = (
+            SmoothWeighted::new([5, 1, 1]),
+            SmoothWeighted::new([5, 1, 1]),
+        );
+        assert!((0..50).all(|_| x.pick() == y.pick_among(|_| true)));
     }
 
     #[test]

@@ -41,6 +41,47 @@ impl WeightedRandom {
         (total != 0).then(|| self.at(random % total))
     }
 
+    /// One endpoint drawn by weight among those `eligible` allows; None when none is.
+    pub fn pick_among(&self, random: u64, eligible: impl Fn(usize) -> bool) -> Option<usize> {
+        let total: u64 = (0..self.ends.len())
+            .filter(|&i| eligible(i))
+            .map(|i| self.weight(i))
+            .sum();
+        if total == 0 {
+            return None;
+        }
+        let mut point = random % total;
+        for i in 0..self.ends.len() {
+            if !eligible(i) {
+                continue;
+            }
+            let weight = self.weight(i);
+            if point < weight {
+                return Some(i);
+            }
+            point -= weight;
+        }
+        None
+    }
+
+    /// [`WeightedRandom::pick_less_loaded`] among the endpoints `eligible` allows.
+    pub fn pick_less_loaded_among(
+        &self,
+        mut random: impl FnMut() -> u64,
+        in_flight: impl Fn(usize) -> u32,
+        eligible: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        let first = self.pick_among(random(), &eligible)?;
+        let Some(second) = self.pick_among(random(), |i| i != first && eligible(i)) else {
+            return Some(first);
+        };
+        Some(if in_flight(second) < in_flight(first) {
+            second
+        } else {
+            first
+        })
+    }
+
     /// Power of two choices: two distinct endpoints drawn by weight (the second among the
     /// others), and the one with fewer requests in flight; on a tie the first, so that with
     /// equal loads the choice is exactly the weighted draw.
@@ -141,6 +182,40 @@ mod tests {
         // Two endpoints: the idle one always wins, as the two drawn are distinct.
         let two = WeightedRandom::new([9, 1]);
         assert!((0..1000).all(|_| two.pick_less_loaded(&mut random, |i| [5, 4][i]) == Some(1)));
+    }
+
+    #[test]
+    fn draws_among_the_eligible_by_weight() {
+        let weights = [5, 3, 1, 1];
+        let b = WeightedRandom::new(weights);
+        let mut random = rng(5);
+        let mut counts = [0; 4];
+        for _ in 0..DRAWS {
+            counts[b.pick_among(random(), |i| i != 1).unwrap()] += 1;
+        }
+        assert_eq!(counts[1], 0);
+        let without = [counts[0], counts[2], counts[3]];
+        let total = DRAWS as f64;
+        for (c, share) in without.iter().zip([5.0 / 7.0, 1.0 / 7.0, 1.0 / 7.0]) {
+            let got = *c as f64 / total;
+            assert!((got - share).abs() < share * 0.03, "{counts:?}");
+        }
+        assert_eq!(b.pick_among(random(), |_| false), None);
+        let mut counts = [0; 4];
+        for _ in 0..1000 {
+            let i = b
+                .pick_less_loaded_among(&mut random, |_| 0, |i| i >= 2)
+                .unwrap();
+            counts[i] += 1;
+        }
+        assert_eq!(counts[0] + counts[1], 0);
+        // Of two eligible endpoints the less loaded always wins; one alone is always taken.
+        let loads = [0, 0, 5, 1];
+        assert!((0..100)
+            .all(|_| b.pick_less_loaded_among(&mut random, |i| loads[i], |i| i >= 2) == Some(3)));
+        assert!(
+            (0..100).all(|_| b.pick_less_loaded_among(&mut random, |_| 0, |i| i == 2) == Some(2))
+        );
     }
 
     #[test]

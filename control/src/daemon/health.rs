@@ -1,0 +1,430 @@
+//! Active health checks: HTTP requests to every endpoint of each upstream with a
+//! `health_check`, run on the control side, never on a shard.
+//!
+//! Threads: one per checked endpoint ("ringway-health"), with plain blocking std sockets and
+//! timeouts. Each checks at once, then every `interval`, and sends its result to the control
+//! loop over a channel; it ends when its stop channel is dropped (the endpoint, its upstream or
+//! its health check left the config, or the process ends). The [`HealthChecker`] belongs to
+//! the control loop (`&mut self`, no locks): it counts results against the thresholds and,
+//! whenever an endpoint changes state, makes a new [`HealthTable`] for the shards.
+//!
+//! An endpoint starts healthy; `unhealthy_threshold` failed checks in a row make it unhealthy
+//! and `healthy_threshold` passed checks in a row healthy again. A check passes when a status
+//! line in `expected_statuses` arrives within `timeout`; a refused or failed connection, a
+//! reset, a timeout or an unreadable status line fail it.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use ringway_config::{Config, HealthCheck};
+use ringway_core::upstream::HealthTable;
+
+use crate::observe::EndpointHealth;
+
+/// The longest status line read from a check's answer.
+const MAX_STATUS_LINE: usize = 1024;
+
+/// One check's result, from a checking thread to the control loop.
+pub struct Probe {
+    /// Which check (a replaced check's late results are ignored).
+    id: u64,
+    passed: bool,
+    detail: String,
+}
+
+/// One endpoint under check.
+struct Check {
+    id: u64,
+    config: HealthCheck,
+    healthy: bool,
+    /// Passed or failed checks in a row (the one not counting is 0).
+    passes: u32,
+    failures: u32,
+    checks: u64,
+    last: String,
+    /// Dropping it stops the checking thread.
+    _stop: Sender<()>,
+}
+
+/// Every endpoint's check and health, by upstream name and address.
+pub struct HealthChecker {
+    checks: BTreeMap<(String, SocketAddr), Check>,
+    next_id: u64,
+    results_tx: Sender<Probe>,
+    results: Receiver<Probe>,
+    table: Arc<HealthTable>,
+}
+
+impl HealthChecker {
+    /// Starts the checks `config` asks for.
+    pub fn new(config: &Config) -> HealthChecker {
+        let (results_tx, results) = crossbeam_channel::unbounded();
+        let mut checker = HealthChecker {
+            checks: BTreeMap::new(),
+            next_id: 0,
+            results_tx,
+            results,
+            table: Arc::new(HealthTable::default()),
+        };
+        checker.follow(config);
+        checker
+    }
+
+    /// Where the checks' results arrive; hand each to [`HealthChecker::absorb`].
+    pub fn results(&self) -> Receiver<Probe> {
+        self.results.clone()
+    }
+
+    /// The table the shards should have now.
+    pub fn table(&self) -> Arc<HealthTable> {
+        self.table.clone()
+    }
+
+    /// Follows a new config: starts checks for the endpoints it adds, stops those of the
+    /// endpoints it removes, restarts those whose settings changed (keeping their health).
+    /// True when the table changed (an unhealthy endpoint left).
+    pub fn follow(&mut self, config: &Config) -> bool {
+        let mut wanted = BTreeMap::new();
+        for u in &config.upstreams {
+            let Some(check) = &u.health_check else {
+                continue;
+            };
+            for e in &u.endpoints {
+                wanted.insert((u.name.clone(), e.address), check);
+            }
+        }
+        // Dropping a check stops its thread.
+        self.checks.retain(|key, _| wanted.contains_key(key));
+        for (key, config) in wanted {
+            let before = self.checks.get(&key);
+            if before.is_some_and(|check| check.config == *config) {
+                continue;
+            }
+            let healthy = before.is_none_or(|check| check.healthy);
+            let id = self.next_id;
+            self.next_id += 1;
+            let (stop, stopped) = crossbeam_channel::bounded(0);
+            spawn(key.1, config.clone(), id, self.results_tx.clone(), stopped);
+            let check = Check {
+                id,
+                config: config.clone(),
+                healthy,
+                passes: 0,
+                failures: 0,
+                checks: 0,
+                last: String::new(),
+                _stop: stop,
+            };
+            self.checks.insert(key, check);
+        }
+        self.rebuild()
+    }
+
+    /// Counts one result; true when an endpoint changed state (the table changed).
+    pub fn absorb(&mut self, probe: Probe) -> bool {
+        let Some(((upstream, address), check)) =
+            self.checks.iter_mut().find(|(_, c)| c.id == probe.id)
+        else {
+            return false;
+        };
+        check.checks += 1;
+        check.last = probe.detail;
+        if probe.passed {
+            check.passes += 1;
+            check.failures = 0;
+        } else {
+            check.failures += 1;
+            check.passes = 0;
+        }
+        let flips = if check.healthy {
+            check.failures >= check.config.unhealthy_threshold
+        } else {
+            check.passes >= check.config.healthy_threshold
+        };
+        if !flips {
+            return false;
+        }
+        check.healthy = !check.healthy;
+        if check.healthy {
+            tracing::info!(%upstream, endpoint = %address, "endpoint healthy again");
+        } else {
+            tracing::warn!(%upstream, endpoint = %address, last = %check.last, "endpoint unhealthy");
+        }
+        self.rebuild()
+    }
+
+    /// Makes the table anew from the checks; true (and a new generation) when it changed.
+    fn rebuild(&mut self) -> bool {
+        let mut down: BTreeMap<String, Vec<SocketAddr>> = BTreeMap::new();
+        for ((upstream, address), check) in &self.checks {
+            if !check.healthy {
+                down.entry(upstream.clone()).or_default().push(*address);
+            }
+        }
+        for addresses in down.values_mut() {
+            addresses.sort();
+        }
+        if down == self.table.down {
+            return false;
+        }
+        self.table = Arc::new(HealthTable {
+            generation: self.table.generation + 1,
+            down,
+        });
+        true
+    }
+
+    /// Every checked endpoint's health, per upstream, for `stats` and `/metrics`.
+    pub fn view(&self) -> BTreeMap<String, Vec<EndpointHealth>> {
+        let mut view: BTreeMap<String, Vec<EndpointHealth>> = BTreeMap::new();
+        for ((upstream, address), check) in &self.checks {
+            view.entry(upstream.clone())
+                .or_default()
+                .push(EndpointHealth {
+                    address: *address,
+                    healthy: check.healthy,
+                    checks: check.checks,
+                    last: check.last.clone(),
+                });
+        }
+        view
+    }
+}
+
+/// Starts the thread that checks `address` until `stopped` is dropped on the other side.
+fn spawn(
+    address: SocketAddr,
+    config: HealthCheck,
+    id: u64,
+    results: Sender<Probe>,
+    stopped: Receiver<()>,
+) {
+    let run = move || loop {
+        let (passed, detail) = match check(address, &config) {
+            Ok(status) => (config.expects(status), format!("status {status}")),
+            Err(why) => (false, why),
+        };
+        if results.send(Probe { id, passed, detail }).is_err() {
+            return;
+        }
+        match stopped.recv_timeout(config.interval) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("ringway-health".into())
+        .spawn(run)
+    {
+        tracing::error!(endpoint = %address, error = %e, "cannot start a health check thread");
+    }
+}
+
+/// One check: `GET path` to `address`; the response's status, or why there is none.
+pub fn check(address: SocketAddr, config: &HealthCheck) -> Result<u16, String> {
+    let deadline = Instant::now() + config.timeout;
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| "timeout".to_string())
+    };
+    let io = |what: &str, e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => "timeout".to_string(),
+        _ => format!("{what}: {}", e.kind()),
+    };
+    let mut stream =
+        TcpStream::connect_timeout(&address, config.timeout).map_err(|e| io("connect", e))?;
+    let _ = stream.set_nodelay(true);
+    let host = config.host.clone().unwrap_or_else(|| address.to_string());
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ringway-health-check\r\n\
+         Accept: */*\r\nConnection: close\r\n\r\n",
+        config.path
+    );
+    stream
+        .set_write_timeout(Some(left()?))
+        .map_err(|e| io("write", e))?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| io("write", e))?;
+    let mut head = Vec::with_capacity(256);
+    let mut buf = [0u8; 512];
+    loop {
+        if let Some(end) = head.windows(2).position(|w| w == b"\r\n") {
+            return status(&head[..end]);
+        }
+        if head.len() >= MAX_STATUS_LINE {
+            return Err("status line too long".into());
+        }
+        stream
+            .set_read_timeout(Some(left()?))
+            .map_err(|e| io("read", e))?;
+        match stream.read(&mut buf) {
+            Ok(0) => return Err("closed before a status line".into()),
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(io("read", e)),
+        }
+    }
+}
+
+/// The status of a status line such as `HTTP/1.1 200 OK`.
+fn status(line: &[u8]) -> Result<u16, String> {
+    let bad = || "malformed status line".to_string();
+    let rest = line
+        .strip_prefix(b"HTTP/1.1 ")
+        .or_else(|| line.strip_prefix(b"HTTP/1.0 "))
+        .ok_or_else(bad)?;
+    match rest {
+        [a, b, c, ..] if (rest.len() == 3 || rest[3] == b' ') => {
+            let digits = [*a, *b, *c];
+            if !digits.iter().all(u8::is_ascii_digit) {
+                return Err(bad());
+            }
+            let n = digits
+                .iter()
+                .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+            if (100..=599).contains(&n) {
+                Ok(n)
+            } else {
+                Err(bad())
+            }
+        }
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// How long a test waits, at most, for the checking threads' results.
+    const TEST_WAIT: Duration = Duration::from_secs(5);
+
+    fn config_with(endpoints: &[SocketAddr], check: &str) -> Config {
+        let endpoints: Vec<String> = endpoints
+            .iter()
+            .map(|a| format!("{{ address = \"{a}\" }}"))
+            .collect();
+        let toml = format!(
+            "[[listeners]]\nname = \"l\"\nlisten = \"127.0.0.1:1\"\n[[upstreams]]\nname = \"u\"\n\
+             endpoints = [{}]\n{check}\n",
+            endpoints.join(", ")
+        );
+        ringway_config::parse(&toml, "t.toml").unwrap()
+    }
+
+    /// A server answering every connection with `reply`, `n` times.
+    fn server(reply: &'static [u8], n: usize) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(n) {
+                let mut stream = stream.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(reply);
+            }
+        });
+        addr
+    }
+
+    fn settings(check: &str) -> HealthCheck {
+        let dummy: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let config = config_with(&[dummy], &format!("health_check = {{ {check} }}"));
+        config.upstreams[0].health_check.clone().unwrap()
+    }
+
+    #[test]
+    fn a_check_reads_the_status() {
+        let cfg = settings("timeout = \"1s\"");
+        let ok = server(b"HTTP/1.1 204 No Content\r\n\r\n", 1);
+        assert_eq!(check(ok, &cfg), Ok(204));
+        let bad = server(b"SSH-2.0-OpenSSH\r\n", 1);
+        assert_eq!(check(bad, &cfg), Err("malformed status line".into()));
+        let closed = server(b"", 1);
+        assert_eq!(
+            check(closed, &cfg),
+            Err("closed before a status line".into())
+        );
+        let nothing: SocketAddr = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        assert_eq!(
+            check(nothing, &cfg),
+            Err("connect: connection refused".into())
+        );
+    }
+
+    #[test]
+    fn a_silent_server_times_out() {
+        let cfg = settings("timeout = \"200ms\"");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            check(listener.local_addr().unwrap(), &cfg),
+            Err("timeout".into())
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(status(b"HTTP/1.1 200 OK"), Ok(200));
+        assert_eq!(status(b"HTTP/1.0 503"), Ok(503));
+        assert!(status(b"HTTP/1.1 20 OK").is_err());
+        assert!(status(b"HTTP/2 200").is_err());
+        assert!(status(b"HTTP/1.1 999 X").is_err());
+    }
+
+    #[test]
+    fn thresholds_flip_health_and_make_new_tables() {
+        let a = server(b"HTTP/1.1 500 Oops\r\n\r\n", 100);
+        let b = server(b"HTTP/1.1 200 OK\r\n\r\n", 100);
+        let config = config_with(
+            &[a, b],
+            "health_check = { interval = \"50ms\", timeout = \"50ms\", unhealthy_threshold = 2, healthy_threshold = 2 }",
+        );
+        let mut checker = HealthChecker::new(&config);
+        let results = checker.results();
+        assert_eq!(checker.table().generation, 0);
+        let end = Instant::now() + TEST_WAIT;
+        while checker.table().down_of("u").is_empty() {
+            let probe = results.recv_deadline(end).expect("results in time");
+            checker.absorb(probe);
+        }
+        let table = checker.table();
+        assert_eq!(table.generation, 1);
+        assert_eq!(table.down_of("u"), [a]);
+        let view = checker.view();
+        let a_view = view["u"].iter().find(|e| e.address == a).unwrap();
+        assert!(!a_view.healthy && a_view.checks >= 2 && a_view.last == "status 500");
+        // A reload without the health check forgets it: every endpoint counts as healthy.
+        assert!(checker.follow(&config_with(&[a, b], "")));
+        assert!(checker.table().down.is_empty());
+        assert_eq!(checker.table().generation, 2);
+        assert!(checker.view().is_empty());
+    }
+
+    #[test]
+    fn a_probe_of_a_replaced_check_is_ignored() {
+        let nothing: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let config = config_with(&[nothing], "health_check = { interval = \"1h\" }");
+        let mut checker = HealthChecker::new(&config);
+        let stale = Probe {
+            id: 999,
+            passed: false,
+            detail: "x".into(),
+        };
+        assert!(!checker.absorb(stale));
+        assert_eq!(checker.view()["u"][0].checks, 0);
+    }
+}
