@@ -7,8 +7,10 @@
 
 use std::io;
 
-use monoio::buf::{IoBuf, IoBufMut};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use monoio::BufResult;
 
 pub struct ConnBuf {
     vec: Vec<u8>,
@@ -130,6 +132,69 @@ impl ConnBuf {
         let (res, slice) = stream.write_all(vec.slice(begin..end)).await;
         self.vec = slice.into_inner();
         res.map(|_| ())
+    }
+}
+
+/// The client socket inside a pooled request state: attached while the connection has a
+/// request in progress, detached while it idles (the state then serves other connections).
+/// Reading or writing a detached stream is a bug, and panics.
+#[derive(Default)]
+pub struct Attached(Option<TcpStream>);
+
+impl Attached {
+    pub fn attach(&mut self, stream: TcpStream) {
+        debug_assert!(self.0.is_none());
+        self.0 = Some(stream);
+    }
+
+    pub fn detach(&mut self) -> Option<TcpStream> {
+        self.0.take()
+    }
+
+    fn get(&mut self) -> &mut TcpStream {
+        self.0
+            .as_mut()
+            .expect("a request state is used only with its connection attached")
+    }
+}
+
+impl AsyncReadRent for Attached {
+    fn read<T: IoBufMut>(
+        &mut self,
+        buf: T,
+    ) -> impl std::future::Future<Output = BufResult<usize, T>> {
+        self.get().read(buf)
+    }
+
+    fn readv<T: IoVecBufMut>(
+        &mut self,
+        buf: T,
+    ) -> impl std::future::Future<Output = BufResult<usize, T>> {
+        self.get().readv(buf)
+    }
+}
+
+impl AsyncWriteRent for Attached {
+    fn write<T: IoBuf>(
+        &mut self,
+        buf: T,
+    ) -> impl std::future::Future<Output = BufResult<usize, T>> {
+        self.get().write(buf)
+    }
+
+    fn writev<T: IoVecBuf>(
+        &mut self,
+        buf: T,
+    ) -> impl std::future::Future<Output = BufResult<usize, T>> {
+        self.get().writev(buf)
+    }
+
+    fn flush(&mut self) -> impl std::future::Future<Output = io::Result<()>> {
+        self.get().flush()
+    }
+
+    fn shutdown(&mut self) -> impl std::future::Future<Output = io::Result<()>> {
+        self.get().shutdown()
     }
 }
 

@@ -19,27 +19,30 @@ use ringway_config::{Listener, RateLimit};
 
 use crate::epoch::{Action, LocalResponse};
 use crate::http::h1::{parse_request, BodyKind, HeaderRef, Method, RequestHead, RequestLimits};
-use crate::io::{write_static, write_vec, ConnBuf};
+use crate::io::{write_static, write_vec, Attached, ConnBuf};
 use crate::metrics::ErrorCause;
 use crate::policy::rate_limit::response::write_429;
 use crate::policy::rate_limit::Verdict;
 use crate::router::RequestView;
 use crate::shard::signal::Signal;
 use crate::shard::{Shard, ShardEpoch};
-use buffers::{RequestBuffers, READ_BUF};
+use buffers::READ_BUF;
 
 pub(crate) use record::RequestLog;
 
-/// A client connection's buffers, allocated once at accept and reused for every request.
+/// A request in progress on a client connection: its socket (attached for the request's
+/// duration), buffers, header offsets, id and log record. Taken from the shard's pool
+/// ([`buffers::DownstreamPool`]) when a request begins and returned when the connection goes
+/// idle, so idle connections hold none of it.
 pub(crate) struct Downstream {
-    pub stream: TcpStream,
+    pub stream: Attached,
     pub buf: ConnBuf,
     pub out: Vec<u8>,
     pub headers: Vec<HeaderRef>,
     pub peer: SocketAddr,
     /// The listener's index in the epoch serving the current request.
     pub listener: usize,
-    /// Bytes written to the client over the connection's life.
+    /// Bytes written to the client since the state was taken from the pool.
     pub written: u64,
     /// The current request's id: the client's `x-request-id`, or one generated for it.
     pub request_id: Vec<u8>,
@@ -47,6 +50,29 @@ pub(crate) struct Downstream {
     pub log: RequestLog,
     /// The shard's drain signal: once raised, every response says `connection: close`.
     pub draining: Rc<Signal>,
+}
+
+/// What an idle client connection keeps: everything else is in the pooled [`Downstream`]
+/// while a request is in progress.
+pub struct Conn {
+    /// `None` only while a request state holds the socket.
+    stream: Option<TcpStream>,
+    peer: SocketAddr,
+    /// The name of the listener that accepted the connection.
+    listener: Rc<str>,
+    /// Raised when that listener is removed by a reload.
+    stop: Rc<Signal>,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, peer: SocketAddr, listener: Rc<str>, stop: Rc<Signal>) -> Conn {
+        Conn {
+            stream: Some(stream),
+            peer,
+            listener,
+            stop,
+        }
+    }
 }
 
 /// What happens to the connection after a request.
@@ -67,37 +93,24 @@ enum HeadRead {
     Reject(u16),
 }
 
-/// Serves one client connection accepted on the listener called `listener`, until either side
-/// closes, the listener is removed (`stop` raised) or the shard drains.
+/// Serves one client connection until either side closes, its listener is removed or the
+/// shard drains.
 ///
-/// Between requests the connection holds no buffers (they go back to the shard's pool) and its
-/// task is small: the per-request state machine is boxed for the request's duration only.
-pub async fn serve(
-    shard: &Rc<Shard>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    listener: Rc<str>,
-    stop: Rc<Signal>,
-) {
-    let mut d = Box::new(Downstream {
-        stream,
-        buf: ConnBuf::with_capacity(0),
-        out: Vec::new(),
-        headers: Vec::new(),
-        peer,
-        listener: 0,
-        written: 0,
-        request_id: Vec::new(),
-        log: RequestLog::new(shard.access_log.is_some()),
-        draining: shard.draining.clone(),
-    });
+/// Between requests the connection holds only its socket, address and listener: the request
+/// state goes back to the shard's pool and the per-request state machine is boxed for the
+/// request's duration only, so an idle connection's task stays small.
+pub async fn serve(shard: &Rc<Shard>, conn: &mut Conn) {
     let mut first = true;
+    let mut d: Option<Box<Downstream>> = None;
     loop {
         // Pipelined bytes already buffered are the next request: no wait.
-        if d.buf.is_empty() {
+        if d.as_ref().is_none_or(|d| d.buf.is_empty()) {
+            if let Some(state) = d.take() {
+                conn.stream = shard.downstreams.put(state);
+            }
             let idle = {
                 let sep = shard.epoch();
-                let Some(index) = sep.listener_index(&listener) else {
+                let Some(index) = sep.listener_index(&conn.listener) else {
                     return;
                 };
                 let cfg = &sep.epoch.config.listeners[index];
@@ -107,18 +120,26 @@ pub async fn serve(
                     cfg.idle_timeout
                 }
             };
-            if !wait_readable(&mut d, shard, &stop, Instant::now() + idle).await {
+            if !wait_readable(conn, shard, idle).await {
                 return;
             }
+            let Some(stream) = conn.stream.take() else {
+                return;
+            };
+            d = Some(shard.downstreams.take(stream, conn.peer));
         }
-        let after = Box::pin(one_request(shard, &mut d, &listener, &stop, first)).await;
+        let Some(state) = d.as_mut() else {
+            return;
+        };
+        let after = Box::pin(one_request(shard, state, &conn.listener, &conn.stop, first)).await;
         first = false;
         match after {
             After::KeepAlive => continue,
             After::Gone => return,
             After::Close => {
-                let d = *d;
-                Box::pin(linger_close(d.stream, Some(d.buf))).await;
+                if let Some(state) = d.take() {
+                    Box::pin(close_downstream(shard, state)).await;
+                }
                 return;
             }
         }
@@ -183,42 +204,25 @@ async fn one_request(
     after
 }
 
-/// Waits, holding no buffers, until the connection is readable; false when it should close
-/// instead (timeout, drain, listener removed, error). Takes a buffer set from the pool when
-/// data arrived.
-async fn wait_readable(
-    d: &mut Downstream,
-    shard: &Shard,
-    stop: &Rc<Signal>,
-    deadline: Instant,
-) -> bool {
-    if d.buf.capacity() > 0 {
-        shard.buffers.put(RequestBuffers {
-            read: d.buf.detach(),
-            out: std::mem::take(&mut d.out),
-            headers: std::mem::take(&mut d.headers),
-        });
-    }
-    if shard.is_draining() || stop.is_raised() {
+/// Waits, holding no request state, until the connection is readable, at most `idle`; false
+/// when it should close instead (timeout, drain, listener removed, error).
+async fn wait_readable(conn: &Conn, shard: &Shard, idle: Duration) -> bool {
+    let Some(stream) = &conn.stream else {
+        return false;
+    };
+    if shard.is_draining() || conn.stop.is_raised() {
         return false;
     }
     // Not relaxed: on epoll a readiness flag left over from the previous request would report
-    // readable at once and the connection would take its buffers back while idle. The
-    // deadline is the shard's coarse idle timer (see `shard::idle`), not a monoio `Sleep`:
-    // it is what keeps an idle connection's task small.
-    let ready = monoio::select! {
-        ready = d.stream.readable(false) => ready.is_ok(),
-        _ = shard.idle.wait_until(deadline) => false,
-        _ = shard.draining.wait() => false,
-        _ = stop.wait() => false,
-    };
-    if ready {
-        let set = shard.buffers.take();
-        d.buf.attach(set.read);
-        d.out = set.out;
-        d.headers = set.headers;
+    // readable at once and the connection would take a request state back while idle. The
+    // deadline is the shard's coarse idle timer (see `shard::idle`), not a monoio `Sleep`: it
+    // is what keeps an idle connection's task small. A drain needs no wait of its own here:
+    // it raises every listener's stop signal.
+    monoio::select! {
+        ready = stream.readable(false) => ready.is_ok(),
+        _ = shard.idle.wait_until(Instant::now() + idle) => false,
+        _ = conn.stop.wait() => false,
     }
-    ready
 }
 
 /// Reads one request head. The connection was readable (or has bytes buffered) when this
@@ -477,6 +481,23 @@ async fn respond_static(
         Ok(()) if keep => After::KeepAlive,
         _ => After::Close,
     }
+}
+
+/// Closes the connection of a request state gracefully, then returns the state to the pool.
+async fn close_downstream(shard: &Shard, mut d: Box<Downstream>) {
+    let _ = d.stream.shutdown().await;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut drained = 0usize;
+    while drained < 4 << 20 {
+        d.buf.clear();
+        let cap = d.buf.capacity();
+        match monoio::time::timeout_at(deadline.into(), d.buf.read_from(&mut d.stream, cap)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
+    d.buf.clear();
+    drop(shard.downstreams.put(d));
 }
 
 /// Closes a connection gracefully: shut the write side, then read and drop what the client is

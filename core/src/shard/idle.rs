@@ -4,7 +4,7 @@
 //! most of what an idle connection cost. Idle timeouts need no millisecond precision, so a
 //! shard keeps one slot per waiting connection (deadline and waker, in a slab that reuses
 //! freed slots) and one ticker task that wakes the expired ones every [`RESOLUTION`]. A
-//! waiting connection then holds a 40-byte [`IdleWait`].
+//! waiting connection then holds a 16-byte [`IdleWait`].
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -29,7 +29,7 @@ struct Slots {
 
 struct Entry {
     deadline: Instant,
-    waker: Waker,
+    waker: Option<Waker>,
     fired: bool,
 }
 
@@ -38,12 +38,28 @@ impl IdleTimers {
         Rc::new(IdleTimers::default())
     }
 
-    /// Resolves at `deadline`, up to [`RESOLUTION`] late.
+    /// Resolves at `deadline`, up to [`RESOLUTION`] late. The slot is taken now (with no
+    /// waker until the first poll), so the wait itself is two words.
     pub fn wait_until(self: &Rc<Self>, deadline: Instant) -> IdleWait {
+        let mut slots = self.slots.borrow_mut();
+        let entry = Some(Entry {
+            deadline,
+            waker: None,
+            fired: false,
+        });
+        let slot = match slots.free.pop() {
+            Some(slot) => {
+                slots.entries[slot] = entry;
+                slot
+            }
+            None => {
+                slots.entries.push(entry);
+                slots.entries.len() - 1
+            }
+        };
         IdleWait {
             timers: self.clone(),
-            deadline,
-            slot: None,
+            slot,
         }
     }
 
@@ -55,7 +71,7 @@ impl IdleTimers {
             for entry in slots.entries.iter_mut().flatten() {
                 if !entry.fired && entry.deadline <= now {
                     entry.fired = true;
-                    wake.push(entry.waker.clone());
+                    wake.extend(entry.waker.take());
                 }
             }
         }
@@ -81,45 +97,24 @@ impl IdleTimers {
 
 pub struct IdleWait {
     timers: Rc<IdleTimers>,
-    deadline: Instant,
-    slot: Option<usize>,
+    slot: usize,
 }
 
 impl Future for IdleWait {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.deadline {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut slots = self.timers.slots.borrow_mut();
+        let Some(entry) = &mut slots.entries[self.slot] else {
+            unreachable!("a wait keeps its slot until dropped");
+        };
+        if entry.fired || Instant::now() >= entry.deadline {
+            entry.fired = true;
             return Poll::Ready(());
         }
-        let deadline = self.deadline;
-        let timers = self.timers.clone();
-        let mut slots = timers.slots.borrow_mut();
-        match self.slot {
-            Some(slot) => match &mut slots.entries[slot] {
-                Some(entry) if entry.fired => return Poll::Ready(()),
-                Some(entry) => entry.waker.clone_from(cx.waker()),
-                None => unreachable!("a registered wait keeps its slot until dropped"),
-            },
-            None => {
-                let entry = Some(Entry {
-                    deadline,
-                    waker: cx.waker().clone(),
-                    fired: false,
-                });
-                let slot = match slots.free.pop() {
-                    Some(slot) => {
-                        slots.entries[slot] = entry;
-                        slot
-                    }
-                    None => {
-                        slots.entries.push(entry);
-                        slots.entries.len() - 1
-                    }
-                };
-                drop(slots);
-                self.slot = Some(slot);
-            }
+        match &mut entry.waker {
+            Some(waker) => waker.clone_from(cx.waker()),
+            None => entry.waker = Some(cx.waker().clone()),
         }
         Poll::Pending
     }
@@ -127,11 +122,9 @@ impl Future for IdleWait {
 
 impl Drop for IdleWait {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot {
-            let mut slots = self.timers.slots.borrow_mut();
-            slots.entries[slot] = None;
-            slots.free.push(slot);
-        }
+        let mut slots = self.timers.slots.borrow_mut();
+        slots.entries[self.slot] = None;
+        slots.free.push(self.slot);
     }
 }
 
@@ -179,6 +172,6 @@ mod tests {
 
     #[test]
     fn a_wait_is_small() {
-        assert!(std::mem::size_of::<IdleWait>() <= 40);
+        assert!(std::mem::size_of::<IdleWait>() <= 16);
     }
 }

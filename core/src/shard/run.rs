@@ -234,12 +234,15 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, name: Rc<str>, sto
                     continue;
                 }
                 shard.listener_event(&name, |l| l.accepted += 1);
-                let shard = shard.clone();
-                let name = name.clone();
-                let stop = stop.clone();
+                // The task captures the connection once (every idle connection holds its
+                // task: no copies of its parts).
+                let mut conn = proxy::Conn::new(stream, peer, name.clone(), stop.clone());
+                let guard = ConnectionGuard::new(shard.clone(), open);
+                // Captured values are used in place, never moved into locals: a moved copy
+                // would sit in the task beside the captured one.
                 monoio::spawn(async move {
-                    let _guard = ConnectionGuard::new(&shard, open);
-                    proxy::serve(&shard, stream, peer, name, stop).await;
+                    proxy::serve(&guard.shard, &mut conn).await;
+                    drop(guard);
                 });
             }
             Err(e) => {
@@ -252,20 +255,20 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, name: Rc<str>, sto
 }
 
 /// Counts a connection open, on its listener and on the shard, for as long as it lives.
-struct ConnectionGuard<'a> {
-    shard: &'a Shard,
+struct ConnectionGuard {
+    shard: Rc<Shard>,
     listener: Rc<Cell<usize>>,
 }
 
-impl<'a> ConnectionGuard<'a> {
-    fn new(shard: &'a Shard, listener: Rc<Cell<usize>>) -> Self {
+impl ConnectionGuard {
+    fn new(shard: Rc<Shard>, listener: Rc<Cell<usize>>) -> Self {
         listener.set(listener.get() + 1);
         shard.open_connections.set(shard.open_connections.get() + 1);
         ConnectionGuard { shard, listener }
     }
 }
 
-impl Drop for ConnectionGuard<'_> {
+impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.listener.set(self.listener.get() - 1);
         self.shard

@@ -13,7 +13,7 @@ use super::link::FromShard;
 use super::signal::Signal;
 use crate::metrics::{ListenerStats, ShardReport, TrafficStats};
 use crate::policy::{RoutePolicies, ShardPolicy};
-use crate::proxy::buffers::BufferPool;
+use crate::proxy::buffers::DownstreamPool;
 use crate::proxy::retry::RetryBudget;
 use crate::upstream::{Balancer, HealthTable, Pool, UpstreamGuard};
 use crate::Epoch;
@@ -72,8 +72,8 @@ pub struct Shard {
     /// `Arc`'s shared counter.
     current: RefCell<Rc<ShardEpoch>>,
     pub pool: RefCell<Pool>,
-    /// Request buffers lent to connections while they have a request in progress.
-    pub buffers: BufferPool,
+    /// Request states lent to connections while they have a request in progress.
+    pub downstreams: DownstreamPool,
     /// Raised when the shard drains: listeners stop, idle connections close.
     pub draining: Rc<Signal>,
     /// Deadlines of connections waiting for their next request.
@@ -106,12 +106,13 @@ impl Shard {
         // `[runtime]` applies at start only: this is the number of shards running.
         let policy = ShardPolicy::new(super::shard_count(epoch.config.runtime.shards));
         let first = Rc::new(Self::compile(&mut stats, &policy, epoch, None));
+        let draining = Signal::new();
         Shard {
             index,
             current: RefCell::new(first),
             pool: RefCell::new(Pool::default()),
-            buffers: BufferPool::default(),
-            draining: Signal::new(),
+            downstreams: DownstreamPool::new(access_log.is_some(), draining.clone()),
+            draining,
             idle: IdleTimers::new(),
             open_connections: Cell::new(0),
             listener_open: RefCell::new(AHashMap::new()),
