@@ -9,7 +9,8 @@ pub mod local;
 mod record;
 pub mod retry;
 
-use std::net::SocketAddr;
+use std::cell::Cell;
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -52,26 +53,67 @@ pub(crate) struct Downstream {
     pub draining: Rc<Signal>,
 }
 
+/// What the connections one listener accepted on one shard share.
+pub struct ListenerHandle {
+    pub name: Rc<str>,
+    /// Raised when a reload removes the listener or the shard drains: its accept loop stops
+    /// and its connections close once idle.
+    pub stop: Rc<Signal>,
+    /// The listener's open connections on this shard.
+    pub open: Rc<Cell<usize>>,
+    /// The shard's open connections, all listeners together.
+    pub shard_open: Rc<Cell<usize>>,
+}
+
+/// A client address in 16 bytes rather than `SocketAddr`'s 32: IPv6 ones are boxed.
+enum Peer {
+    V4(SocketAddrV4),
+    V6(Box<SocketAddrV6>),
+}
+
+impl Peer {
+    fn new(addr: SocketAddr) -> Peer {
+        match addr {
+            SocketAddr::V4(v4) => Peer::V4(v4),
+            SocketAddr::V6(v6) => Peer::V6(Box::new(v6)),
+        }
+    }
+
+    fn get(&self) -> SocketAddr {
+        match self {
+            Peer::V4(v4) => SocketAddr::V4(*v4),
+            Peer::V6(v6) => SocketAddr::V6(**v6),
+        }
+    }
+}
+
 /// What an idle client connection keeps: everything else is in the pooled [`Downstream`]
-/// while a request is in progress.
+/// while a request is in progress. It counts itself open on its listener and shard while it
+/// lives.
 pub struct Conn {
     /// `None` only while a request state holds the socket.
     stream: Option<TcpStream>,
-    peer: SocketAddr,
-    /// The name of the listener that accepted the connection.
-    listener: Rc<str>,
-    /// Raised when that listener is removed by a reload.
-    stop: Rc<Signal>,
+    peer: Peer,
+    listener: Rc<ListenerHandle>,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, peer: SocketAddr, listener: Rc<str>, stop: Rc<Signal>) -> Conn {
+    pub fn new(stream: TcpStream, peer: SocketAddr, listener: Rc<ListenerHandle>) -> Conn {
+        listener.open.set(listener.open.get() + 1);
+        listener.shard_open.set(listener.shard_open.get() + 1);
         Conn {
             stream: Some(stream),
-            peer,
+            peer: Peer::new(peer),
             listener,
-            stop,
         }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let l = &self.listener;
+        l.open.set(l.open.get() - 1);
+        l.shard_open.set(l.shard_open.get() - 1);
     }
 }
 
@@ -110,7 +152,7 @@ pub async fn serve(shard: &Rc<Shard>, conn: &mut Conn) {
             }
             let idle = {
                 let sep = shard.epoch();
-                let Some(index) = sep.listener_index(&conn.listener) else {
+                let Some(index) = sep.listener_index(&conn.listener.name) else {
                     return;
                 };
                 let cfg = &sep.epoch.config.listeners[index];
@@ -126,12 +168,20 @@ pub async fn serve(shard: &Rc<Shard>, conn: &mut Conn) {
             let Some(stream) = conn.stream.take() else {
                 return;
             };
-            d = Some(shard.downstreams.take(stream, conn.peer));
+            d = Some(shard.downstreams.take(stream, conn.peer.get()));
         }
         let Some(state) = d.as_mut() else {
             return;
         };
-        let after = Box::pin(one_request(shard, state, &conn.listener, &conn.stop, first)).await;
+        let listener = &conn.listener;
+        let after = Box::pin(one_request(
+            shard,
+            state,
+            &listener.name,
+            &listener.stop,
+            first,
+        ))
+        .await;
         first = false;
         match after {
             After::KeepAlive => continue,
@@ -210,7 +260,7 @@ async fn wait_readable(conn: &Conn, shard: &Shard, idle: Duration) -> bool {
     let Some(stream) = &conn.stream else {
         return false;
     };
-    if shard.is_draining() || conn.stop.is_raised() {
+    if shard.is_draining() || conn.listener.stop.is_raised() {
         return false;
     }
     // Not relaxed: on epoll a readiness flag left over from the previous request would report
@@ -221,7 +271,7 @@ async fn wait_readable(conn: &Conn, shard: &Shard, idle: Duration) -> bool {
     monoio::select! {
         ready = stream.readable(false) => ready.is_ok(),
         _ = shard.idle.wait_until(Instant::now() + idle) => false,
-        _ = conn.stop.wait() => false,
+        _ = conn.listener.stop.wait() => false,
     }
 }
 

@@ -14,15 +14,15 @@ use ringway_config::Listener;
 use super::link::{FromShard, ShardInbox, ToShard};
 use super::signal::Signal;
 use super::{Ready, ShardInfo, StartError};
+use crate::proxy::ListenerHandle;
 use crate::shard::Shard;
 use crate::{io, proxy, Epoch};
 
 /// One bound listener on this shard.
 struct ListenerSlot {
-    name: Rc<str>,
     address: SocketAddr,
-    /// Raised to stop its accept loop (listener removed or shard draining).
-    stop: Rc<Signal>,
+    /// Its name, stop signal (raised when it is removed or the shard drains) and counters.
+    handle: Rc<ListenerHandle>,
 }
 
 pub(super) struct Runner {
@@ -103,7 +103,7 @@ impl Runner {
         for l in &epoch.config.listeners {
             if current
                 .iter()
-                .any(|s| &*s.name == l.name.as_str() && s.address == l.listen)
+                .any(|s| &*s.handle.name == l.name.as_str() && s.address == l.listen)
             {
                 continue;
             }
@@ -117,24 +117,24 @@ impl Runner {
                 .config
                 .listeners
                 .iter()
-                .any(|l| l.name.as_str() == &*slot.name && l.listen == slot.address);
+                .any(|l| l.name.as_str() == &*slot.handle.name && l.listen == slot.address);
             if !keep {
-                slot.stop.raise();
+                slot.handle.stop.raise();
             }
             keep
         });
         for (l, socket) in bound {
+            let shard = &self.shard;
             let slot = ListenerSlot {
-                name: Rc::from(l.name.as_str()),
                 address: l.listen,
-                stop: Signal::new(),
+                handle: Rc::new(ListenerHandle {
+                    name: Rc::from(l.name.as_str()),
+                    stop: Signal::new(),
+                    open: shard.listener_open(&l.name),
+                    shard_open: shard.open_connections.clone(),
+                }),
             };
-            monoio::spawn(accept_loop(
-                self.shard.clone(),
-                socket,
-                slot.name.clone(),
-                slot.stop.clone(),
-            ));
+            monoio::spawn(accept_loop(shard.clone(), socket, slot.handle.clone()));
             current.push(slot);
         }
         Ok(())
@@ -191,7 +191,7 @@ impl Runner {
             ToShard::Drain { timeout } => {
                 if self.drain_timeout.replace(Some(timeout)).is_none() {
                     for slot in self.listeners.borrow_mut().drain(..) {
-                        slot.stop.raise();
+                        slot.handle.stop.raise();
                     }
                     shard.draining.raise();
                     monoio::spawn(self.clone().finish_drain(timeout));
@@ -213,37 +213,33 @@ impl Runner {
     }
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, name: Rc<str>, stop: Rc<Signal>) {
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, handle: Rc<ListenerHandle>) {
+    let name = &handle.name;
     loop {
         let accepted = monoio::select! {
             accepted = listener.accept() => accepted,
-            _ = stop.wait() => return,
+            _ = handle.stop.wait() => return,
         };
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let sep = shard.epoch();
-                let max = sep.listener_index(&name).map_or(usize::MAX, |i| {
+                let max = sep.listener_index(name).map_or(usize::MAX, |i| {
                     sep.epoch.config.listeners[i].max_connections.get()
                 });
                 // The cap is per listener and shard: count this listener's connections.
-                let open = shard.listener_open(&name);
-                if open.get() >= max {
-                    shard.listener_event(&name, |l| l.refused += 1);
+                if handle.open.get() >= max {
+                    shard.listener_event(name, |l| l.refused += 1);
                     monoio::spawn(refuse_busy(stream));
                     continue;
                 }
-                shard.listener_event(&name, |l| l.accepted += 1);
-                // The task captures the connection once (every idle connection holds its
-                // task: no copies of its parts).
-                let mut conn = proxy::Conn::new(stream, peer, name.clone(), stop.clone());
-                let guard = ConnectionGuard::new(shard.clone(), open);
-                // Captured values are used in place, never moved into locals: a moved copy
-                // would sit in the task beside the captured one.
-                monoio::spawn(async move {
-                    proxy::serve(&guard.shard, &mut conn).await;
-                    drop(guard);
-                });
+                shard.listener_event(name, |l| l.accepted += 1);
+                let mut conn = proxy::Conn::new(stream, peer, handle.clone());
+                let shard = shard.clone();
+                // The task captures the shard and the connection, and uses both in place:
+                // every idle connection holds its task, and a value moved into a local would
+                // sit in it beside the captured one.
+                monoio::spawn(async move { proxy::serve(&shard, &mut conn).await });
             }
             Err(e) => {
                 // Out of descriptors or memory: back off briefly rather than spin.
@@ -251,29 +247,6 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, name: Rc<str>, sto
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
         }
-    }
-}
-
-/// Counts a connection open, on its listener and on the shard, for as long as it lives.
-struct ConnectionGuard {
-    shard: Rc<Shard>,
-    listener: Rc<Cell<usize>>,
-}
-
-impl ConnectionGuard {
-    fn new(shard: Rc<Shard>, listener: Rc<Cell<usize>>) -> Self {
-        listener.set(listener.get() + 1);
-        shard.open_connections.set(shard.open_connections.get() + 1);
-        ConnectionGuard { shard, listener }
-    }
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.listener.set(self.listener.get() - 1);
-        self.shard
-            .open_connections
-            .set(self.shard.open_connections.get() - 1);
     }
 }
 

@@ -79,7 +79,7 @@ pub struct Shard {
     /// Deadlines of connections waiting for their next request.
     pub idle: Rc<IdleTimers>,
     /// Open downstream connections on this shard, all listeners together.
-    pub open_connections: Cell<usize>,
+    pub open_connections: Rc<Cell<usize>>,
     /// Open downstream connections per listener name.
     listener_open: RefCell<AHashMap<String, Rc<Cell<usize>>>>,
     stats: RefCell<StatsBook>,
@@ -114,7 +114,7 @@ impl Shard {
             downstreams: DownstreamPool::new(access_log.is_some(), draining.clone()),
             draining,
             idle: IdleTimers::new(),
-            open_connections: Cell::new(0),
+            open_connections: Rc::default(),
             listener_open: RefCell::new(AHashMap::new()),
             stats: RefCell::new(stats),
             events,
