@@ -137,6 +137,9 @@ mod reload_adds_and_removes_listeners_without_restart {
         gw.ctl(&["reload"]).expect_ok("reload adding a listener");
         let mut second = Client::connect(gw.addr2());
         assert_eq!(second.request(&get("h", "/x")).text(), "up");
+        // An idle keep-alive connection on the listener about to go.
+        let mut idle = Client::connect(gw.addr2());
+        assert_eq!(idle.request(&get("h", "/x")).text(), "up");
 
         // A request in flight on the listener being removed finishes; then its connection closes
         // and the port takes no new connection. The other listener is untouched.
@@ -168,6 +171,11 @@ mod reload_adds_and_removes_listeners_without_restart {
         assert!(
             second.is_closed(Duration::from_secs(5)),
             "the removed listener's connection stays open"
+        );
+        // Idle ones close at once, long before their 60 s idle timeout.
+        assert!(
+            idle.is_closed(Duration::from_secs(2)),
+            "the removed listener's idle connection stays open"
         );
         assert!(
             Client::try_connect(gw.addr2()).is_err(),

@@ -260,18 +260,24 @@ async fn wait_readable(conn: &Conn, shard: &Shard, idle: Duration) -> bool {
     let Some(stream) = &conn.stream else {
         return false;
     };
-    if shard.is_draining() || conn.listener.stop.is_raised() {
-        return false;
-    }
-    // Not relaxed: on epoll a readiness flag left over from the previous request would report
-    // readable at once and the connection would take a request state back while idle. The
-    // deadline is the shard's coarse idle timer (see `shard::idle`), not a monoio `Sleep`: it
-    // is what keeps an idle connection's task small. A drain needs no wait of its own here:
-    // it raises every listener's stop signal.
-    monoio::select! {
-        ready = stream.readable(false) => ready.is_ok(),
-        _ = shard.idle.wait_until(Instant::now() + idle) => false,
-        _ = conn.listener.stop.wait() => false,
+    let deadline = Instant::now() + idle;
+    loop {
+        if shard.is_draining() || conn.listener.stop.is_raised() {
+            return false;
+        }
+        // Not relaxed: on epoll a readiness flag left over from the previous request would
+        // report readable at once and the connection would take a request state back while
+        // idle. The deadline is the shard's coarse idle timer (see `shard::idle`), not a
+        // monoio `Sleep`, and a removed listener or a drain kicks the timer instead of
+        // raising a signal each idle connection would wait on: that is what keeps an idle
+        // connection's task small.
+        let expired = monoio::select! {
+            ready = stream.readable(false) => return ready.is_ok(),
+            expired = shard.idle.wait_until(deadline) => expired,
+        };
+        if expired {
+            return false;
+        }
     }
 }
 

@@ -5,6 +5,11 @@
 //! shard keeps one slot per waiting connection (deadline and waker, in a slab that reuses
 //! freed slots) and one ticker task that wakes the expired ones every [`RESOLUTION`]. A
 //! waiting connection then holds a 16-byte [`IdleWait`].
+//!
+//! The same slots carry the rarer wake-ups of idle connections: when a reload removes a
+//! listener or the shard drains, [`IdleTimers::kick_all`] wakes every wait, and each
+//! connection checks whether that concerns it. An idle connection then needs no waiter slot
+//! of its own on any signal.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -31,6 +36,7 @@ struct Entry {
     deadline: Instant,
     waker: Option<Waker>,
     fired: bool,
+    kicked: bool,
 }
 
 impl IdleTimers {
@@ -46,6 +52,7 @@ impl IdleTimers {
             deadline,
             waker: None,
             fired: false,
+            kicked: false,
         });
         let slot = match slots.free.pop() {
             Some(slot) => {
@@ -60,6 +67,21 @@ impl IdleTimers {
         IdleWait {
             timers: self.clone(),
             slot,
+        }
+    }
+
+    /// Wakes every wait now: each resolves with `false` (not expired).
+    pub fn kick_all(&self) {
+        let mut wake = Vec::new();
+        {
+            let mut slots = self.slots.borrow_mut();
+            for entry in slots.entries.iter_mut().flatten() {
+                entry.kicked = true;
+                wake.extend(entry.waker.take());
+            }
+        }
+        for waker in wake {
+            waker.wake();
         }
     }
 
@@ -100,17 +122,22 @@ pub struct IdleWait {
     slot: usize,
 }
 
+/// Resolves with `true` once its deadline has passed, or `false` when kicked
+/// ([`IdleTimers::kick_all`]).
 impl Future for IdleWait {
-    type Output = ();
+    type Output = bool;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
         let mut slots = self.timers.slots.borrow_mut();
         let Some(entry) = &mut slots.entries[self.slot] else {
             unreachable!("a wait keeps its slot until dropped");
         };
         if entry.fired || Instant::now() >= entry.deadline {
             entry.fired = true;
-            return Poll::Ready(());
+            return Poll::Ready(true);
+        }
+        if entry.kicked {
+            return Poll::Ready(false);
         }
         match &mut entry.waker {
             Some(waker) => waker.clone_from(cx.waker()),
@@ -167,6 +194,27 @@ mod tests {
             }
             assert_eq!(timers.waiting(), 0);
             assert!(timers.slots.borrow().entries.len() <= 1);
+        });
+    }
+
+    #[test]
+    fn a_kick_wakes_every_wait_as_not_expired() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let timers = IdleTimers::new();
+            let far = Instant::now() + Duration::from_secs(60);
+            let waits: Vec<_> = (0..3)
+                .map(|_| monoio::spawn(timers.wait_until(far)))
+                .collect();
+            monoio::time::sleep(Duration::from_millis(10)).await;
+            timers.kick_all();
+            for wait in waits {
+                assert!(!wait.await, "kicked, not expired");
+            }
+            assert_eq!(timers.waiting(), 0);
         });
     }
 

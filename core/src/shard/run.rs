@@ -120,6 +120,8 @@ impl Runner {
                 .any(|l| l.name.as_str() == &*slot.handle.name && l.listen == slot.address);
             if !keep {
                 slot.handle.stop.raise();
+                // Its idle connections wait on the idle timer, not on the signal.
+                self.shard.idle.kick_all();
             }
             keep
         });
@@ -194,6 +196,7 @@ impl Runner {
                         slot.handle.stop.raise();
                     }
                     shard.draining.raise();
+                    shard.idle.kick_all();
                     monoio::spawn(self.clone().finish_drain(timeout));
                 }
             }
