@@ -18,23 +18,13 @@ use crate::upstream::UpstreamConn;
 pub const MAX_TRAILER: usize = 8 * 1024;
 
 async fn read_client(d: &mut Downstream, cfg: &Listener) -> Result<(), Error> {
-    let cap = d.buf.capacity();
-    match timeout(cfg.body_timeout, d.buf.read_from(&mut d.stream, cap)).await {
-        Err(_) => Err(ProxyError::new(
-            ErrorCause::ClientTimeout,
-            "request body timeout",
-            None,
-        )),
-        Ok(Ok(0)) => Err(ProxyError::new(
-            ErrorCause::ClientClosed,
-            "client closed during the request body",
-            None,
-        )),
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(ProxyError::new(
+    // The buffer does not grow here (a full one has its unconsumed bytes sent first).
+    match read_client_growing(d, cfg, 0).await? {
+        true => Ok(()),
+        false => Err(ProxyError::new(
             ErrorCause::ClientClosed,
             "client read failed",
-            Some(e),
+            None,
         )),
     }
 }

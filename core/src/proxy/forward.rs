@@ -273,12 +273,22 @@ async fn exchange(
         };
         // An interim response already went to the client: what was sent cannot be taken back.
         let interim_sent = matches!(&result, Ok((_, _, true)));
-        let retry = policy.filter(|p| {
-            tries <= p.retries
-                && !interim_sent
-                && retry::retries_failure(p, replay, &failure)
-                && total.is_none_or(|t| now < t)
-        });
+        let retry = policy
+            .filter(|p| {
+                tries <= p.retries
+                    && !interim_sent
+                    && retry::retries_failure(p, replay, &failure)
+                    && total.is_none_or(|t| now < t)
+            })
+            .filter(|p| {
+                let allowed = active.try_retry(p);
+                if !allowed {
+                    sep.route_stats[route].borrow_mut().retries_over_budget += 1;
+                }
+                allowed
+            })
+            // Breaker opened meanwhile: stop here with what this try got.
+            .filter(|_| guard.admit(now));
         let Some(p) = retry else {
             let (conn, resp, _) = result?;
             break Answered {
@@ -288,26 +298,6 @@ async fn exchange(
                 pick,
             };
         };
-        if !active.try_retry(p) {
-            sep.route_stats[route].borrow_mut().retries_over_budget += 1;
-            let (conn, resp, _) = result?;
-            break Answered {
-                conn,
-                resp,
-                addr,
-                pick,
-            };
-        }
-        // Breaker opened meanwhile: stop here with what this try got.
-        if !guard.admit(now) {
-            let (conn, resp, _) = result?;
-            break Answered {
-                conn,
-                resp,
-                addr,
-                pick,
-            };
-        }
         tracing::debug!(shard = shard.index, %addr, try_ = tries, "retrying");
         sep.route_stats[route].borrow_mut().retries += 1;
         sep.upstream_stats[upstream].borrow_mut().retries += 1;

@@ -14,7 +14,7 @@ use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::io::AsyncWriteRent;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use ringway_config::{Listener, RateLimit};
 
@@ -471,6 +471,11 @@ async fn respond_local(
         d.out.extend_from_slice(&response.body);
     }
     d.log.status = response.status;
+    send_out(d, keep).await
+}
+
+/// Writes the response in `d.out`; keeps the connection when `keep` and the write went well.
+async fn send_out(d: &mut Downstream, keep: bool) -> After {
     let len = d.out.len() as u64;
     let sent = write_vec(&mut d.stream, &mut d.out).await;
     if sent.is_ok() {
@@ -508,15 +513,7 @@ async fn respond_rate_limited(
         connection,
         head.method == Method::Head,
     );
-    let len = d.out.len() as u64;
-    let sent = write_vec(&mut d.stream, &mut d.out).await;
-    if sent.is_ok() {
-        d.written += len;
-    }
-    match sent {
-        Ok(()) if keep => After::KeepAlive,
-        _ => After::Close,
-    }
+    send_out(d, keep).await
 }
 
 async fn respond_static(
@@ -541,17 +538,8 @@ async fn respond_static(
 
 /// Closes the connection of a request state gracefully, then returns the state to the pool.
 async fn close_downstream(shard: &Shard, mut d: Box<Downstream>) {
-    let _ = d.stream.shutdown().await;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut drained = 0usize;
-    while drained < 4 << 20 {
-        d.buf.clear();
-        let cap = d.buf.capacity();
-        match monoio::time::timeout_at(deadline.into(), d.buf.read_from(&mut d.stream, cap)).await {
-            Ok(Ok(n)) if n > 0 => drained += n,
-            _ => break,
-        }
-    }
+    let Downstream { stream, buf, .. } = &mut *d;
+    linger(stream, buf).await;
     d.buf.clear();
     drop(shard.downstreams.put(d));
 }
@@ -560,14 +548,18 @@ async fn close_downstream(shard: &Shard, mut d: Box<Downstream>) {
 /// still sending (bounded in time and bytes) so that the kernel does not answer it with a reset
 /// that could destroy the response in flight.
 pub async fn linger_close(mut stream: TcpStream, buf: Option<ConnBuf>) {
-    let _ = stream.shutdown().await;
     let mut buf = buf.unwrap_or_else(|| ConnBuf::with_capacity(4096));
+    linger(&mut stream, &mut buf).await;
+}
+
+async fn linger<S: AsyncReadRent + AsyncWriteRent>(stream: &mut S, buf: &mut ConnBuf) {
+    let _ = stream.shutdown().await;
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut drained = 0usize;
     while drained < 4 << 20 {
         buf.clear();
         let cap = buf.capacity();
-        match monoio::time::timeout_at(deadline.into(), buf.read_from(&mut stream, cap)).await {
+        match monoio::time::timeout_at(deadline.into(), buf.read_from(stream, cap)).await {
             Ok(Ok(n)) if n > 0 => drained += n,
             _ => break,
         }

@@ -72,27 +72,28 @@ impl IdleTimers {
 
     /// Wakes every wait now: each resolves with `false` (not expired).
     pub fn kick_all(&self) {
-        let mut wake = Vec::new();
-        {
-            let mut slots = self.slots.borrow_mut();
-            for entry in slots.entries.iter_mut().flatten() {
-                entry.kicked = true;
-                wake.extend(entry.waker.take());
-            }
-        }
-        for waker in wake {
-            waker.wake();
-        }
+        self.wake_where(|entry| {
+            entry.kicked = true;
+            true
+        });
     }
 
     /// Wakes every wait whose deadline has passed. The shard's ticker calls it.
     pub fn fire_expired(&self, now: Instant) {
+        self.wake_where(|entry| {
+            let expired = !entry.fired && entry.deadline <= now;
+            entry.fired |= expired;
+            expired
+        });
+    }
+
+    /// Wakes the waits for which `mark` (which may update the entry) says so.
+    fn wake_where(&self, mut mark: impl FnMut(&mut Entry) -> bool) {
         let mut wake = Vec::new();
         {
             let mut slots = self.slots.borrow_mut();
             for entry in slots.entries.iter_mut().flatten() {
-                if !entry.fired && entry.deadline <= now {
-                    entry.fired = true;
+                if mark(entry) {
                     wake.extend(entry.waker.take());
                 }
             }
@@ -159,13 +160,16 @@ impl Drop for IdleWait {
 mod tests {
     use super::*;
 
-    #[test]
-    fn fires_after_the_deadline_and_frees_its_slot() {
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()
-            .unwrap();
-        rt.block_on(async {
+            .unwrap()
+    }
+
+    #[test]
+    fn fires_after_the_deadline_and_frees_its_slot() {
+        runtime().block_on(async {
             let timers = IdleTimers::new();
             monoio::spawn(timers.clone().tick());
             let start = Instant::now();
@@ -182,11 +186,7 @@ mod tests {
 
     #[test]
     fn dropped_waits_free_their_slots_for_reuse() {
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        runtime().block_on(async {
             let timers = IdleTimers::new();
             for _ in 0..100 {
                 let far = timers.wait_until(Instant::now() + Duration::from_secs(60));
@@ -199,11 +199,7 @@ mod tests {
 
     #[test]
     fn a_kick_wakes_every_wait_as_not_expired() {
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        runtime().block_on(async {
             let timers = IdleTimers::new();
             let far = Instant::now() + Duration::from_secs(60);
             let waits: Vec<_> = (0..3)
