@@ -1,25 +1,30 @@
 //! Active health checks: HTTP requests to every endpoint of each upstream with a
 //! `health_check`, run on the control side, never on a shard.
 //!
-//! Threads: one per checked endpoint ("ringway-health"), with plain blocking std sockets and
-//! timeouts. Each checks at once, then every `interval`, and sends its result to the control
-//! loop over a channel; it ends when its stop channel is dropped (the endpoint, its upstream or
-//! its health check left the config, or the process ends). The [`HealthChecker`] belongs to
-//! the control loop (`&mut self`, no locks): it counts results against the thresholds and,
-//! whenever an endpoint changes state, makes a new [`HealthTable`] for the shards.
+//! Thread: one ("ringway-health") for every check, running a small monoio runtime on epoll
+//! with one task per checked endpoint, so thousands of endpoints cost thousands of small
+//! tasks, not threads. Each task checks at once, then every `interval`, and sends its result
+//! to the control loop over a channel; the control loop starts and stops tasks by command
+//! (an endpoint, its upstream or its health check left the config) and the thread ends with
+//! the [`HealthChecker`]. The checker belongs to the control loop (`&mut self`, no locks): it
+//! counts results against the thresholds and, whenever an endpoint changes state, makes a new
+//! [`HealthTable`] for the shards.
 //!
 //! An endpoint starts healthy; `unhealthy_threshold` failed checks in a row make it unhealthy
 //! and `healthy_threshold` passed checks in a row healthy again. A check passes when a status
 //! line in `expected_statuses` arrives within `timeout`; a refused or failed connection, a
 //! reset, a timeout or an unreadable status line fail it.
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
 use ringway_config::{Config, HealthCheck};
 use ringway_core::upstream::HealthTable;
 
@@ -27,6 +32,19 @@ use crate::observe::EndpointHealth;
 
 /// The longest status line read from a check's answer.
 const MAX_STATUS_LINE: usize = 1024;
+/// How often the checking thread looks for commands (a new or stopped check waits at most
+/// this long).
+const COMMAND_POLL: Duration = Duration::from_millis(20);
+
+/// From the control loop to the checking thread.
+enum Command {
+    Start {
+        id: u64,
+        address: SocketAddr,
+        config: HealthCheck,
+    },
+    Stop(u64),
+}
 
 /// One check's result, from a checking thread to the control loop.
 pub struct Probe {
@@ -46,16 +64,15 @@ struct Check {
     failures: u32,
     checks: u64,
     last: String,
-    /// Dropping it stops the checking thread.
-    _stop: Sender<()>,
 }
 
 /// Every endpoint's check and health, by upstream name and address.
 pub struct HealthChecker {
     checks: BTreeMap<(String, SocketAddr), Check>,
     next_id: u64,
-    results_tx: Sender<Probe>,
     results: Receiver<Probe>,
+    /// To the checking thread; dropping it ends the thread.
+    commands: Sender<Command>,
     table: Arc<HealthTable>,
 }
 
@@ -63,11 +80,18 @@ impl HealthChecker {
     /// Starts the checks `config` asks for.
     pub fn new(config: &Config) -> HealthChecker {
         let (results_tx, results) = crossbeam_channel::unbounded();
+        let (commands, commands_rx) = crossbeam_channel::unbounded();
+        let started = std::thread::Builder::new()
+            .name("ringway-health".into())
+            .spawn(move || run(commands_rx, results_tx));
+        if let Err(e) = started {
+            tracing::error!(error = %e, "cannot start the health check thread");
+        }
         let mut checker = HealthChecker {
             checks: BTreeMap::new(),
             next_id: 0,
-            results_tx,
             results,
+            commands,
             table: Arc::new(HealthTable::default()),
         };
         checker.follow(config);
@@ -97,8 +121,14 @@ impl HealthChecker {
                 wanted.insert((u.name.clone(), e.address), check);
             }
         }
-        // Dropping a check stops its thread.
-        self.checks.retain(|key, _| wanted.contains_key(key));
+        let commands = &self.commands;
+        self.checks.retain(|key, check| {
+            let keep = wanted.contains_key(key);
+            if !keep {
+                let _ = commands.send(Command::Stop(check.id));
+            }
+            keep
+        });
         for (key, config) in wanted {
             let before = self.checks.get(&key);
             if before.is_some_and(|check| check.config == *config) {
@@ -107,8 +137,14 @@ impl HealthChecker {
             let healthy = before.is_none_or(|check| check.healthy);
             let id = self.next_id;
             self.next_id += 1;
-            let (stop, stopped) = crossbeam_channel::bounded(0);
-            spawn(key.1, config.clone(), id, self.results_tx.clone(), stopped);
+            if let Some(old) = before {
+                let _ = self.commands.send(Command::Stop(old.id));
+            }
+            let _ = self.commands.send(Command::Start {
+                id,
+                address: key.1,
+                config: config.clone(),
+            });
             let check = Check {
                 id,
                 config: config.clone(),
@@ -117,7 +153,6 @@ impl HealthChecker {
                 failures: 0,
                 checks: 0,
                 last: String::new(),
-                _stop: stop,
             };
             self.checks.insert(key, check);
         }
@@ -195,80 +230,108 @@ impl HealthChecker {
     }
 }
 
-/// Starts the thread that checks `address` until `stopped` is dropped on the other side.
-fn spawn(
+/// The checking thread: a task per check, started and stopped by `commands`, until the
+/// checker (the sending side) is gone.
+fn run(commands: Receiver<Command>, results: Sender<Probe>) {
+    let built = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build();
+    let mut rt = match built {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the health check runtime");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut running: HashMap<u64, Rc<Cell<bool>>> = HashMap::new();
+        loop {
+            loop {
+                match commands.try_recv() {
+                    Ok(Command::Start {
+                        id,
+                        address,
+                        config,
+                    }) => {
+                        let stopped = Rc::new(Cell::new(false));
+                        running.insert(id, stopped.clone());
+                        monoio::spawn(checks(id, address, config, results.clone(), stopped));
+                    }
+                    Ok(Command::Stop(id)) => {
+                        if let Some(stopped) = running.remove(&id) {
+                            stopped.set(true);
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    // The checker is gone: so is every check (the runtime drops its tasks).
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
+            monoio::time::sleep(COMMAND_POLL).await;
+        }
+    });
+}
+
+/// Checks `address` at once and then every `interval`, until `stopped`.
+async fn checks(
+    id: u64,
     address: SocketAddr,
     config: HealthCheck,
-    id: u64,
     results: Sender<Probe>,
-    stopped: Receiver<()>,
+    stopped: Rc<Cell<bool>>,
 ) {
-    let run = move || loop {
-        let (passed, detail) = match check(address, &config) {
+    loop {
+        let (passed, detail) = match check(address, &config).await {
             Ok(status) => (config.expects(status), format!("status {status}")),
             Err(why) => (false, why),
         };
-        if results.send(Probe { id, passed, detail }).is_err() {
+        if stopped.get() || results.send(Probe { id, passed, detail }).is_err() {
             return;
         }
-        match stopped.recv_timeout(config.interval) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        monoio::time::sleep(config.interval).await;
+        if stopped.get() {
+            return;
         }
-    };
-    if let Err(e) = std::thread::Builder::new()
-        .name("ringway-health".into())
-        .spawn(run)
-    {
-        tracing::error!(endpoint = %address, error = %e, "cannot start a health check thread");
     }
 }
 
 /// One check: `GET path` to `address`; the response's status, or why there is none.
-pub fn check(address: SocketAddr, config: &HealthCheck) -> Result<u16, String> {
-    let deadline = Instant::now() + config.timeout;
-    let left = || {
-        deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| "timeout".to_string())
-    };
-    let io = |what: &str, e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => "timeout".to_string(),
-        _ => format!("{what}: {}", e.kind()),
-    };
-    let mut stream =
-        TcpStream::connect_timeout(&address, config.timeout).map_err(|e| io("connect", e))?;
-    let _ = stream.set_nodelay(true);
+pub async fn check(address: SocketAddr, config: &HealthCheck) -> Result<u16, String> {
+    let io = |what: &str, e: std::io::Error| format!("{what}: {}", e.kind());
     let host = config.host.clone().unwrap_or_else(|| address.to_string());
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ringway-health-check\r\n\
          Accept: */*\r\nConnection: close\r\n\r\n",
         config.path
     );
-    stream
-        .set_write_timeout(Some(left()?))
-        .map_err(|e| io("write", e))?;
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| io("write", e))?;
-    let mut head = Vec::with_capacity(256);
-    let mut buf = [0u8; 512];
-    loop {
-        if let Some(end) = head.windows(2).position(|w| w == b"\r\n") {
-            return status(&head[..end]);
+    let exchange = async {
+        let mut stream = TcpStream::connect_addr(address)
+            .await
+            .map_err(|e| io("connect", e))?;
+        let _ = stream.set_nodelay(true);
+        let (written, _) = stream.write_all(request.into_bytes()).await;
+        written.map_err(|e| io("write", e))?;
+        let mut head: Vec<u8> = Vec::with_capacity(256);
+        let mut buf = vec![0u8; 512];
+        loop {
+            if let Some(end) = head.windows(2).position(|w| w == b"\r\n") {
+                return status(&head[..end]);
+            }
+            if head.len() >= MAX_STATUS_LINE {
+                return Err("status line too long".to_string());
+            }
+            let (read, back) = stream.read(buf).await;
+            buf = back;
+            match read {
+                Ok(0) => return Err("closed before a status line".to_string()),
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(io("read", e)),
+            }
         }
-        if head.len() >= MAX_STATUS_LINE {
-            return Err("status line too long".into());
-        }
-        stream
-            .set_read_timeout(Some(left()?))
-            .map_err(|e| io("read", e))?;
-        match stream.read(&mut buf) {
-            Ok(0) => return Err("closed before a status line".into()),
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-            Err(e) => return Err(io("read", e)),
-        }
+    };
+    match monoio::time::timeout(config.timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err("timeout".to_string()),
     }
 }
 
@@ -300,10 +363,20 @@ fn status(line: &[u8]) -> Result<u16, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
     use std::net::TcpListener;
-    use std::time::Duration;
+    use std::time::Instant;
 
     use super::*;
+
+    /// [`check`] on a runtime of its own.
+    fn check_now(address: SocketAddr, config: &HealthCheck) -> Result<u16, String> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+            .block_on(check(address, config))
+    }
 
     /// How long a test waits, at most, for the checking threads' results.
     const TEST_WAIT: Duration = Duration::from_secs(5);
@@ -346,12 +419,12 @@ mod tests {
     fn a_check_reads_the_status() {
         let cfg = settings("timeout = \"1s\"");
         let ok = server(b"HTTP/1.1 204 No Content\r\n\r\n", 1);
-        assert_eq!(check(ok, &cfg), Ok(204));
+        assert_eq!(check_now(ok, &cfg), Ok(204));
         let bad = server(b"SSH-2.0-OpenSSH\r\n", 1);
-        assert_eq!(check(bad, &cfg), Err("malformed status line".into()));
+        assert_eq!(check_now(bad, &cfg), Err("malformed status line".into()));
         let closed = server(b"", 1);
         assert_eq!(
-            check(closed, &cfg),
+            check_now(closed, &cfg),
             Err("closed before a status line".into())
         );
         let nothing: SocketAddr = {
@@ -359,7 +432,7 @@ mod tests {
             l.local_addr().unwrap()
         };
         assert_eq!(
-            check(nothing, &cfg),
+            check_now(nothing, &cfg),
             Err("connect: connection refused".into())
         );
     }
@@ -370,7 +443,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let started = Instant::now();
         assert_eq!(
-            check(listener.local_addr().unwrap(), &cfg),
+            check_now(listener.local_addr().unwrap(), &cfg),
             Err("timeout".into())
         );
         assert!(started.elapsed() < Duration::from_secs(1));
@@ -412,6 +485,32 @@ mod tests {
         assert!(checker.table().down.is_empty());
         assert_eq!(checker.table().generation, 2);
         assert!(checker.view().is_empty());
+    }
+
+    #[test]
+    fn many_endpoints_share_one_thread() {
+        // 200 endpoints where nothing listens: each check fails at once, on one thread.
+        let nothing: Vec<SocketAddr> = (0..200)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 1 + i)))
+            .collect();
+        let config = config_with(&nothing, "health_check = { interval = \"1h\" }");
+        let mut checker = HealthChecker::new(&config);
+        let results = checker.results();
+        let end = Instant::now() + TEST_WAIT;
+        for _ in 0..200 {
+            let probe = results
+                .recv_deadline(end)
+                .expect("every endpoint checked in time");
+            checker.absorb(probe);
+        }
+        let threads = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim() == "ringway-health")
+            .count();
+        // Other tests of this binary may run a checker of their own meanwhile.
+        assert!(threads <= 8, "{threads} health threads for 200 endpoints");
+        assert!(checker.view()["u"].iter().all(|e| e.checks == 1));
     }
 
     #[test]
