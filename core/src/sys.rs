@@ -1,7 +1,7 @@
 //! The only module of ringway-core with `unsafe`: thin wrappers over system calls that the
 //! runtime does not offer.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 
 /// What a non-blocking peek says about an idle pooled connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +37,37 @@ pub fn liveness<S: AsRawFd>(socket: &S) -> Liveness {
     }
 }
 
+/// A second descriptor of `socket`'s connection (close-on-exec), e.g. to read from it while
+/// another operation writes through the first.
+pub fn dup_socket<S: AsRawFd>(socket: &S) -> std::io::Result<std::net::TcpStream> {
+    // SAFETY: `socket` owns an open descriptor for the duration of the call; F_DUPFD_CLOEXEC
+    // creates a new one and touches nothing else.
+    let fd = unsafe { libc::fcntl(socket.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created above, is open, and nothing else owns it.
+    Ok(unsafe { std::net::TcpStream::from_raw_fd(fd) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn a_duplicate_reads_what_the_peer_sends() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let mut second = dup_socket(&client).unwrap();
+        assert_ne!(second.as_raw_fd(), client.as_raw_fd());
+        server.write_all(b"hi").unwrap();
+        let mut got = [0u8; 2];
+        std::io::Read::read_exact(&mut second, &mut got).unwrap();
+        assert_eq!(&got, b"hi");
+    }
 
     #[test]
     fn idle_then_data_then_closed() {

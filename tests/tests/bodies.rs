@@ -175,3 +175,66 @@ both_drivers!(body_over_the_limit_gets_413, |driver| {
     );
     assert_eq!(got[0].target, "/ok");
 });
+
+both_drivers!(
+    an_early_answer_to_an_upload_is_passed_on_at_once,
+    |driver| {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::time::Instant;
+
+        // An upstream that answers 413 as soon as it has the head, and then holds the connection
+        // without reading the body (as servers that refuse an upload do).
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let upstream = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = conn.write_all(
+            b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\nconnection: close\r\n\r\ntoo large",
+        );
+            std::thread::sleep(Duration::from_secs(8));
+        });
+        let gw = Gateway::start(
+            driver,
+            &(listener_toml("")
+                + &upstream_toml("up", &[(upstream, 1)], "")
+                + &route_toml("all", "up")),
+        );
+        let mut client = TcpStream::connect(gw.addr()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(6)))
+            .unwrap();
+        let mut writer = client.try_clone().unwrap();
+        let started = Instant::now();
+        // 64 MiB: far more than the socket buffers on the way hold, written by another thread
+        // (it blocks once nobody reads, and fails once the gateway closes).
+        std::thread::spawn(move || {
+            let _ = writer.write_all(
+                format!("POST /upload HTTP/1.1\r\nhost: h\r\ncontent-length: {BIG}\r\n\r\n")
+                    .as_bytes(),
+            );
+            let piece = vec![b'x'; PIECE];
+            for _ in 0..BIG / PIECE as u64 {
+                if writer.write_all(&piece).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut answer = Vec::new();
+        let _ = client.read_to_end(&mut answer);
+        let took = started.elapsed();
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 413 "), "{text:?} after {took:?}");
+        assert!(text.ends_with("too large"), "{text:?}");
+        assert!(
+            text.to_ascii_lowercase().contains("connection: close"),
+            "the rest of the body is unread: the connection must close ({text:?})"
+        );
+        assert!(took < Duration::from_secs(4), "413 after {took:?}");
+    }
+);

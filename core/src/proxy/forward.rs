@@ -29,7 +29,7 @@ use crate::http::h1::{
     parse_response, BodyKind, ChunkedScanner, Method, RequestHead, ResponseBody, ResponseHead,
     Version,
 };
-use crate::io::{write_static, write_vec};
+use crate::io::{write_static, write_vec, ConnBuf};
 use crate::metrics::ErrorCause;
 use crate::shard::{Shard, ShardEpoch};
 use crate::upstream::balance::request_key_hash;
@@ -56,6 +56,16 @@ struct Request {
     body: BodyKind,
     /// Bytes of the body already in the client buffer when the whole body is there.
     buffered_body: Option<usize>,
+}
+
+/// What happened on the way to a response head, besides the head itself.
+#[derive(Clone, Copy, Default)]
+struct Notes {
+    /// An interim (1xx) response went to the client.
+    interim_sent: bool,
+    /// The head arrived while the request body was still being streamed upstream: the rest of
+    /// the body stays unread, so neither connection can be reused.
+    early: bool,
 }
 
 /// A response head from the try that got one.
@@ -241,6 +251,7 @@ async fn exchange(
         method: req.method,
         replayable: req.buffered_body.is_some(),
     };
+    let mut req = req;
     let mut active = sep.retry_budgets[route].start();
     let mut tries = 0u32;
     let mut previous = None;
@@ -272,7 +283,7 @@ async fn exchange(
             }
         };
         // An interim response already went to the client: what was sent cannot be taken back.
-        let interim_sent = matches!(&result, Ok((_, _, true)));
+        let interim_sent = matches!(&result, Ok((_, _, notes)) if notes.interim_sent);
         let retry = policy
             .filter(|p| {
                 tries <= p.retries
@@ -290,7 +301,11 @@ async fn exchange(
             // Breaker opened meanwhile: stop here with what this try got.
             .filter(|_| guard.admit(now));
         let Some(p) = retry else {
-            let (conn, resp, _) = result?;
+            let (conn, mut resp, notes) = result?;
+            if notes.early {
+                resp.keep_alive = false;
+                req.keep_alive = false;
+            }
             break Answered {
                 conn,
                 resp,
@@ -366,7 +381,7 @@ fn discard(
 }
 
 /// One try on one endpoint: a pooled connection (or a fresh one when the pooled one turns out
-/// stale), the request sent, the final response head read. The flag tells whether an interim
+/// stale), the request sent, the final response head read. The notes tell whether an interim
 /// (1xx) response went to the client.
 async fn attempt(
     shard: &Rc<Shard>,
@@ -376,7 +391,7 @@ async fn attempt(
     addr: SocketAddr,
     cfg: &Listener,
     deadline: Instant,
-) -> Result<(UpstreamConn, ResponseHead, bool), Error> {
+) -> Result<(UpstreamConn, ResponseHead, Notes), Error> {
     let mut fresh_only = false;
     loop {
         let pooled = if fresh_only {
@@ -389,7 +404,7 @@ async fn attempt(
             None => connect(addr, up_cfg, deadline).await?,
         };
         match send_and_read_head(d, &mut conn, req, up_cfg, cfg, deadline).await {
-            Ok((resp, interim)) => return Ok((conn, resp, interim)),
+            Ok((resp, notes)) => return Ok((conn, resp, notes)),
             Err(e)
                 if e.retryable
                     && e.cause == ErrorCause::UpstreamClosed
@@ -495,6 +510,96 @@ async fn connect(
     }
 }
 
+/// Streams the request body upstream while watching the connection for a response (through
+/// a second descriptor of the socket, so that reading and writing can be in flight at once):
+/// an upstream may answer before it has read the body (a 413, a 401) and stop reading it, and
+/// the gateway must then pass that answer on instead of waiting, blocked on a full socket, for
+/// a timeout. Returns true when response bytes came first (the rest of the body stays
+/// unsent); false when the body went whole and the first bytes of the response followed. Either
+/// way those bytes are in `conn.buf`.
+async fn stream_body_watching(
+    d: &mut Downstream,
+    conn: &mut UpstreamConn,
+    body: BodyKind,
+    up_cfg: &Upstream,
+    cfg: &Listener,
+    deadline: Instant,
+) -> Result<bool, Error> {
+    let timed_out = || {
+        ProxyError::new(
+            ErrorCause::UpstreamTimeout,
+            "upstream request timeout",
+            None,
+        )
+    };
+    let watcher = crate::sys::dup_socket(&conn.stream).and_then(TcpStream::from_std);
+    let Ok(mut watcher) = watcher else {
+        // Out of descriptors: send without watching, as before.
+        let send = send_request_body(d, conn, body, cfg, up_cfg.idle_timeout);
+        timeout_at(at(deadline), send)
+            .await
+            .map_err(|_| timed_out())??;
+        let limit = deadline.min(Instant::now() + up_cfg.idle_timeout);
+        let read = conn.buf.read_from(&mut conn.stream, MAX_RESPONSE_HEAD);
+        let read = timeout_at(at(limit), read).await.map_err(|_| timed_out())?;
+        return first_head_bytes(read).map(|()| false);
+    };
+    let mut buf = std::mem::replace(&mut conn.buf, ConnBuf::with_capacity(0));
+    let mut read = std::pin::pin!(async move {
+        let read = buf.read_from(&mut watcher, MAX_RESPONSE_HEAD).await;
+        (read, buf)
+    });
+    let first = {
+        let send = send_request_body(d, conn, body, cfg, up_cfg.idle_timeout);
+        let send = timeout_at(at(deadline), send);
+        monoio::select! {
+            biased;
+            got = read.as_mut() => Err(got),
+            sent = send => Ok(sent),
+        }
+    };
+    match first {
+        Err((read, buf)) => {
+            conn.buf = buf;
+            // The write given up may have taken the client buffer's memory with it; the
+            // connection closes after this response, so only its state needs to be sane.
+            d.buf.clear();
+            first_head_bytes(read).map(|()| true)
+        }
+        Ok(sent) => {
+            sent.map_err(|_| timed_out())??;
+            // The watcher's read, already in flight, is the first read of the response head:
+            // giving it up could lose bytes it has taken from the socket.
+            let limit = deadline.min(Instant::now() + up_cfg.idle_timeout);
+            let (read, buf) = timeout_at(at(limit), read).await.map_err(|_| timed_out())?;
+            conn.buf = buf;
+            first_head_bytes(read).map(|()| false)
+        }
+    }
+}
+
+/// The first read of a response head: some bytes, or why there are none.
+fn first_head_bytes(read: std::io::Result<usize>) -> Result<(), Error> {
+    match read {
+        Ok(0) => Err(ProxyError::new(
+            ErrorCause::UpstreamClosed,
+            "upstream closed before answering",
+            None,
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => Err(ProxyError::new(
+            ErrorCause::BadResponse,
+            "upstream response head too large",
+            None,
+        )),
+        Err(e) => Err(ProxyError::new(
+            ErrorCause::UpstreamClosed,
+            "upstream read failed",
+            Some(e),
+        )),
+    }
+}
+
 /// Sends the request (head from `d.out`, which is kept for a second try) and reads the final
 /// response head into `conn.buf`, forwarding interim 1xx heads to HTTP/1.1 clients.
 async fn send_and_read_head(
@@ -504,7 +609,7 @@ async fn send_and_read_head(
     up_cfg: &Upstream,
     cfg: &Listener,
     deadline: Instant,
-) -> Result<(ResponseHead, bool), Error> {
+) -> Result<(ResponseHead, Notes), Error> {
     let stale = |e: std::io::Error| {
         ProxyError::new(ErrorCause::UpstreamClosed, "upstream write failed", Some(e)).retryable()
     };
@@ -515,7 +620,7 @@ async fn send_and_read_head(
             None,
         )
     };
-    let mut interim_sent = false;
+    let mut notes = Notes::default();
     let out = std::mem::take(&mut d.out);
     let (res, out) = timeout_at(
         at(deadline),
@@ -531,14 +636,15 @@ async fn send_and_read_head(
             .await
             .map_err(timed_out)?
             .map_err(stale)?,
-        None => {
-            let send = send_request_body(d, conn, req.body, cfg, up_cfg.idle_timeout);
-            timeout_at(at(deadline), send).await.map_err(timed_out)??;
-        }
+        None => {}
     }
     // Retrying is safe only while nothing is lost: the body must still be in the buffer.
     let replayable = req.buffered_body.is_some();
     let mut received = false;
+    if req.buffered_body.is_none() {
+        notes.early = stream_body_watching(d, conn, req.body, up_cfg, cfg, deadline).await?;
+        received = true;
+    }
     loop {
         if !conn.buf.is_empty() {
             match parse_response(
@@ -547,7 +653,7 @@ async fn send_and_read_head(
                 &mut d.headers,
                 req.method,
             ) {
-                Ok(Some(resp)) if resp.status >= 200 => return Ok((resp, interim_sent)),
+                Ok(Some(resp)) if resp.status >= 200 => return Ok((resp, notes)),
                 Ok(Some(interim)) => {
                     if interim.status != 100 && req.version == Version::Http11 {
                         d.out.clear();
@@ -561,7 +667,7 @@ async fn send_and_read_head(
                             req.version,
                         );
                         d.written += d.out.len() as u64;
-                        interim_sent = true;
+                        notes.interim_sent = true;
                         let sent = write_vec(&mut d.stream, &mut d.out).await;
                         sent.map_err(|e| {
                             ProxyError::new(
