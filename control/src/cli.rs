@@ -10,6 +10,7 @@ Control commands (ringway ctl, over the control socket from [control] socket):
   reload [FILE]   reload the config (or switch to FILE); answers once every shard runs it
   config          the running config, secrets redacted
   stats           counters and latency percentiles per route and upstream
+  reopen          reopen the access log and the interval log (after log rotation)
   drain           stop accepting, finish in-flight requests, then exit 0
   shutdown        stop at once, then exit 0
 
@@ -18,6 +19,7 @@ Signals:
   SIGTERM   drain: stop accepting, finish in-flight requests within the drain timeout
             (30 s), close idle keep-alive connections, then exit 0
   SIGINT    stop fast: drop every connection and exit 0
+  SIGUSR1   reopen the log files (like `ringway ctl reopen`)
 
 Exit codes:
   run:   0 stopped normally; 1 could not start (a listener could not bind, a live gateway
@@ -86,4 +88,6 @@ pub enum CtlCommand {
     Drain,
     /// Stop at once.
     Shutdown,
+    /// Reopen the access log and the interval log at their paths (after log rotation).
+    Reopen,
 }

@@ -92,6 +92,7 @@ fn request(command: &CtlCommand) -> anyhow::Result<Value> {
         CtlCommand::Histograms => json!({ "cmd": "histograms" }),
         CtlCommand::Drain => json!({ "cmd": "drain" }),
         CtlCommand::Shutdown => json!({ "cmd": "shutdown" }),
+        CtlCommand::Reopen => json!({ "cmd": "reopen" }),
     })
 }
 

@@ -246,3 +246,63 @@ fn notify_socket_abstract_name_works_too() {
     let socket = UnixDatagram::bind_addr(&addr).unwrap();
     notifications(ringway_tests::Driver::IoUring, socket, &format!("@{name}"));
 }
+
+#[test]
+fn sigusr1_and_ctl_reopen_reopen_the_log_files() {
+    let log = TempPath::new("log");
+    let hlog = TempPath::new("hlog");
+    let toml = format!(
+        "[control]\nsocket = \"{{control_socket}}\"\n[access_log]\npath = \"{}\"\n[metrics]\ninterval = \"100ms\"\ninterval_log = \"{}\"\n{}",
+        log.path().display(),
+        hlog.path().display(),
+        direct("x")
+    );
+    let gw = Gateway::start(ringway_tests::Driver::Epoll, &toml);
+    let lines = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        Client::connect(gw.addr()).request(&get("h", "/")).status,
+        200
+    );
+    wait_for("the first access-log line", Duration::from_secs(10), || {
+        lines(log.path()) == 1
+    });
+    // Rotate as logrotate does: move the files away, then ask for a reopen.
+    let rotated = log.path().with_extension("1");
+    let rotated_h = hlog.path().with_extension("1");
+    std::fs::rename(log.path(), &rotated).unwrap();
+    std::fs::rename(hlog.path(), &rotated_h).unwrap();
+    gw.signal("SIGUSR1");
+    wait_for("the access log reopened", Duration::from_secs(10), || {
+        log.path().exists()
+    });
+    wait_for("the interval log reopened", Duration::from_secs(10), || {
+        hlog.path().exists()
+    });
+    assert_eq!(
+        Client::connect(gw.addr()).request(&get("h", "/")).status,
+        200
+    );
+    wait_for(
+        "the second line in the new file",
+        Duration::from_secs(10),
+        || lines(log.path()) == 1,
+    );
+    assert_eq!(
+        lines(&rotated),
+        1,
+        "the rotated file keeps the first line only"
+    );
+    // The new interval log starts with a header of its own.
+    let text = std::fs::read_to_string(hlog.path()).unwrap();
+    assert!(text.contains("#[StartTime: "), "{text}");
+    // The same through the control socket.
+    let reply = gw.ctl(&["reopen"]).expect_ok("reopen");
+    assert_eq!(reply["access_log"], true);
+    assert_eq!(reply["interval_log"], true);
+    let _ = std::fs::remove_file(&rotated);
+    let _ = std::fs::remove_file(&rotated_h);
+}

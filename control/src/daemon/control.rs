@@ -37,6 +37,8 @@ pub struct Parts {
     pub observatory: Observatory,
     pub notifier: Notifier,
     pub draining: Arc<AtomicBool>,
+    /// Raised to make the access-log writer reopen its file; `None` without an access log.
+    pub access_log_reopen: Option<crate::observe::Reopen>,
 }
 
 /// What the process is doing.
@@ -78,6 +80,7 @@ pub struct Control {
     observatory: Observatory,
     notifier: Notifier,
     draining: Arc<AtomicBool>,
+    access_log_reopen: Option<crate::observe::Reopen>,
     phase: Phase,
     /// Active health checks of the current config's upstreams.
     health: HealthChecker,
@@ -124,6 +127,7 @@ impl Control {
             observatory: parts.observatory,
             notifier: parts.notifier,
             draining: parts.draining,
+            access_log_reopen: parts.access_log_reopen,
             phase: Phase::Serving,
             quota,
         }
@@ -352,6 +356,7 @@ impl Control {
                 Value::String(self.observatory.prometheus(&self.process_info()))
             }
             Command::Drain => self.drain(origin),
+            Command::Reopen => self.reopen(origin),
             Command::Shutdown => self.shutdown(origin),
         };
         if let Some(reply) = reply {
@@ -527,6 +532,26 @@ impl Control {
             .filter(|s| !s.stopped && s.link.send(ToShard::Epoch(epoch.clone())))
             .map(|s| s.info.index)
             .collect()
+    }
+
+    /// Reopens the log files at their paths (after logrotate moved them away).
+    fn reopen(&mut self, origin: &str) -> Value {
+        if let Some(flag) = &self.access_log_reopen {
+            flag.store(true, Ordering::SeqCst);
+        }
+        let interval_log = match self.observatory.reopen_interval_log() {
+            Ok(reopened) => reopened,
+            Err(e) => {
+                tracing::warn!(origin, error = %e, "cannot reopen the interval log");
+                return json!({ "ok": false, "error": format!("cannot reopen the interval log: {e}") });
+            }
+        };
+        tracing::info!(origin, "reopening the log files");
+        json!({
+            "ok": true,
+            "access_log": self.access_log_reopen.is_some(),
+            "interval_log": interval_log,
+        })
     }
 
     fn drain(&mut self, origin: &str) -> Value {

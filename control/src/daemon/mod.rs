@@ -46,6 +46,8 @@ pub enum Command {
     Metrics,
     Drain,
     Shutdown,
+    /// Reopen the access log and the interval log at their paths (after log rotation).
+    Reopen,
 }
 
 /// A command and where its answer goes (`None`: signals, which only log the outcome).
@@ -88,13 +90,13 @@ pub fn run(path: Option<PathBuf>, config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let access_log = match config
+    let (access_log, access_log_reopen) = match config
         .access_log
         .as_ref()
         .map(|a| observe::spawn_access_log(&a.path).map_err(|e| (&a.path, e)))
         .transpose()
     {
-        Ok(log) => log,
+        Ok(log) => log.unzip(),
         Err((p, e)) => {
             tracing::error!("cannot open the access log {}: {e}", p.display());
             return ExitCode::from(1);
@@ -182,6 +184,7 @@ pub fn run(path: Option<PathBuf>, config: Config) -> ExitCode {
         observatory,
         notifier,
         draining,
+        access_log_reopen,
     });
     let code = control.run();
     let _ = std::fs::remove_file(&socket_path);

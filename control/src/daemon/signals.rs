@@ -1,15 +1,15 @@
 //! Signals, turned into control-loop requests by a thread of their own: SIGHUP reloads,
-//! SIGTERM drains, SIGINT stops fast. The loop logs each outcome (nobody waits for a reply).
+//! SIGTERM drains, SIGINT stops fast, SIGUSR1 reopens the log files (as nginx does). The loop logs each outcome (nobody waits for a reply).
 
 use crossbeam_channel::Sender;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 use super::{Command, Request};
 
 /// Installs the handlers; from here on these signals no longer take the default action.
 pub fn register() -> std::io::Result<Signals> {
-    Signals::new([SIGHUP, SIGTERM, SIGINT])
+    Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1])
 }
 
 pub fn spawn(mut signals: Signals, commands: Sender<Request>) {
@@ -21,6 +21,7 @@ pub fn spawn(mut signals: Signals, commands: Sender<Request>) {
                     SIGHUP => (Command::Reload { path: None }, "SIGHUP"),
                     SIGTERM => (Command::Drain, "SIGTERM"),
                     SIGINT => (Command::Shutdown, "SIGINT"),
+                    SIGUSR1 => (Command::Reopen, "SIGUSR1"),
                     _ => continue,
                 };
                 tracing::info!(signal = origin, "signal received");

@@ -251,9 +251,10 @@ pub fn parse(line: &[u8]) -> Result<Command, String> {
         "histograms" => Command::Histograms,
         "drain" => Command::Drain,
         "shutdown" => Command::Shutdown,
+        "reopen" => Command::Reopen,
         other => {
             return Err(format!(
-                "unknown command {other:?}: try status, reload, config, stats, histograms, drain or shutdown"
+                "unknown command {other:?}: try status, reload, config, stats, histograms, reopen, drain or shutdown"
             ))
         }
     })
@@ -282,6 +283,7 @@ mod tests {
             ("histograms", Command::Histograms),
             ("drain", Command::Drain),
             ("shutdown", Command::Shutdown),
+            ("reopen", Command::Reopen),
         ] {
             assert_eq!(parse(format!(r#"{{"cmd":"{cmd}"}}"#).as_bytes()), Ok(want));
         }

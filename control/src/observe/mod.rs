@@ -25,7 +25,7 @@ use std::time::{Instant, SystemTime};
 
 use ringway_core::metrics::ShardReport;
 
-pub use access_log::spawn_access_log_writer;
+pub use access_log::{spawn_access_log_writer, Reopen};
 pub use guards::EndpointHealth;
 pub use hlog::HistogramLog;
 use merge::Totals;
@@ -53,6 +53,7 @@ pub struct Observatory {
     interval: merge::Interval,
     /// Where intervals go, when `[metrics] interval_log` is set.
     log: Option<HistogramLog>,
+    log_path: Option<std::path::PathBuf>,
 }
 
 impl Observatory {
@@ -66,7 +67,18 @@ impl Observatory {
             totals: Totals::default(),
             interval: merge::Interval::new(now),
             log,
+            log_path: interval_log.map(Path::to_path_buf),
         })
+    }
+
+    /// Closes the interval log and opens its path again, with a new header (log rotation).
+    /// Ok(false) when there is no interval log; on error the old file stays in use.
+    pub fn reopen_interval_log(&mut self) -> std::io::Result<bool> {
+        let Some(path) = &self.log_path else {
+            return Ok(false);
+        };
+        self.log = Some(HistogramLog::open(path, SystemTime::now())?);
+        Ok(true)
     }
 
     /// Merges one shard's report (deltas since its previous report) into the totals and into
@@ -176,10 +188,11 @@ impl Observatory {
 /// The file is created with mode 0640 if missing and always appended to; the thread writes
 /// each batch as it arrives and ends once every sender is dropped. Use
 /// [`spawn_access_log_writer`] to also get the thread's handle (to wait for the last batch).
+/// Raising the returned flag makes the writer reopen `path` (log rotation).
 pub fn spawn_access_log(
     path: &std::path::Path,
-) -> std::io::Result<crossbeam_channel::Sender<Vec<u8>>> {
-    spawn_access_log_writer(path).map(|(tx, _thread)| tx)
+) -> std::io::Result<(crossbeam_channel::Sender<Vec<u8>>, Reopen)> {
+    spawn_access_log_writer(path).map(|(tx, reopen, _thread)| (tx, reopen))
 }
 
 #[cfg(test)]

@@ -631,7 +631,7 @@ fn access_log_appends_batches_until_every_sender_is_dropped() {
     let file = TempFile::new("log");
     std::fs::write(&file.0, "{\"earlier\":true}\n").unwrap();
     std::fs::set_permissions(&file.0, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let (tx, thread) = spawn_access_log_writer(&file.0).unwrap();
+    let (tx, _reopen, thread) = spawn_access_log_writer(&file.0).unwrap();
     let tx2 = tx.clone();
     let shard = std::thread::spawn(move || {
         for i in 0..50 {
@@ -664,7 +664,7 @@ fn access_log_is_created_0640() {
     use std::os::unix::fs::PermissionsExt;
 
     let file = TempFile::new("log");
-    let tx = spawn_access_log(&file.0).unwrap();
+    let (tx, _reopen) = spawn_access_log(&file.0).unwrap();
     drop(tx);
     let mode = std::fs::metadata(&file.0).unwrap().permissions().mode() & 0o777;
     // 0640, less whatever the umask takes away; never more.
@@ -676,4 +676,34 @@ fn access_log_is_created_0640() {
 fn access_log_in_a_missing_directory_is_an_error() {
     let dir = TempFile::new("missing-dir");
     assert!(spawn_access_log(&dir.0.join("access.log")).is_err());
+}
+
+#[test]
+fn access_log_reopens_its_path_on_request() {
+    let file = TempFile::new("log");
+    let (tx, reopen, thread) = spawn_access_log_writer(&file.0).unwrap();
+    tx.send(b"{\"n\":1}\n".to_vec()).unwrap();
+    let rotated = file.0.with_extension("1");
+    // Wait for the first line, then move the file away as logrotate does.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::fs::read_to_string(&file.0)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < end, "first line never written");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::fs::rename(&file.0, &rotated).unwrap();
+    reopen.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Without traffic the writer reopens within its check period: the new file appears.
+    while !file.0.exists() {
+        assert!(std::time::Instant::now() < end, "the path was not reopened");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    tx.send(b"{\"n\":2}\n".to_vec()).unwrap();
+    drop(tx);
+    thread.join().unwrap();
+    assert_eq!(std::fs::read_to_string(&rotated).unwrap(), "{\"n\":1}\n");
+    assert_eq!(std::fs::read_to_string(&file.0).unwrap(), "{\"n\":2}\n");
+    let _ = std::fs::remove_file(&rotated);
 }
