@@ -2,26 +2,22 @@
 //! every task waiting at that moment. Rate limiting uses it to wake requests that wait for a
 //! lease grant, and to wake the task that sends lease requests to the control thread.
 //!
-//! Like `shard::signal::Signal`, waiters sit in slots that a dropped wait frees, so waits cut
+//! Like `shard::signal::Signal`, waiters sit in `shard::wakers` slots that a dropped wait frees, so waits cut
 //! short by a timeout never pile up.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
+
+use crate::shard::wakers::WakerSlots;
 
 #[derive(Default)]
 pub struct Notify {
     /// Bumped by every `notify`; a wait ends once it differs from what the wait started with.
     round: Cell<u64>,
-    slots: RefCell<Slots>,
-}
-
-#[derive(Default)]
-struct Slots {
-    wakers: Vec<Option<Waker>>,
-    free: Vec<usize>,
+    slots: RefCell<WakerSlots>,
 }
 
 impl Notify {
@@ -32,12 +28,7 @@ impl Notify {
     /// Wakes every task waiting now.
     pub fn notify(&self) {
         self.round.set(self.round.get().wrapping_add(1));
-        let mut slots = self.slots.borrow_mut();
-        if slots.wakers.iter().all(Option::is_none) {
-            return;
-        }
-        let wakers: Vec<Waker> = slots.wakers.iter_mut().filter_map(Option::take).collect();
-        drop(slots);
+        let wakers = self.slots.borrow_mut().take_all();
         for waker in wakers {
             waker.wake();
         }
@@ -67,23 +58,10 @@ impl Future for Notified {
             return Poll::Ready(());
         }
         let notify = self.notify.clone();
-        let mut slots = notify.slots.borrow_mut();
-        match self.slot {
-            Some(slot) => slots.wakers[slot] = Some(cx.waker().clone()),
-            None => {
-                let slot = match slots.free.pop() {
-                    Some(slot) => {
-                        slots.wakers[slot] = Some(cx.waker().clone());
-                        slot
-                    }
-                    None => {
-                        slots.wakers.push(Some(cx.waker().clone()));
-                        slots.wakers.len() - 1
-                    }
-                };
-                self.slot = Some(slot);
-            }
-        }
+        notify
+            .slots
+            .borrow_mut()
+            .register(&mut self.slot, cx.waker());
         Poll::Pending
     }
 }
@@ -91,9 +69,7 @@ impl Future for Notified {
 impl Drop for Notified {
     fn drop(&mut self) {
         if let Some(slot) = self.slot {
-            let mut slots = self.notify.slots.borrow_mut();
-            slots.wakers[slot] = None;
-            slots.free.push(slot);
+            self.notify.slots.borrow_mut().release(slot);
         }
     }
 }
@@ -140,7 +116,7 @@ mod tests {
                 let wait = notify.notified();
                 let _ = monoio::time::timeout(Duration::from_millis(1), wait).await;
             }
-            assert!(notify.slots.borrow().wakers.len() <= 1);
+            assert!(notify.slots.borrow().allocated() <= 1);
         });
     }
 }

@@ -10,6 +10,7 @@ mod run;
 mod runtime;
 pub mod signal;
 mod state;
+pub(crate) mod wakers;
 
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};

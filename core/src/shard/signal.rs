@@ -5,20 +5,16 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
+
+use super::wakers::WakerSlots;
 
 /// Waiters live in slots that a dropped [`Wait`] frees again, so the many short waits of
 /// keep-alive connections (one per idle period) never pile up.
 #[derive(Default)]
 pub struct Signal {
     raised: Cell<bool>,
-    slots: RefCell<Slots>,
-}
-
-#[derive(Default)]
-struct Slots {
-    wakers: Vec<Option<Waker>>,
-    free: Vec<usize>,
+    slots: RefCell<WakerSlots>,
 }
 
 impl Signal {
@@ -32,13 +28,7 @@ impl Signal {
 
     pub fn raise(&self) {
         self.raised.set(true);
-        let wakers: Vec<Waker> = self
-            .slots
-            .borrow_mut()
-            .wakers
-            .iter_mut()
-            .filter_map(Option::take)
-            .collect();
+        let wakers = self.slots.borrow_mut().take_all();
         for waker in wakers {
             waker.wake();
         }
@@ -65,24 +55,11 @@ impl Future for Wait {
         if self.signal.raised.get() {
             return Poll::Ready(());
         }
-        let mut slots = self.signal.slots.borrow_mut();
-        match self.slot {
-            Some(slot) => slots.wakers[slot] = Some(cx.waker().clone()),
-            None => {
-                let slot = match slots.free.pop() {
-                    Some(slot) => {
-                        slots.wakers[slot] = Some(cx.waker().clone());
-                        slot
-                    }
-                    None => {
-                        slots.wakers.push(Some(cx.waker().clone()));
-                        slots.wakers.len() - 1
-                    }
-                };
-                drop(slots);
-                self.slot = Some(slot);
-            }
-        }
+        let signal = self.signal.clone();
+        signal
+            .slots
+            .borrow_mut()
+            .register(&mut self.slot, cx.waker());
         Poll::Pending
     }
 }
@@ -90,9 +67,7 @@ impl Future for Wait {
 impl Drop for Wait {
     fn drop(&mut self) {
         if let Some(slot) = self.slot {
-            let mut slots = self.signal.slots.borrow_mut();
-            slots.wakers[slot] = None;
-            slots.free.push(slot);
+            self.signal.slots.borrow_mut().release(slot);
         }
     }
 }
@@ -132,7 +107,7 @@ mod tests {
                 let wait = signal.wait();
                 let _ = monoio::time::timeout(std::time::Duration::from_millis(1), wait).await;
             }
-            assert!(signal.slots.borrow().wakers.len() <= 1);
+            assert!(signal.slots.borrow().allocated() <= 1);
         });
     }
 }
