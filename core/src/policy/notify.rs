@@ -2,8 +2,8 @@
 //! every task waiting at that moment. Rate limiting uses it to wake requests that wait for a
 //! lease grant, and to wake the task that sends lease requests to the control thread.
 //!
-//! Like `shard::signal::Signal`, waiters sit in `shard::wakers` slots that a dropped wait frees, so waits cut
-//! short by a timeout never pile up.
+//! Like `shard::signal::Signal`, waiters sit in `shard::wakers` slots that a dropped wait
+//! frees, so waits cut short by a timeout never pile up.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
