@@ -6,13 +6,12 @@
 //! it. Opened, rejected and ejection counts are cumulative since the process started.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::net::SocketAddr;
 
 use ringway_core::metrics::{BreakerState, GuardReport};
 use serde_json::{json, Map, Value};
 
-use super::prometheus::escape_label_value;
+use super::prometheus::{header, sample};
 
 /// One upstream's breakers and ejections across the shards.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -227,26 +226,6 @@ impl Protection {
         }
         out
     }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
-    out.push_str(name);
-    out.push('{');
-    for (i, (key, value)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(key);
-        out.push_str("=\"");
-        escape_label_value(out, value);
-        out.push('"');
-    }
-    let _ = writeln!(out, "}} {value}");
 }
 
 #[cfg(test)]

@@ -3,12 +3,11 @@
 //! names and key kinds (`route`, `client_ip`, `header`), never a key's value.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 use ringway_core::metrics::{ConcurrencyStats, RateLimitStats};
 use serde_json::{json, Map, Value};
 
-use super::prometheus::escape_label_value;
+use super::prometheus::{header, sample};
 
 #[derive(Default)]
 pub struct Limits {
@@ -203,26 +202,6 @@ impl Limits {
         }
         out
     }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
-    out.push_str(name);
-    out.push('{');
-    for (i, (key, value)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(key);
-        out.push_str("=\"");
-        escape_label_value(out, value);
-        out.push('"');
-    }
-    let _ = writeln!(out, "}} {value}");
 }
 
 #[cfg(test)]

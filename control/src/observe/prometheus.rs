@@ -326,37 +326,47 @@ struct Out(String);
 
 impl Out {
     fn header(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {}", escape_help(help));
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+        header(&mut self.0, name, kind, help);
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
-        self.name_and_labels(name, labels);
-        let _ = writeln!(self.0, " {value}");
+        sample(&mut self.0, name, labels, value);
     }
 
     fn sample_f64(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.name_and_labels(name, labels);
+        name_and_labels(&mut self.0, name, labels);
         let _ = writeln!(self.0, " {value}");
     }
+}
 
-    fn name_and_labels(&mut self, name: &str, labels: &[(&str, &str)]) {
-        self.0.push_str(name);
-        if labels.is_empty() {
-            return;
-        }
-        self.0.push('{');
-        for (i, (key, value)) in labels.iter().enumerate() {
-            if i > 0 {
-                self.0.push(',');
-            }
-            self.0.push_str(key);
-            self.0.push_str("=\"");
-            escape_label_value(&mut self.0, value);
-            self.0.push('"');
-        }
-        self.0.push('}');
+/// `# HELP` and `# TYPE` lines of a metric (also for the breaker and limit metrics).
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// One sample line with its labels.
+pub fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
+    name_and_labels(out, name, labels);
+    let _ = writeln!(out, " {value}");
+}
+
+fn name_and_labels(out: &mut String, name: &str, labels: &[(&str, &str)]) {
+    out.push_str(name);
+    if labels.is_empty() {
+        return;
     }
+    out.push('{');
+    for (i, (key, value)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(key);
+        out.push_str("=\"");
+        escape_label_value(out, value);
+        out.push('"');
+    }
+    out.push('}');
 }
 
 /// Label values escape backslash, double quote and line feed (format 0.0.4).

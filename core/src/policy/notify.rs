@@ -80,12 +80,7 @@ mod tests {
 
     use super::*;
 
-    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap()
-    }
+    use crate::shard::runtime::test_runtime as runtime;
 
     #[test]
     fn wakes_waiters_of_the_moment_and_is_reusable() {

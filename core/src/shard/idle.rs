@@ -160,12 +160,7 @@ impl Drop for IdleWait {
 mod tests {
     use super::*;
 
-    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap()
-    }
+    use crate::shard::runtime::test_runtime as runtime;
 
     #[test]
     fn fires_after_the_deadline_and_frees_its_slot() {

@@ -7,7 +7,7 @@ pub mod access_log;
 pub mod idle;
 pub mod link;
 mod run;
-mod runtime;
+pub(crate) mod runtime;
 pub mod signal;
 mod state;
 pub(crate) mod wakers;

@@ -57,3 +57,12 @@ pub fn build(choice: DriverChoice, entries: u32) -> Result<Built, (&'static str,
         },
     }
 }
+
+/// A runtime on the epoll driver with timers, for unit tests of shard-local primitives.
+#[cfg(test)]
+pub(crate) fn test_runtime() -> LegacyRuntime {
+    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("a test runtime")
+}
