@@ -5,3 +5,4 @@
 //! these functions what the bytes mean.
 
 pub mod h1;
+pub mod text;

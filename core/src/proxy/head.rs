@@ -2,12 +2,12 @@
 //! client. Headers are copied from the read buffer by offset; hop-by-hop headers and those named
 //! in `Connection` are dropped, and the gateway writes its own framing and forwarding headers.
 
-use std::io::Write;
 use std::net::IpAddr;
 
 use crate::http::h1::{
     reason_phrase, BodyKind, HeaderKind, HeaderRef, RequestHead, ResponseHead, Version,
 };
+use crate::http::text::{push_ip, push_u64};
 
 /// The gateway's Via token.
 pub const VIA: &[u8] = b"1.1 ringway";
@@ -74,7 +74,8 @@ pub fn write_upstream_head(
     if join_values(out, src, headers, HeaderKind::XForwardedFor) {
         out.extend_from_slice(b", ");
     }
-    let _ = write!(out, "{client_ip}\r\n");
+    push_ip(out, client_ip);
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(b"x-forwarded-proto: http\r\n");
     if let Some(host) = head.host {
         push_header(out, b"x-forwarded-host", host.get(src));
@@ -93,7 +94,9 @@ pub fn write_upstream_head(
     match head.body {
         BodyKind::None => {}
         BodyKind::Length(n) => {
-            let _ = write!(out, "content-length: {n}\r\n");
+            out.extend_from_slice(b"content-length: ");
+            push_u64(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         BodyKind::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
@@ -126,7 +129,9 @@ pub fn write_client_head(
     close: bool,
     client: Version,
 ) {
-    let _ = write!(out, "HTTP/1.1 {} ", resp.status);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_u64(out, u64::from(resp.status));
+    out.push(b' ');
     let reason = resp.reason.get(src);
     out.extend_from_slice(if reason.is_empty() {
         reason_phrase(resp.status).as_bytes()
@@ -153,7 +158,9 @@ pub fn write_client_head(
     match framing {
         ClientFraming::None | ClientFraming::Close => {}
         ClientFraming::Length(n) => {
-            let _ = write!(out, "content-length: {n}\r\n");
+            out.extend_from_slice(b"content-length: ");
+            push_u64(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         ClientFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }

@@ -327,11 +327,16 @@ impl Shard {
     /// 32 lower-case hex digits.
     pub fn request_id(&self, out: &mut Vec<u8>) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        for word in [self.next_random(), self.next_random()] {
-            for shift in (0..16).rev() {
-                out.push(HEX[((word >> (shift * 4)) & 0xf) as usize]);
+        let mut id = [0u8; 32];
+        for (half, word) in id
+            .chunks_exact_mut(16)
+            .zip([self.next_random(), self.next_random()])
+        {
+            for (i, c) in half.iter_mut().enumerate() {
+                *c = HEX[((word >> ((15 - i) * 4)) & 0xf) as usize];
             }
         }
+        out.extend_from_slice(&id);
     }
 }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use ringway_config::RateLimit;
 
+use crate::http::text::push_u64;
+
 const BODY: &[u8] = b"429 Too Many Requests\n";
 
 /// Whole seconds to wait, rounded up, at least 1: `Retry-After` and `RateLimit-Reset` are
@@ -52,20 +54,6 @@ pub fn write_429(
     if !head_only {
         out.extend_from_slice(BODY);
     }
-}
-
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 #[cfg(test)]
