@@ -1,9 +1,9 @@
 //! Streaming bodies through fixed buffers: client to upstream and upstream to client. Nothing
 //! here holds a whole body; memory per exchange is the two connection buffers.
 
-use std::time::Duration;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-use monoio::time::timeout;
 use ringway_config::Listener;
 
 use super::head::ClientFraming;
@@ -12,6 +12,7 @@ use crate::error::{Error, ProxyError};
 use crate::http::h1::{write_chunk_header, BodyKind, ChunkedScanner, ResponseBody, LAST_CHUNK};
 use crate::io::write_static;
 use crate::metrics::ErrorCause;
+use crate::shard::coarse::CoarseTimers;
 use crate::upstream::UpstreamConn;
 
 /// Largest trailer section accepted after a chunked body.
@@ -35,7 +36,9 @@ async fn write_upstream(
     n: usize,
     idle: Duration,
 ) -> Result<(), Error> {
-    match timeout(idle, d.buf.write_range_to(&mut up.stream, 0, n)).await {
+    let timers = d.timers.clone();
+    let write = d.buf.write_range_to(&mut up.stream, 0, n);
+    match timers.within(Instant::now() + idle, write).await {
         Err(_) => Err(ProxyError::new(
             ErrorCause::UpstreamTimeout,
             "upstream write timeout",
@@ -101,7 +104,9 @@ async fn read_client_growing(
     max: usize,
 ) -> Result<bool, Error> {
     let max = max.max(d.buf.capacity());
-    match timeout(cfg.body_timeout, d.buf.read_from(&mut d.stream, max)).await {
+    let timers = d.timers.clone();
+    let read = d.buf.read_from(&mut d.stream, max);
+    match timers.within(Instant::now() + cfg.body_timeout, read).await {
         Err(_) => Err(ProxyError::new(
             ErrorCause::ClientTimeout,
             "request body timeout",
@@ -174,9 +179,14 @@ pub struct Relayed {
     pub upstream_clean: bool,
 }
 
-async fn read_upstream(up: &mut UpstreamConn, idle: Duration) -> Result<usize, Error> {
+async fn read_upstream(
+    timers: &Rc<CoarseTimers>,
+    up: &mut UpstreamConn,
+    idle: Duration,
+) -> Result<usize, Error> {
     let cap = up.buf.capacity();
-    match timeout(idle, up.buf.read_from(&mut up.stream, cap)).await {
+    let read = up.buf.read_from(&mut up.stream, cap);
+    match timers.within(Instant::now() + idle, read).await {
         Err(_) => Err(ProxyError::after_head(
             ErrorCause::UpstreamTimeout,
             "upstream idle timeout in the response body",
@@ -215,7 +225,7 @@ pub async fn relay_response_body(
         }),
         ResponseBody::Length(mut remaining) => {
             while remaining > 0 {
-                if up.buf.is_empty() && read_upstream(up, idle).await? == 0 {
+                if up.buf.is_empty() && read_upstream(&d.timers, up, idle).await? == 0 {
                     return Err(ProxyError::after_head(
                         ErrorCause::UpstreamClosed,
                         "upstream closed before the body ended",
@@ -233,7 +243,7 @@ pub async fn relay_response_body(
         ResponseBody::Chunked => {
             let mut scanner = ChunkedScanner::new(MAX_TRAILER);
             loop {
-                if up.buf.is_empty() && read_upstream(up, idle).await? == 0 {
+                if up.buf.is_empty() && read_upstream(&d.timers, up, idle).await? == 0 {
                     return Err(ProxyError::after_head(
                         ErrorCause::UpstreamClosed,
                         "upstream closed inside a chunked body",
@@ -257,7 +267,7 @@ pub async fn relay_response_body(
         }
         ResponseBody::UntilClose => {
             loop {
-                if up.buf.is_empty() && read_upstream(up, idle).await? == 0 {
+                if up.buf.is_empty() && read_upstream(&d.timers, up, idle).await? == 0 {
                     break;
                 }
                 let n = up.buf.len();

@@ -12,6 +12,7 @@ use monoio::net::TcpStream;
 
 use super::{Downstream, RequestLog};
 use crate::io::{Attached, ConnBuf};
+use crate::shard::coarse::CoarseTimers;
 use crate::shard::signal::Signal;
 
 /// Initial bytes of a downstream read buffer; it grows up to the listener's head limit.
@@ -27,14 +28,16 @@ pub struct DownstreamPool {
     free: RefCell<Vec<Box<Downstream>>>,
     access_log: bool,
     draining: Rc<Signal>,
+    timers: Rc<CoarseTimers>,
 }
 
 impl DownstreamPool {
-    pub fn new(access_log: bool, draining: Rc<Signal>) -> DownstreamPool {
+    pub fn new(access_log: bool, draining: Rc<Signal>, timers: Rc<CoarseTimers>) -> DownstreamPool {
         DownstreamPool {
             free: RefCell::new(Vec::new()),
             access_log,
             draining,
+            timers,
         }
     }
 
@@ -52,6 +55,7 @@ impl DownstreamPool {
                 request_id: Vec::with_capacity(32),
                 log: RequestLog::new(self.access_log),
                 draining: self.draining.clone(),
+                timers: self.timers.clone(),
             })
         });
         d.stream.attach(stream);
@@ -97,7 +101,7 @@ mod tests {
             let addr = listener.local_addr().unwrap();
             let socket =
                 || TcpStream::from_std(std::net::TcpStream::connect(addr).unwrap()).unwrap();
-            let pool = DownstreamPool::new(false, Signal::new());
+            let pool = DownstreamPool::new(false, Signal::new(), CoarseTimers::new());
             let d = pool.take(socket(), addr);
             let ptr: *const Downstream = &*d;
             assert!(pool.put(d).is_some(), "the socket comes back");

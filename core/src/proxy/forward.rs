@@ -17,7 +17,6 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use monoio::net::TcpStream;
-use monoio::time::timeout_at;
 use ringway_config::{Balance, Listener, Retry, Upstream};
 
 use super::body::{buffer_request_body, relay_response_body, send_request_body, MAX_TRAILER};
@@ -31,6 +30,7 @@ use crate::http::h1::{
 };
 use crate::io::{write_static, write_vec, ConnBuf};
 use crate::metrics::ErrorCause;
+use crate::shard::coarse::{CoarseTimers, Elapsed};
 use crate::shard::{Shard, ShardEpoch};
 use crate::upstream::balance::request_key_hash;
 use crate::upstream::{Outcome, Pick, UpstreamConn};
@@ -331,7 +331,9 @@ async fn exchange(
                     None,
                 ));
             }
-            monoio::time::sleep_until(at(wake)).await;
+            // Boxed: an inline monoio timer (aligned to 128 bytes) would make every request's
+            // state machine an over-aligned allocation, for the rare request that retries.
+            Box::pin(monoio::time::sleep_until(at(wake))).await;
         }
     };
     let result = relay(
@@ -401,7 +403,7 @@ async fn attempt(
         };
         let mut conn = match pooled {
             Some(conn) => conn,
-            None => connect(addr, up_cfg, deadline).await?,
+            None => connect(&shard.timers, addr, up_cfg, deadline).await?,
         };
         match send_and_read_head(d, &mut conn, req, up_cfg, cfg, deadline).await {
             Ok((resp, notes)) => return Ok((conn, resp, notes)),
@@ -487,12 +489,13 @@ async fn relay(
 }
 
 async fn connect(
+    timers: &Rc<CoarseTimers>,
     addr: SocketAddr,
     up_cfg: &Upstream,
     deadline: Instant,
 ) -> Result<UpstreamConn, Error> {
     let limit = deadline.min(Instant::now() + up_cfg.connect_timeout);
-    match timeout_at(at(limit), TcpStream::connect_addr(addr)).await {
+    match timers.within(limit, TcpStream::connect_addr(addr)).await {
         Err(_) => Err(ProxyError::new(
             ErrorCause::ConnectTimeout,
             "upstream connect timeout",
@@ -532,16 +535,18 @@ async fn stream_body_watching(
             None,
         )
     };
+    let timers = d.timers.clone();
     let watcher = crate::sys::dup_socket(&conn.stream).and_then(TcpStream::from_std);
     let Ok(mut watcher) = watcher else {
         // Out of descriptors: send without watching, as before.
         let send = send_request_body(d, conn, body, cfg, up_cfg.idle_timeout);
-        timeout_at(at(deadline), send)
+        timers
+            .within(deadline, send)
             .await
             .map_err(|_| timed_out())??;
         let limit = deadline.min(Instant::now() + up_cfg.idle_timeout);
         let read = conn.buf.read_from(&mut conn.stream, MAX_RESPONSE_HEAD);
-        let read = timeout_at(at(limit), read).await.map_err(|_| timed_out())?;
+        let read = timers.within(limit, read).await.map_err(|_| timed_out())?;
         return first_head_bytes(read).map(|()| false);
     };
     let mut buf = std::mem::replace(&mut conn.buf, ConnBuf::with_capacity(0));
@@ -551,7 +556,7 @@ async fn stream_body_watching(
     });
     let first = {
         let send = send_request_body(d, conn, body, cfg, up_cfg.idle_timeout);
-        let send = timeout_at(at(deadline), send);
+        let send = timers.within(deadline, send);
         monoio::select! {
             biased;
             got = read.as_mut() => Err(got),
@@ -571,7 +576,7 @@ async fn stream_body_watching(
             // The watcher's read, already in flight, is the first read of the response head:
             // giving it up could lose bytes it has taken from the socket.
             let limit = deadline.min(Instant::now() + up_cfg.idle_timeout);
-            let (read, buf) = timeout_at(at(limit), read).await.map_err(|_| timed_out())?;
+            let (read, buf) = timers.within(limit, read).await.map_err(|_| timed_out())?;
             conn.buf = buf;
             first_head_bytes(read).map(|()| false)
         }
@@ -613,7 +618,7 @@ async fn send_and_read_head(
     let stale = |e: std::io::Error| {
         ProxyError::new(ErrorCause::UpstreamClosed, "upstream write failed", Some(e)).retryable()
     };
-    let timed_out = |_: monoio::time::error::Elapsed| {
+    let timed_out = |_: Elapsed| {
         ProxyError::new(
             ErrorCause::UpstreamTimeout,
             "upstream request timeout",
@@ -621,18 +626,21 @@ async fn send_and_read_head(
         )
     };
     let mut notes = Notes::default();
+    let timers = d.timers.clone();
     let out = std::mem::take(&mut d.out);
-    let (res, out) = timeout_at(
-        at(deadline),
-        monoio::io::AsyncWriteRentExt::write_all(&mut conn.stream, out),
-    )
-    .await
-    .map_err(timed_out)?;
+    let (res, out) = timers
+        .within(
+            deadline,
+            monoio::io::AsyncWriteRentExt::write_all(&mut conn.stream, out),
+        )
+        .await
+        .map_err(timed_out)?;
     d.out = out;
     res.map_err(stale)?;
     match req.buffered_body {
         Some(0) => {}
-        Some(n) => timeout_at(at(deadline), d.buf.write_range_to(&mut conn.stream, 0, n))
+        Some(n) => timers
+            .within(deadline, d.buf.write_range_to(&mut conn.stream, 0, n))
             .await
             .map_err(timed_out)?
             .map_err(stale)?,
@@ -692,11 +700,12 @@ async fn send_and_read_head(
         }
         // Waiting for the head: the request timeout overall, the idle timeout between reads.
         let limit = deadline.min(Instant::now() + up_cfg.idle_timeout);
-        let read = timeout_at(
-            at(limit),
-            conn.buf.read_from(&mut conn.stream, MAX_RESPONSE_HEAD),
-        )
-        .await;
+        let read = timers
+            .within(
+                limit,
+                conn.buf.read_from(&mut conn.stream, MAX_RESPONSE_HEAD),
+            )
+            .await;
         let err = match read {
             // Nothing arrived in time: a retry may send the request elsewhere.
             Err(elapsed) if replayable && !received => return Err(timed_out(elapsed).retryable()),

@@ -25,6 +25,7 @@ use crate::metrics::ErrorCause;
 use crate::policy::rate_limit::response::write_429;
 use crate::policy::rate_limit::Verdict;
 use crate::router::RequestView;
+use crate::shard::coarse::CoarseTimers;
 use crate::shard::signal::Signal;
 use crate::shard::{Shard, ShardEpoch};
 use buffers::READ_BUF;
@@ -51,6 +52,8 @@ pub(crate) struct Downstream {
     pub log: RequestLog,
     /// The shard's drain signal: once raised, every response says `connection: close`.
     pub draining: Rc<Signal>,
+    /// The shard's coarse timers, which bound this request's reads and writes.
+    pub timers: Rc<CoarseTimers>,
 }
 
 /// What the connections one listener accepted on one shard share.
@@ -174,14 +177,12 @@ pub async fn serve(shard: &Rc<Shard>, conn: &mut Conn) {
             return;
         };
         let listener = &conn.listener;
-        let after = Box::pin(one_request(
-            shard,
-            state,
-            &listener.name,
-            &listener.stop,
-            first,
-        ))
-        .await;
+        let request = one_request(shard, state, &listener.name, &listener.stop, first);
+        // An over-aligned state machine (a monoio timer held inline is aligned to 128 bytes)
+        // would make this box a `posix_memalign` per request: such timers are boxed where
+        // they are awaited, or replaced by the shard's coarse timers.
+        debug_assert!(std::mem::align_of_val(&request) <= 16);
+        let after = Box::pin(request).await;
         first = false;
         match after {
             After::KeepAlive => continue,
@@ -267,13 +268,13 @@ async fn wait_readable(conn: &Conn, shard: &Shard, idle: Duration) -> bool {
         }
         // Not relaxed: on epoll a readiness flag left over from the previous request would
         // report readable at once and the connection would take a request state back while
-        // idle. The deadline is the shard's coarse idle timer (see `shard::idle`), not a
+        // idle. The deadline is the shard's coarse timer (see `shard::coarse`), not a
         // monoio `Sleep`, and a removed listener or a drain kicks the timer instead of
         // raising a signal each idle connection would wait on: that is what keeps an idle
         // connection's task small.
         let expired = monoio::select! {
             ready = stream.readable(false) => return ready.is_ok(),
-            expired = shard.idle.wait_until(deadline) => expired,
+            expired = shard.timers.wait_until(deadline) => expired,
         };
         if expired {
             return false;
@@ -320,7 +321,9 @@ async fn read_head(
         let deadline = head_deadline.unwrap_or(idle_deadline);
         let max = cfg.max_header_bytes.max(READ_BUF);
         let before = d.buf.len();
-        let read = monoio::time::timeout_at(deadline.into(), d.buf.read_from(&mut d.stream, max));
+        let read = d
+            .timers
+            .within(deadline, d.buf.read_from(&mut d.stream, max));
         let read = if head_deadline.is_none() {
             // Between requests a draining shard, or a removed listener, closes the connection.
             monoio::select! {

@@ -4,7 +4,7 @@
 //! talks to each shard through its [`ShardLink`].
 
 pub mod access_log;
-pub mod idle;
+pub mod coarse;
 pub mod link;
 mod run;
 pub(crate) mod runtime;

@@ -64,7 +64,7 @@ pub(super) async fn run(
         return;
     }
     monoio::spawn(sweep_pools(shard.clone(), sweep_period(&epoch)));
-    monoio::spawn(shard.idle.clone().tick());
+    monoio::spawn(shard.timers.clone().tick());
     monoio::spawn(crate::policy::run_leases(shard.clone()));
     if shard.access_log.is_some() {
         monoio::spawn(flush_access_log(shard.clone()));
@@ -121,7 +121,7 @@ impl Runner {
             if !keep {
                 slot.handle.stop.raise();
                 // Its idle connections wait on the idle timer, not on the signal.
-                self.shard.idle.kick_all();
+                self.shard.timers.kick_all();
             }
             keep
         });
@@ -196,7 +196,7 @@ impl Runner {
                         slot.handle.stop.raise();
                     }
                     shard.draining.raise();
-                    shard.idle.kick_all();
+                    shard.timers.kick_all();
                     monoio::spawn(self.clone().finish_drain(timeout));
                 }
             }

@@ -8,7 +8,7 @@ use ahash::AHashMap;
 use crossbeam_channel::Sender;
 
 use super::access_log::AccessLog;
-use super::idle::IdleTimers;
+use super::coarse::CoarseTimers;
 use super::link::FromShard;
 use super::signal::Signal;
 use crate::metrics::{ListenerStats, ShardReport, TrafficStats};
@@ -77,7 +77,7 @@ pub struct Shard {
     /// Raised when the shard drains: listeners stop, idle connections close.
     pub draining: Rc<Signal>,
     /// Deadlines of connections waiting for their next request.
-    pub idle: Rc<IdleTimers>,
+    pub timers: Rc<CoarseTimers>,
     /// Open downstream connections on this shard, all listeners together.
     pub open_connections: Rc<Cell<usize>>,
     /// Open downstream connections per listener name.
@@ -107,13 +107,18 @@ impl Shard {
         let policy = ShardPolicy::new(super::shard_count(epoch.config.runtime.shards));
         let first = Rc::new(Self::compile(&mut stats, &policy, epoch, None));
         let draining = Signal::new();
+        let timers = CoarseTimers::new();
         Shard {
             index,
             current: RefCell::new(first),
             pool: RefCell::new(Pool::default()),
-            downstreams: DownstreamPool::new(access_log.is_some(), draining.clone()),
+            downstreams: DownstreamPool::new(
+                access_log.is_some(),
+                draining.clone(),
+                timers.clone(),
+            ),
             draining,
-            idle: IdleTimers::new(),
+            timers,
             open_connections: Rc::default(),
             listener_open: RefCell::new(AHashMap::new()),
             stats: RefCell::new(stats),

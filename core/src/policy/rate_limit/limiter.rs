@@ -165,7 +165,9 @@ impl RouteLimiter {
                 Step::Done(verdict) => return verdict,
                 Step::Wait(until) => {
                     let granted = self.granted.notified();
-                    let _ = monoio::time::timeout_at(until.into(), granted).await;
+                    // Boxed: held inline, monoio's timer (aligned to 128 bytes) would make every
+                    // request's state machine an over-aligned allocation.
+                    let _ = Box::pin(monoio::time::timeout_at(until.into(), granted)).await;
                     now = Instant::now();
                 }
             }

@@ -1,13 +1,22 @@
-//! Coarse deadlines for connections waiting for their next request.
+//! Coarse deadlines: for connections waiting for their next request, and for the long
+//! timeouts (seconds) of the requests in flight.
 //!
 //! monoio's `Sleep` is 640 bytes; holding one in every idle keep-alive connection's task was
 //! most of what an idle connection cost. Idle timeouts need no millisecond precision, so a
 //! shard keeps one slot per waiting connection (deadline and waker, in a slab that reuses
 //! freed slots) and one ticker task that wakes the expired ones every [`RESOLUTION`]. A
-//! waiting connection then holds a 16-byte [`IdleWait`].
+//! waiting connection then holds a 16-byte [`CoarseWait`].
+//!
+//! A request's own timeouts (header, body, upstream connect, request and idle) are seconds
+//! long and almost never fire, yet each read and write of a request used to arm a monoio
+//! timer: three per proxied request, about 2,500 instructions with the timer wheel's upkeep,
+//! and a timer entry aligned to 128 bytes that made every request's boxed state machine an
+//! aligned allocation. [`CoarseTimers::within`] bounds an operation with a slot here instead
+//! when its deadline is at least [`COARSE_FROM`] away, and with a monoio timer only when it is
+//! nearer (there, [`RESOLUTION`] would be a large error).
 //!
 //! The same slots carry the rarer wake-ups of idle connections: when a reload removes a
-//! listener or the shard drains, [`IdleTimers::kick_all`] wakes every wait, and each
+//! listener or the shard drains, [`CoarseTimers::kick_all`] wakes every wait, and each
 //! connection checks whether that concerns it. An idle connection then needs no waiter slot
 //! of its own on any signal.
 
@@ -18,11 +27,19 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// How late an idle deadline may fire.
+/// How late a coarse deadline may fire.
 pub const RESOLUTION: Duration = Duration::from_millis(100);
 
+/// Deadlines at least this far away are coarse: firing up to [`RESOLUTION`] late is an
+/// error of 5% at most.
+pub const COARSE_FROM: Duration = Duration::from_secs(2);
+
+/// What [`CoarseTimers::within`] returns when the deadline passed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
 #[derive(Default)]
-pub struct IdleTimers {
+pub struct CoarseTimers {
     slots: RefCell<Slots>,
 }
 
@@ -39,14 +56,14 @@ struct Entry {
     kicked: bool,
 }
 
-impl IdleTimers {
-    pub fn new() -> Rc<IdleTimers> {
-        Rc::new(IdleTimers::default())
+impl CoarseTimers {
+    pub fn new() -> Rc<CoarseTimers> {
+        Rc::new(CoarseTimers::default())
     }
 
     /// Resolves at `deadline`, up to [`RESOLUTION`] late. The slot is taken now (with no
     /// waker until the first poll), so the wait itself is two words.
-    pub fn wait_until(self: &Rc<Self>, deadline: Instant) -> IdleWait {
+    pub fn wait_until(self: &Rc<Self>, deadline: Instant) -> CoarseWait {
         let mut slots = self.slots.borrow_mut();
         let entry = Some(Entry {
             deadline,
@@ -64,9 +81,40 @@ impl IdleTimers {
                 slots.entries.len() - 1
             }
         };
-        IdleWait {
+        CoarseWait {
             timers: self.clone(),
             slot,
+        }
+    }
+
+    /// `fut`, bounded by `deadline`: [`Elapsed`] once it has passed and `fut` has not
+    /// finished. `fut` is polled first, so one that is ready at once is never timed out.
+    pub async fn within<F: Future>(
+        self: &Rc<Self>,
+        deadline: Instant,
+        fut: F,
+    ) -> Result<F::Output, Elapsed> {
+        let mut fut = std::pin::pin!(fut);
+        if deadline < Instant::now() + COARSE_FROM {
+            // Boxed: monoio's timer entry is aligned to 128 bytes, and held inline it would
+            // make every future that awaits this one an over-aligned allocation.
+            let mut sleep = Box::pin(monoio::time::sleep_until(deadline.into()));
+            return monoio::select! {
+                biased;
+                out = &mut fut => Ok(out),
+                _ = &mut sleep => Err(Elapsed),
+            };
+        }
+        loop {
+            // A kick (drain, listener removed) concerns idle connections only: wait again.
+            let wait = self.wait_until(deadline);
+            monoio::select! {
+                biased;
+                out = &mut fut => return Ok(out),
+                expired = wait => if expired {
+                    return Err(Elapsed);
+                },
+            }
         }
     }
 
@@ -118,14 +166,14 @@ impl IdleTimers {
     }
 }
 
-pub struct IdleWait {
-    timers: Rc<IdleTimers>,
+pub struct CoarseWait {
+    timers: Rc<CoarseTimers>,
     slot: usize,
 }
 
 /// Resolves with `true` once its deadline has passed, or `false` when kicked
-/// ([`IdleTimers::kick_all`]).
-impl Future for IdleWait {
+/// ([`CoarseTimers::kick_all`]).
+impl Future for CoarseWait {
     type Output = bool;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
@@ -148,7 +196,7 @@ impl Future for IdleWait {
     }
 }
 
-impl Drop for IdleWait {
+impl Drop for CoarseWait {
     fn drop(&mut self) {
         let mut slots = self.timers.slots.borrow_mut();
         slots.entries[self.slot] = None;
@@ -165,7 +213,7 @@ mod tests {
     #[test]
     fn fires_after_the_deadline_and_frees_its_slot() {
         runtime().block_on(async {
-            let timers = IdleTimers::new();
+            let timers = CoarseTimers::new();
             monoio::spawn(timers.clone().tick());
             let start = Instant::now();
             timers.wait_until(start + Duration::from_millis(150)).await;
@@ -182,7 +230,7 @@ mod tests {
     #[test]
     fn dropped_waits_free_their_slots_for_reuse() {
         runtime().block_on(async {
-            let timers = IdleTimers::new();
+            let timers = CoarseTimers::new();
             for _ in 0..100 {
                 let far = timers.wait_until(Instant::now() + Duration::from_secs(60));
                 let _ = monoio::time::timeout(Duration::from_millis(1), far).await;
@@ -195,7 +243,7 @@ mod tests {
     #[test]
     fn a_kick_wakes_every_wait_as_not_expired() {
         runtime().block_on(async {
-            let timers = IdleTimers::new();
+            let timers = CoarseTimers::new();
             let far = Instant::now() + Duration::from_secs(60);
             let waits: Vec<_> = (0..3)
                 .map(|_| monoio::spawn(timers.wait_until(far)))
@@ -210,7 +258,49 @@ mod tests {
     }
 
     #[test]
+    fn within_passes_results_through_and_times_out_near_and_far_deadlines() {
+        runtime().block_on(async {
+            let timers = CoarseTimers::new();
+            monoio::spawn(timers.clone().tick());
+            let far = Instant::now() + Duration::from_secs(60);
+            assert_eq!(timers.within(far, async { 7 }).await, Ok(7));
+            // Near: a monoio timer, on time.
+            let start = Instant::now();
+            let never = std::future::pending::<()>();
+            let near = start + Duration::from_millis(30);
+            assert_eq!(timers.within(near, never).await, Err(Elapsed));
+            let took = start.elapsed();
+            assert!(
+                took >= Duration::from_millis(30) && took < RESOLUTION,
+                "{took:?}"
+            );
+            assert_eq!(timers.waiting(), 0);
+        });
+    }
+
+    #[test]
+    fn within_a_far_deadline_survives_kicks_and_fires_coarsely() {
+        runtime().block_on(async {
+            let timers = CoarseTimers::new();
+            monoio::spawn(timers.clone().tick());
+            let start = Instant::now();
+            let deadline = start + COARSE_FROM;
+            let kicker = timers.clone();
+            monoio::spawn(async move {
+                monoio::time::sleep(Duration::from_millis(20)).await;
+                kicker.kick_all();
+            });
+            let never = std::future::pending::<()>();
+            assert_eq!(timers.within(deadline, never).await, Err(Elapsed));
+            let took = start.elapsed();
+            assert!(took >= COARSE_FROM, "{took:?}");
+            assert!(took < COARSE_FROM + 3 * RESOLUTION, "{took:?}");
+            assert_eq!(timers.waiting(), 0);
+        });
+    }
+
+    #[test]
     fn a_wait_is_small() {
-        assert!(std::mem::size_of::<IdleWait>() <= 16);
+        assert!(std::mem::size_of::<CoarseWait>() <= 16);
     }
 }
