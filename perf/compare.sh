@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Ringway side by side with nginx and HAProxy, in one command, on loopback.
 #
-#   perf/compare.sh                       # 3 rounds, about 6 to 7 minutes
+#   perf/compare.sh                       # 3 rounds, about 8 minutes
 #   DURATION=2s ROUNDS=1 perf/compare.sh  # a quick look
 #
 # Targets, each a reverse proxy in front of the same stub upstream (perf/src/stub.rs), one
 # worker / thread / shard each, upstream keep-alive pools, no access logs:
 #   stub           the stub upstream itself, no proxy (the ceiling)
+#   floor          `ringway-perf relay` (io_uring): a blind relay, one upstream connection per
+#                  client connection, bytes moved in lockstep with no parsing, routing, timers
+#                  or logs. Not a proxy: what the kernel's TCP alone costs on this layout, the
+#                  floor under any proxy's CPU per request. No idle-memory figure (it holds a
+#                  64 KiB buffer and an upstream connection per client connection).
 #   ringway-uring  ringway, shards = 1, driver = "io_uring"
 #   ringway-epoll  ringway, shards = 1, driver = "epoll"
 #   nginx          worker_processes 1, upstream keepalive, proxy_http_version 1.1
@@ -19,7 +24,8 @@
 #   r50, r90    open loop at 50% and 90% of nginx's max-small of the same round: p50, p99,
 #               p99.9 latency (from each request's due time, coordinated omission corrected);
 #               the r50 run also gives the proxy's CPU seconds per 100k requests
-#               (utime + stime from /proc/PID/stat, every process of the proxy)
+#               (utime + stime from /proc/PID/stat, every process of the proxy), and
+#               of them the user-space part (utime): the proxy's own code, without the kernel
 #   idle        memory per idle keep-alive connection: RSS growth of the proxy (all its
 #               processes) with IDLE_CONNECTIONS idle connections, each after one request
 # and prints the medians over the rounds with their spread (min-max) and the ratio to nginx;
@@ -37,8 +43,8 @@ WARMUP=${WARMUP:-1s}              # sent first, not recorded
 CONNECTIONS=${CONNECTIONS:-50}    # keep-alive connections of each load run
 GEN_THREADS=${GEN_THREADS:-1}     # load generator threads (spread over GEN_CORES)
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-5000}
-TARGETS=${TARGETS:-"stub ringway-uring ringway-epoll nginx haproxy"}
-PORT_BASE=${PORT_BASE:-18000}     # ports PORT_BASE+1 .. PORT_BASE+40 on 127.0.0.1
+TARGETS=${TARGETS:-"stub floor ringway-uring ringway-epoll nginx haproxy"}
+PORT_BASE=${PORT_BASE:-18000}     # ports PORT_BASE+1 .. PORT_BASE+41 on 127.0.0.1
 SKIP_BUILD=${SKIP_BUILD:-0}      # 1: use the binaries already in target/release
 RESULTS=${RESULTS:-perf/results/latest.md}
 #
@@ -103,12 +109,16 @@ CLK_TCK=$(getconf CLK_TCK)
 STUB_SMALL=$((PORT_BASE + 1))
 STUB_BIG=$((PORT_BASE + 2))
 declare -A PORT=([stub]=$STUB_SMALL [ringway-uring]=$((PORT_BASE + 10))
-    [ringway-epoll]=$((PORT_BASE + 11)) [nginx]=$((PORT_BASE + 20)) [haproxy]=$((PORT_BASE + 30)))
+    [ringway-epoll]=$((PORT_BASE + 11)) [nginx]=$((PORT_BASE + 20)) [haproxy]=$((PORT_BASE + 30))
+    [floor]=$((PORT_BASE + 40)))
+FLOOR_BIG=$((PORT_BASE + 41))
 
-url() { # target path -> URL; the stub serves the two bodies on two ports
+url() { # target path -> URL; the stub (and the floor relay) serve the two bodies on two ports
     local t=$1 path=$2
     if [[ $t == stub ]]; then
         if [[ $path == /4k ]]; then echo "http://127.0.0.1:$STUB_BIG/4k"; else echo "http://127.0.0.1:$STUB_SMALL/"; fi
+    elif [[ $t == floor && $path == /4k ]]; then
+        echo "http://127.0.0.1:$FLOOR_BIG/4k"
     else
         echo "http://127.0.0.1:${PORT[$t]}$path"
     fi
@@ -246,6 +256,8 @@ start_target() {
     case $1 in
     stub) ;; # the stubs run the whole time
     ringway-*) start "$1" "$PROXY_CORES" "$RINGWAY" run -c "$WORK/$1.toml" ;;
+    floor) start floor "$PROXY_CORES" "$PERF" relay --pair "127.0.0.1:${PORT[floor]}=127.0.0.1:$STUB_SMALL" \
+        --pair "127.0.0.1:$FLOOR_BIG=127.0.0.1:$STUB_BIG" ;;
     nginx) start nginx "$PROXY_CORES" nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" ;;
     haproxy) start haproxy "$PROXY_CORES" haproxy -db -f "$WORK/haproxy.cfg" ;;
     esac
@@ -269,10 +281,11 @@ pids_of() { # target: every process of it (nginx: master and workers)
     pgrep -P "$main" || true
 }
 
-cpu_ticks() { # target: utime + stime of all its processes
-    local total=0 pid
+cpu_ticks() { # target [user]: utime + stime (or utime alone) of all its processes
+    local total=0 pid fields='$14 + $15'
+    [[ ${2:-} == user ]] && fields='$14'
     for pid in $(pids_of "$1"); do
-        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+        total=$((total + $(awk "{print $fields}" "/proc/$pid/stat")))
     done
     echo "$total"
 }
@@ -350,8 +363,10 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
         record "rate-r$pct" all "$rate"
         for t in $order; do
             before=$(cpu_ticks "$t")
+            before_user=$(cpu_ticks "$t" user)
             json=$(load "$t" / "$rate")
             after=$(cpu_ticks "$t")
+            after_user=$(cpu_ticks "$t" user)
             for q in p50 p99 p99.9; do
                 record "r$pct-$q" "$t" "$(jget "$json" "$q")"
             done
@@ -359,12 +374,16 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
                 cpu=$(awk -v d=$((after - before)) -v hz="$CLK_TCK" -v n="$(jget "$json" requests_total)" \
                     'BEGIN { printf "%.3f", (n > 0 ? d / hz / n * 100000 : 0) }')
                 record cpu "$t" "$cpu"
+                cpu=$(awk -v d=$((after_user - before_user)) -v hz="$CLK_TCK" -v n="$(jget "$json" requests_total)" \
+                    'BEGIN { printf "%.3f", (n > 0 ? d / hz / n * 100000 : 0) }')
+                record cpu-user "$t" "$cpu"
             fi
             note_errors "$t" "$json"
             log "  r$pct $rate $t p50 $(jget "$json" p50) p99 $(jget "$json" p99) p99.9 $(jget "$json" p99.9)"
         done
     done
     for t in $order; do
+        [[ $t == floor ]] && continue
         before=$(rss_kib "$t")
         rm -f "$WORK/idle.out"
         taskset -c "$GEN_CORES" "$PERF" idle --url "$(url "$t" /)" --connections "$IDLE_CONNECTIONS" \
@@ -416,6 +435,7 @@ ROWS=(
     "r90-p99|p99 at 90% rate|us"
     "r90-p99.9|p99.9 at 90% rate|us"
     "cpu|CPU s per 100k req (50% rate)|cpu"
+    "cpu-user|of which user space|cpu"
     "idle|memory per idle connection|bytes"
 )
 {

@@ -6,6 +6,7 @@
 //!   coordinated-omission-corrected latency, or closed loop for maximum throughput.
 //! - `idle`: holds many idle keep-alive connections open, to measure a server's memory per
 //!   connection.
+//! - `relay`: a blind one-to-one TCP relay, the floor under any proxy's CPU per request.
 //!
 //! `perf/compare.sh` runs them against Ringway, nginx and HAProxy side by side. Errors are
 //! `anyhow` at this binary's edge; the network is trusted only as far as a benchmark needs.
@@ -14,6 +15,7 @@
 mod idle;
 mod load;
 mod micro;
+mod relay;
 mod stub;
 mod target;
 
@@ -37,6 +39,8 @@ enum Command {
     Idle(idle::Args),
     /// Micro-benchmarks of the hot pieces: head parsing, routing, balancing, histograms.
     Micro(micro::Args),
+    /// The floor: a blind one-to-one TCP relay in lockstep, for what the kernel alone costs.
+    Relay(relay::Args),
 }
 
 fn main() -> Result<()> {
@@ -45,6 +49,7 @@ fn main() -> Result<()> {
         Command::Load(args) => load::run(args),
         Command::Idle(args) => idle::run(args),
         Command::Micro(args) => micro::run(args),
+        Command::Relay(args) => relay::run(args),
     }
 }
 
