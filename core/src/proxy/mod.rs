@@ -295,10 +295,11 @@ async fn read_head(
         max_request_line: cfg.max_request_line,
         max_head: cfg.max_header_bytes,
     };
-    let mut head_deadline = (!d.buf.is_empty()).then(|| Instant::now() + cfg.header_timeout);
+    let now = Instant::now();
+    let mut head_deadline = (!d.buf.is_empty()).then(|| now + cfg.header_timeout);
     // No byte of this request yet: a readiness report may have been spurious, so the wait for
     // the first byte is bounded by the idle timeout (header timeout on a fresh connection).
-    let idle_deadline = Instant::now()
+    let idle_deadline = now
         + if first {
             cfg.header_timeout
         } else {

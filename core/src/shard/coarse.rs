@@ -20,7 +20,7 @@
 //! connection checks whether that concerns it. An idle connection then needs no waiter slot
 //! of its own on any signal.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -38,9 +38,20 @@ pub const COARSE_FROM: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Elapsed;
 
-#[derive(Default)]
 pub struct CoarseTimers {
     slots: RefCell<Slots>,
+    /// The time at the last tick: at most about [`RESOLUTION`] old, and good enough to judge
+    /// coarse deadlines without reading the clock (a few reads per request, otherwise).
+    recent: Cell<Instant>,
+}
+
+impl Default for CoarseTimers {
+    fn default() -> Self {
+        CoarseTimers {
+            slots: RefCell::default(),
+            recent: Cell::new(Instant::now()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -95,7 +106,9 @@ impl CoarseTimers {
         fut: F,
     ) -> Result<F::Output, Elapsed> {
         let mut fut = std::pin::pin!(fut);
-        if deadline < Instant::now() + COARSE_FROM {
+        // `recent` lags by up to a tick: a deadline may count as far when it is a tick nearer
+        // than COARSE_FROM, which keeps the error of firing late small all the same.
+        if deadline < self.recent.get() + COARSE_FROM {
             // Boxed: monoio's timer entry is aligned to 128 bytes, and held inline it would
             // make every future that awaits this one an over-aligned allocation.
             let mut sleep = Box::pin(monoio::time::sleep_until(deadline.into()));
@@ -128,6 +141,7 @@ impl CoarseTimers {
 
     /// Wakes every wait whose deadline has passed. The shard's ticker calls it.
     pub fn fire_expired(&self, now: Instant) {
+        self.recent.set(now);
         self.wake_where(|entry| {
             let expired = !entry.fired && entry.deadline <= now;
             entry.fired |= expired;
@@ -181,7 +195,7 @@ impl Future for CoarseWait {
         let Some(entry) = &mut slots.entries[self.slot] else {
             unreachable!("a wait keeps its slot until dropped");
         };
-        if entry.fired || Instant::now() >= entry.deadline {
+        if entry.fired || self.timers.recent.get() >= entry.deadline {
             entry.fired = true;
             return Poll::Ready(true);
         }
