@@ -111,6 +111,9 @@ pub struct Listener {
     pub idle_timeout: Duration,
     /// Longest quiet time while reading a request body.
     pub body_timeout: Duration,
+    /// Longest time one write to the client may wait for the client to read (nginx's
+    /// `send_timeout`); then the connection is closed.
+    pub send_timeout: Duration,
     /// Longest request line (method, target, version) in bytes; past it 414.
     pub max_request_line: usize,
     /// Largest request head (request line and headers) in bytes; past it 431.

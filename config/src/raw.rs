@@ -90,6 +90,7 @@ pub(crate) struct RawListener {
     pub header_timeout: Option<Typed<String>>,
     pub idle_timeout: Option<Typed<String>>,
     pub body_timeout: Option<Typed<String>>,
+    pub send_timeout: Option<Typed<String>>,
     pub max_request_line: Option<Typed<RawSize>>,
     pub max_header_bytes: Option<Typed<RawSize>>,
     pub max_request_body: Option<Typed<RawSize>>,

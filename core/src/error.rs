@@ -87,6 +87,17 @@ impl ProxyError {
         e
     }
 
+    /// A write to the client failed: it went away, or (`TimedOut`, the listener's
+    /// `send_timeout`) took none of the response in time. Nothing more can be sent either way.
+    pub fn client_write(e: std::io::Error) -> Error {
+        let cause = if e.kind() == std::io::ErrorKind::TimedOut {
+            ErrorCause::ClientTimeout
+        } else {
+            ErrorCause::ClientClosed
+        };
+        Self::after_head(cause, "client write failed", Some(e))
+    }
+
     pub fn retryable(mut self: Box<Self>) -> Error {
         self.retryable = true;
         self

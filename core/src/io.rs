@@ -5,12 +5,18 @@
 //! once per connection and grows only up to the head limit the caller allows, so memory per
 //! connection stays bounded whatever the body size.
 
+use std::future::Future;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::Duration;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::BufResult;
+
+use crate::shard::coarse::CoarseTimers;
 
 pub struct ConnBuf {
     vec: Vec<u8>,
@@ -138,23 +144,68 @@ impl ConnBuf {
 /// The client socket inside a pooled request state: attached while the connection has a
 /// request in progress, detached while it idles (the state then serves other connections).
 /// Reading or writing a detached stream is a bug, and panics.
-#[derive(Default)]
-pub struct Attached(Option<TcpStream>);
+///
+/// Every write is bounded by the listener's `send_timeout` (nginx's `send_timeout`): a client
+/// that stops reading would otherwise hold its connection, its request state and its upstream
+/// connection for as long as TCP keeps a zero window open, which is forever. When the time is
+/// up the socket is shut down, so the write in flight fails at once and gives its buffer back
+/// (a cancelled write would keep it), and the write reports `TimedOut`.
+pub struct Attached {
+    stream: Option<TcpStream>,
+    timers: Rc<CoarseTimers>,
+    send_timeout: Duration,
+}
 
 impl Attached {
+    pub fn new(timers: Rc<CoarseTimers>) -> Attached {
+        Attached {
+            stream: None,
+            timers,
+            send_timeout: Duration::from_secs(60),
+        }
+    }
+
     pub fn attach(&mut self, stream: TcpStream) {
-        debug_assert!(self.0.is_none());
-        self.0 = Some(stream);
+        debug_assert!(self.stream.is_none());
+        self.stream = Some(stream);
     }
 
     pub fn detach(&mut self) -> Option<TcpStream> {
-        self.0.take()
+        self.stream.take()
+    }
+
+    /// Bounds each later write (the listener's `send_timeout`).
+    pub fn set_send_timeout(&mut self, timeout: Duration) {
+        self.send_timeout = timeout;
     }
 
     fn get(&mut self) -> &mut TcpStream {
-        self.0
+        self.stream
             .as_mut()
             .expect("a request state is used only with its connection attached")
+    }
+}
+
+/// Runs the write `op` on the socket `fd` until it ends or `deadline` passes; then shuts the
+/// socket down, which makes the write fail at once and hand its buffer back.
+async fn bounded<T>(
+    timers: Rc<CoarseTimers>,
+    deadline: std::time::Instant,
+    fd: RawFd,
+    op: impl Future<Output = BufResult<usize, T>>,
+) -> BufResult<usize, T> {
+    let mut op = std::pin::pin!(op);
+    match timers.within(deadline, op.as_mut()).await {
+        Ok(done) => done,
+        Err(_elapsed) => {
+            crate::sys::shutdown(fd);
+            let (_, buf) = op.await;
+            let e = io::Error::new(
+                io::ErrorKind::TimedOut,
+                "send timeout: the client took none of the response in time",
+            );
+            (Err(e), buf)
+        }
     }
 }
 
@@ -179,14 +230,18 @@ impl AsyncWriteRent for Attached {
         &mut self,
         buf: T,
     ) -> impl std::future::Future<Output = BufResult<usize, T>> {
-        self.get().write(buf)
+        let (timers, deadline) = (self.timers.clone(), self.timers.after(self.send_timeout));
+        let stream = self.get();
+        bounded(timers, deadline, stream.as_raw_fd(), stream.write(buf))
     }
 
     fn writev<T: IoVecBuf>(
         &mut self,
         buf: T,
     ) -> impl std::future::Future<Output = BufResult<usize, T>> {
-        self.get().writev(buf)
+        let (timers, deadline) = (self.timers.clone(), self.timers.after(self.send_timeout));
+        let stream = self.get();
+        bounded(timers, deadline, stream.as_raw_fd(), stream.writev(buf))
     }
 
     fn flush(&mut self) -> impl std::future::Future<Output = io::Result<()>> {

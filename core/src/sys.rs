@@ -50,6 +50,15 @@ pub fn dup_socket<S: AsRawFd>(socket: &S) -> std::io::Result<std::net::TcpStream
     Ok(unsafe { std::net::TcpStream::from_raw_fd(fd) })
 }
 
+/// Shuts both directions of the connection on `fd` down, so that an operation waiting on it
+/// (a write to a peer that stopped reading) fails at once. `fd` must belong to a socket the
+/// caller holds open.
+pub fn shutdown(fd: std::os::fd::RawFd) {
+    // SAFETY: shutdown(2) takes a descriptor number and touches no memory of ours; the caller
+    // holds the socket open, so `fd` names that socket and nothing else.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

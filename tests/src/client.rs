@@ -183,6 +183,40 @@ impl Client {
         closed
     }
 
+    /// Reads and counts whatever arrives until the peer closes the connection (EOF or reset);
+    /// `None` if it is still open after `within`.
+    pub fn read_until_closed(&mut self, within: Duration) -> Option<u64> {
+        let end = Instant::now() + within;
+        let mut total = 0u64;
+        let closed = loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break false;
+            }
+            let _ = self.stream.set_read_timeout(Some(left));
+            match self.reader.fill_buf() {
+                Ok([]) => break true,
+                Ok(bytes) => {
+                    let n = bytes.len();
+                    total += n as u64;
+                    self.reader.consume(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break false
+                }
+                Err(_) => break true,
+            }
+        };
+        let _ = self.stream.set_read_timeout(Some(READ_TIMEOUT));
+        closed.then_some(total)
+    }
+
     /// Closes the write side (the gateway reads EOF) and keeps reading possible.
     pub fn shutdown_write(&mut self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);

@@ -72,6 +72,7 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &List<At<RawListener>>) -> Vec<L
         let header_timeout = timeout(ctx, &l.header_timeout, "header_timeout", 10);
         let idle_timeout = timeout(ctx, &l.idle_timeout, "idle_timeout", 60);
         let body_timeout = timeout(ctx, &l.body_timeout, "body_timeout", 30);
+        let send_timeout = timeout(ctx, &l.send_timeout, "send_timeout", 60);
         let line = ctx.size(
             l.max_request_line.as_ref(),
             key("max_request_line"),
@@ -118,6 +119,7 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &List<At<RawListener>>) -> Vec<L
                 header_timeout: header_timeout?,
                 idle_timeout: idle_timeout?,
                 body_timeout: body_timeout?,
+                send_timeout: send_timeout?,
                 max_request_line: line?,
                 max_header_bytes: head?,
                 max_request_body: body?,
@@ -149,6 +151,7 @@ mod tests {
         assert_eq!(l.header_timeout, Duration::from_secs(10));
         assert_eq!(l.idle_timeout, Duration::from_secs(60));
         assert_eq!(l.body_timeout, Duration::from_secs(30));
+        assert_eq!(l.send_timeout, Duration::from_secs(60));
         assert_eq!(l.max_request_line, 8192);
         assert_eq!(l.max_header_bytes, 32768);
         assert_eq!(l.max_request_body, 100 * 1024 * 1024);
@@ -158,7 +161,7 @@ mod tests {
     fn explicit_values() {
         let src = "[[listeners]]\nname = \"a\"\nlisten = \"localhost:8081\"\nmax_connections = 5\n\
                    header_timeout = \"250ms\"\nidle_timeout = \"1m\"\nbody_timeout = \"1.5s\"\n\
-                   max_request_line = \"1KiB\"\nmax_header_bytes = 1024\nmax_request_body = \"1MB\"\n";
+                   send_timeout = \"5s\"\nmax_request_line = \"1KiB\"\nmax_header_bytes = 1024\nmax_request_body = \"1MB\"\n";
         let config = parse_ok(src);
         let l = &config.listeners[0];
         assert_eq!(l.listen, "127.0.0.1:8081".parse().unwrap());
@@ -166,6 +169,7 @@ mod tests {
         assert_eq!(l.header_timeout, Duration::from_millis(250));
         assert_eq!(l.idle_timeout, Duration::from_secs(60));
         assert_eq!(l.body_timeout, Duration::from_millis(1500));
+        assert_eq!(l.send_timeout, Duration::from_secs(5));
         assert_eq!((l.max_request_line, l.max_header_bytes), (1024, 1024));
         assert_eq!(l.max_request_body, 1_000_000);
     }

@@ -24,6 +24,7 @@ pub fn render(config: &Config) -> Value {
                 "header_timeout": duration(l.header_timeout),
                 "idle_timeout": duration(l.idle_timeout),
                 "body_timeout": duration(l.body_timeout),
+                "send_timeout": duration(l.send_timeout),
                 "max_request_line": l.max_request_line,
                 "max_header_bytes": l.max_header_bytes,
                 "max_request_body": l.max_request_body,

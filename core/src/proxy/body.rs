@@ -205,7 +205,7 @@ async fn write_client(d: &mut Downstream, up: &mut UpstreamConn, n: usize) -> Re
     up.buf
         .write_range_to(&mut d.stream, 0, n)
         .await
-        .map_err(|e| ProxyError::new(ErrorCause::ClientClosed, "client write failed", Some(e)))?;
+        .map_err(ProxyError::client_write)?;
     up.buf.consume(n);
     d.written += n as u64;
     Ok(())
@@ -277,26 +277,20 @@ pub async fn relay_response_body(
                     d.written += d.out.len() as u64 + 2;
                     crate::io::write_vec(&mut d.stream, &mut d.out)
                         .await
-                        .map_err(|e| {
-                            ProxyError::new(
-                                ErrorCause::ClientClosed,
-                                "client write failed",
-                                Some(e),
-                            )
-                        })?;
+                        .map_err(ProxyError::client_write)?;
                     write_client(d, up, n).await?;
-                    write_static(&mut d.stream, b"\r\n").await.map_err(|e| {
-                        ProxyError::new(ErrorCause::ClientClosed, "client write failed", Some(e))
-                    })?;
+                    write_static(&mut d.stream, b"\r\n")
+                        .await
+                        .map_err(ProxyError::client_write)?;
                 } else {
                     write_client(d, up, n).await?;
                 }
             }
             if framing == ClientFraming::Chunked {
                 d.written += LAST_CHUNK.len() as u64;
-                write_static(&mut d.stream, LAST_CHUNK).await.map_err(|e| {
-                    ProxyError::new(ErrorCause::ClientClosed, "client write failed", Some(e))
-                })?;
+                write_static(&mut d.stream, LAST_CHUNK)
+                    .await
+                    .map_err(ProxyError::client_write)?;
             }
             Ok(Relayed {
                 upstream_clean: false,

@@ -45,7 +45,7 @@ impl DownstreamPool {
     pub(crate) fn take(&self, stream: TcpStream, peer: SocketAddr) -> Box<Downstream> {
         let mut d = self.free.borrow_mut().pop().unwrap_or_else(|| {
             Box::new(Downstream {
-                stream: Attached::default(),
+                stream: Attached::new(self.timers.clone()),
                 buf: ConnBuf::with_capacity(READ_BUF),
                 out: Vec::with_capacity(OUT_BUF),
                 headers: Vec::with_capacity(crate::http::h1::MAX_HEADERS),

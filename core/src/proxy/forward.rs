@@ -177,9 +177,7 @@ async fn prepare(
         d.written += local::CONTINUE.len() as u64;
         write_static(&mut d.stream, local::CONTINUE)
             .await
-            .map_err(|e| {
-                ProxyError::new(ErrorCause::ClientClosed, "client write failed", Some(e))
-            })?;
+            .map_err(ProxyError::client_write)?;
     }
     d.buf.consume(head.head_len);
     let mut buffered_body = match head.body {
@@ -471,7 +469,7 @@ async fn relay(
     d.written += d.out.len() as u64;
     write_vec(&mut d.stream, &mut d.out)
         .await
-        .map_err(|e| ProxyError::new(ErrorCause::ClientClosed, "client write failed", Some(e)))?;
+        .map_err(ProxyError::client_write)?;
     let relayed = relay_response_body(d, &mut conn, body, framing, up_cfg.idle_timeout).await?;
     if resp.keep_alive && relayed.upstream_clean {
         shard.pool.borrow_mut().checkin(
@@ -677,13 +675,7 @@ async fn send_and_read_head(
                         d.written += d.out.len() as u64;
                         notes.interim_sent = true;
                         let sent = write_vec(&mut d.stream, &mut d.out).await;
-                        sent.map_err(|e| {
-                            ProxyError::new(
-                                ErrorCause::ClientClosed,
-                                "client write failed",
-                                Some(e),
-                            )
-                        })?;
+                        sent.map_err(ProxyError::client_write)?;
                     }
                     conn.buf.consume(interim.head_len);
                     continue;

@@ -227,6 +227,7 @@ async fn one_request(
     };
     d.listener = index;
     let cfg = &sep.epoch.config.listeners[index];
+    d.stream.set_send_timeout(cfg.send_timeout);
     d.log.begin(d.buf.consumed_total(), d.written);
     let mut head = match read {
         HeadRead::Head(head) => head,

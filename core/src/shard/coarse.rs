@@ -98,6 +98,17 @@ impl CoarseTimers {
         }
     }
 
+    /// The deadline `timeout` from now. For a coarse timeout (at least [`COARSE_FROM`]) it is
+    /// counted from the last tick, without reading the clock: up to a [`RESOLUTION`] early,
+    /// as it may fire up to one late.
+    pub fn after(&self, timeout: Duration) -> Instant {
+        if timeout >= COARSE_FROM {
+            self.recent.get() + timeout
+        } else {
+            Instant::now() + timeout
+        }
+    }
+
     /// `fut`, bounded by `deadline`: [`Elapsed`] once it has passed and `fut` has not
     /// finished. `fut` is polled first, so one that is ready at once is never timed out.
     pub async fn within<F: Future>(
