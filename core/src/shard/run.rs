@@ -12,6 +12,11 @@ use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use ringway_config::Listener;
 
 use super::link::{FromShard, ShardInbox, ToShard};
+
+/// Largest connection task accepted (debug builds): an idle connection's memory is mostly
+/// this task, and a future that grows by accident (a large local left in scope across an
+/// await) multiplies it by the number of idle connections.
+const IDLE_TASK_MAX: usize = 1024;
 use super::signal::Signal;
 use super::{Ready, ShardInfo, StartError};
 use crate::proxy::ListenerHandle;
@@ -242,7 +247,14 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, handle: Rc<Listene
                 // The task captures the shard and the connection, and uses both in place:
                 // every idle connection holds its task, and a value moved into a local would
                 // sit in it beside the captured one.
-                monoio::spawn(async move { proxy::serve(&shard, &mut conn).await });
+                let task = async move { proxy::serve(&shard, &mut conn).await };
+                // Every idle connection holds this task: keep it small (see `proxy::serve`).
+                debug_assert!(
+                    std::mem::size_of_val(&task) <= IDLE_TASK_MAX,
+                    "connection task of {} bytes",
+                    std::mem::size_of_val(&task)
+                );
+                monoio::spawn(task);
             }
             Err(e) => {
                 // Out of descriptors or memory: back off briefly rather than spin.
