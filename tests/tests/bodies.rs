@@ -242,44 +242,49 @@ both_drivers!(
 // A client that stops reading a response is cut off after the listener's `send_timeout`
 // (nginx's), and the request is logged as a client timeout: it does not hold its connection,
 // its request state and its upstream connection for as long as TCP keeps a zero window open.
-both_drivers!(a_client_that_stops_reading_is_cut_off_after_send_timeout, |driver| {
-    let up = Upstream::start(|_: &Received| Reply::Sized {
-        status: 200,
-        len: BIG,
-        chunked: false,
-    });
-    let log = TempPath::new("log");
-    let toml = format!("[access_log]\npath = \"{}\"\n", log.path().display())
-        + &listener_toml("send_timeout = \"1s\"")
-        + &upstream_toml("backend", &[(up.addr(), 1)], "")
-        + &route_toml("all", "backend");
-    let gw = Gateway::start(driver, &toml);
-    let mut client = Client::connect(gw.addr());
-    client.send(get("h", "/download").as_bytes());
+both_drivers!(
+    a_client_that_stops_reading_is_cut_off_after_send_timeout,
+    |driver| {
+        let up = Upstream::start(|_: &Received| Reply::Sized {
+            status: 200,
+            len: BIG,
+            chunked: false,
+        });
+        let log = TempPath::new("log");
+        let toml = format!("[access_log]\npath = \"{}\"\n", log.path().display())
+            + &listener_toml("send_timeout = \"1s\"")
+            + &upstream_toml("backend", &[(up.addr(), 1)], "")
+            + &route_toml("all", "backend");
+        let gw = Gateway::start(driver, &toml);
+        let mut client = Client::connect(gw.addr());
+        client.send(get("h", "/download").as_bytes());
 
-    // The client reads nothing until the gateway has given up on it.
-    let mut line = String::new();
-    wait_for(
-        "the access-log line of the request",
-        Duration::from_secs(15),
-        || {
-            let text = std::fs::read_to_string(log.path()).unwrap_or_default();
-            line = text.lines().next().unwrap_or_default().to_string();
-            !line.is_empty()
-        },
-    );
-    let entry: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
-    assert_eq!(entry["cause"], "client_timeout", "{line}");
-    assert_eq!(entry["status"], 200, "the head went out: {line}");
-    let sent = entry["bytes_out"].as_u64().expect("bytes_out");
-    assert!(sent < BIG, "{line}");
+        // The client reads nothing until the gateway has given up on it.
+        let mut line = String::new();
+        wait_for(
+            "the access-log line of the request",
+            Duration::from_secs(15),
+            || {
+                let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+                line = text.lines().next().unwrap_or_default().to_string();
+                !line.is_empty()
+            },
+        );
+        let entry: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+        assert_eq!(entry["cause"], "client_timeout", "{line}");
+        assert_eq!(entry["status"], 200, "the head went out: {line}");
+        let sent = entry["bytes_out"].as_u64().expect("bytes_out");
+        assert!(sent < BIG, "{line}");
 
-    // What the sockets held arrives, then the end of the connection, long before the body's end.
-    let got = client
-        .read_until_closed(Duration::from_secs(10))
-        .expect("the gateway closes the connection");
-    assert!(got < BIG, "{got} bytes of {BIG}");
-    up.wait_until("the upstream connection closed", Duration::from_secs(5), |up| {
-        up.open_connections() == 0
-    });
-});
+        // What the sockets held arrives, then the end of the connection, long before the body's end.
+        let got = client
+            .read_until_closed(Duration::from_secs(10))
+            .expect("the gateway closes the connection");
+        assert!(got < BIG, "{got} bytes of {BIG}");
+        up.wait_until(
+            "the upstream connection closed",
+            Duration::from_secs(5),
+            |up| up.open_connections() == 0,
+        );
+    }
+);
