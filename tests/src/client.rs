@@ -157,35 +157,18 @@ impl Client {
     /// True when the peer closes the connection (EOF or reset) within `within`; false when
     /// it is still open then, or when bytes arrive instead (they stay unread).
     pub fn is_closed(&mut self, within: Duration) -> bool {
-        let end = Instant::now() + within;
-        let closed = loop {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break false;
-            }
-            let _ = self.stream.set_read_timeout(Some(left));
-            match self.reader.fill_buf() {
-                Ok([]) => break true,
-                Ok(_) => break false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    break false
-                }
-                Err(_) => break true,
-            }
-        };
-        let _ = self.stream.set_read_timeout(Some(READ_TIMEOUT));
-        closed
+        self.wait_closed(within, false).is_some()
     }
 
     /// Reads and counts whatever arrives until the peer closes the connection (EOF or reset);
     /// `None` if it is still open after `within`.
     pub fn read_until_closed(&mut self, within: Duration) -> Option<u64> {
+        self.wait_closed(within, true)
+    }
+
+    /// Waits up to `within` for the peer to close: the bytes read before, or `None` when it
+    /// is still open, or when bytes arrive and `drain` is false (they stay unread).
+    fn wait_closed(&mut self, within: Duration, drain: bool) -> Option<u64> {
         let end = Instant::now() + within;
         let mut total = 0u64;
         let closed = loop {
@@ -196,6 +179,7 @@ impl Client {
             let _ = self.stream.set_read_timeout(Some(left));
             match self.reader.fill_buf() {
                 Ok([]) => break true,
+                Ok(_) if !drain => break false,
                 Ok(bytes) => {
                     let n = bytes.len();
                     total += n as u64;
