@@ -311,8 +311,9 @@ mod tests {
             let start = Instant::now();
             let deadline = start + COARSE_FROM;
             let kicker = timers.clone();
+            // Runs once the wait below has its slot (this task yields to it there).
             monoio::spawn(async move {
-                monoio::time::sleep(Duration::from_millis(20)).await;
+                assert_eq!(kicker.waiting(), 1, "the wait is registered");
                 kicker.kick_all();
             });
             let never = std::future::pending::<()>();
