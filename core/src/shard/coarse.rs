@@ -289,16 +289,17 @@ mod tests {
             monoio::spawn(timers.clone().tick());
             let far = Instant::now() + Duration::from_secs(60);
             assert_eq!(timers.within(far, async { 7 }).await, Ok(7));
-            // Near: a monoio timer, on time.
+            // Near: a monoio timer, not a coarse slot.
             let start = Instant::now();
+            let watcher = timers.clone();
+            monoio::spawn(async move {
+                assert_eq!(watcher.waiting(), 0, "a near deadline takes no coarse slot");
+            });
             let never = std::future::pending::<()>();
             let near = start + Duration::from_millis(30);
             assert_eq!(timers.within(near, never).await, Err(Elapsed));
             let took = start.elapsed();
-            assert!(
-                took >= Duration::from_millis(30) && took < RESOLUTION,
-                "{took:?}"
-            );
+            assert!(took >= Duration::from_millis(30), "{took:?}");
             assert_eq!(timers.waiting(), 0);
         });
     }
@@ -320,7 +321,7 @@ mod tests {
             assert_eq!(timers.within(deadline, never).await, Err(Elapsed));
             let took = start.elapsed();
             assert!(took >= COARSE_FROM, "{took:?}");
-            assert!(took < COARSE_FROM + 3 * RESOLUTION, "{took:?}");
+            assert!(took < COARSE_FROM + 10 * RESOLUTION, "{took:?}");
             assert_eq!(timers.waiting(), 0);
         });
     }
