@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 
-use crate::shard::coarse::CoarseTimers;
+use crate::shard::coarse::{CoarseTimers, ShutdownGuard};
 
 pub struct ConnBuf {
     vec: Vec<u8>,
@@ -148,8 +148,9 @@ impl ConnBuf {
 /// Every write is bounded by the listener's `send_timeout` (nginx's `send_timeout`): a client
 /// that stops reading would otherwise hold its connection, its request state and its upstream
 /// connection for as long as TCP keeps a zero window open, which is forever. When the time is
-/// up the socket is shut down, so the write in flight fails at once and gives its buffer back
-/// (a cancelled write would keep it), and the write reports `TimedOut`.
+/// up the shard's coarse timer shuts the socket down, so the write in flight fails at once and
+/// gives its buffer back (a cancelled write would keep it), and the write reports `TimedOut`.
+/// A write costs a timer slot taken and given back, no waker and no second future to poll.
 pub struct Attached {
     stream: Option<TcpStream>,
     timers: Rc<CoarseTimers>,
@@ -179,6 +180,15 @@ impl Attached {
         self.send_timeout = timeout;
     }
 
+    /// Shuts the socket down if the write about to start is not done within the send
+    /// timeout. The guard goes into the write's future, which borrows the stream: the
+    /// descriptor stays open for as long as the guard can act on it.
+    fn send_guard(&mut self) -> ShutdownGuard {
+        let fd = self.get().as_raw_fd();
+        self.timers
+            .shutdown_at(fd, self.timers.after(self.send_timeout))
+    }
+
     fn get(&mut self) -> &mut TcpStream {
         self.stream
             .as_mut()
@@ -186,27 +196,21 @@ impl Attached {
     }
 }
 
-/// Runs the write `op` on the socket `fd` until it ends or `deadline` passes; then shuts the
-/// socket down, which makes the write fail at once and hand its buffer back.
+/// Runs the write `op` and reports `TimedOut` when `guard` shut the socket down before it
+/// ended (the write then failed at once, and gave its buffer back).
 async fn bounded<T>(
-    timers: Rc<CoarseTimers>,
-    deadline: std::time::Instant,
-    fd: RawFd,
+    guard: ShutdownGuard,
     op: impl Future<Output = BufResult<usize, T>>,
 ) -> BufResult<usize, T> {
-    let mut op = std::pin::pin!(op);
-    match timers.within(deadline, op.as_mut()).await {
-        Ok(done) => done,
-        Err(_elapsed) => {
-            crate::sys::shutdown(fd);
-            let (_, buf) = op.await;
-            let e = io::Error::new(
-                io::ErrorKind::TimedOut,
-                "send timeout: the client took none of the response in time",
-            );
-            (Err(e), buf)
-        }
+    let (res, buf) = op.await;
+    if guard.fired() {
+        let e = io::Error::new(
+            io::ErrorKind::TimedOut,
+            "send timeout: the client took none of the response in time",
+        );
+        return (Err(e), buf);
     }
+    (res, buf)
 }
 
 impl AsyncReadRent for Attached {
@@ -230,18 +234,16 @@ impl AsyncWriteRent for Attached {
         &mut self,
         buf: T,
     ) -> impl std::future::Future<Output = BufResult<usize, T>> {
-        let (timers, deadline) = (self.timers.clone(), self.timers.after(self.send_timeout));
-        let stream = self.get();
-        bounded(timers, deadline, stream.as_raw_fd(), stream.write(buf))
+        let guard = self.send_guard();
+        bounded(guard, self.get().write(buf))
     }
 
     fn writev<T: IoVecBuf>(
         &mut self,
         buf: T,
     ) -> impl std::future::Future<Output = BufResult<usize, T>> {
-        let (timers, deadline) = (self.timers.clone(), self.timers.after(self.send_timeout));
-        let stream = self.get();
-        bounded(timers, deadline, stream.as_raw_fd(), stream.writev(buf))
+        let guard = self.send_guard();
+        bounded(guard, self.get().writev(buf))
     }
 
     fn flush(&mut self) -> impl std::future::Future<Output = io::Result<()>> {

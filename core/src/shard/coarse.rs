@@ -22,6 +22,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -63,6 +64,8 @@ struct Slots {
 struct Entry {
     deadline: Instant,
     waker: Option<Waker>,
+    /// A socket to shut down at the deadline instead of waking anyone ([`ShutdownGuard`]).
+    shutdown: Option<RawFd>,
     fired: bool,
     kicked: bool,
 }
@@ -75,14 +78,33 @@ impl CoarseTimers {
     /// Resolves at `deadline`, up to [`RESOLUTION`] late. The slot is taken now (with no
     /// waker until the first poll), so the wait itself is two words.
     pub fn wait_until(self: &Rc<Self>, deadline: Instant) -> CoarseWait {
+        CoarseWait {
+            timers: self.clone(),
+            slot: self.take_slot(deadline, None),
+        }
+    }
+
+    /// Shuts the socket `fd` down (both ways) if `deadline` passes, up to [`RESOLUTION`] late,
+    /// before the guard is dropped: an operation blocked on it then fails at once, and keeps
+    /// no buffer the way a cancelled one would. The caller holds the socket open for as long
+    /// as the guard lives (the guard goes with the operation's future, which borrows it).
+    pub fn shutdown_at(self: &Rc<Self>, fd: RawFd, deadline: Instant) -> ShutdownGuard {
+        ShutdownGuard {
+            timers: self.clone(),
+            slot: self.take_slot(deadline, Some(fd)),
+        }
+    }
+
+    fn take_slot(&self, deadline: Instant, shutdown: Option<RawFd>) -> usize {
         let mut slots = self.slots.borrow_mut();
         let entry = Some(Entry {
             deadline,
             waker: None,
+            shutdown,
             fired: false,
             kicked: false,
         });
-        let slot = match slots.free.pop() {
+        match slots.free.pop() {
             Some(slot) => {
                 slots.entries[slot] = entry;
                 slot
@@ -91,11 +113,13 @@ impl CoarseTimers {
                 slots.entries.push(entry);
                 slots.entries.len() - 1
             }
-        };
-        CoarseWait {
-            timers: self.clone(),
-            slot,
         }
+    }
+
+    fn free_slot(&self, slot: usize) {
+        let mut slots = self.slots.borrow_mut();
+        slots.entries[slot] = None;
+        slots.free.push(slot);
     }
 
     /// The deadline `timeout` from now. For a coarse timeout (at least [`COARSE_FROM`]) it is
@@ -156,6 +180,9 @@ impl CoarseTimers {
         self.wake_where(|entry| {
             let expired = !entry.fired && entry.deadline <= now;
             entry.fired |= expired;
+            if let (true, Some(fd)) = (expired, entry.shutdown) {
+                crate::sys::shutdown(fd);
+            }
             expired
         });
     }
@@ -223,9 +250,27 @@ impl Future for CoarseWait {
 
 impl Drop for CoarseWait {
     fn drop(&mut self) {
-        let mut slots = self.timers.slots.borrow_mut();
-        slots.entries[self.slot] = None;
-        slots.free.push(self.slot);
+        self.timers.free_slot(self.slot);
+    }
+}
+
+/// See [`CoarseTimers::shutdown_at`].
+pub struct ShutdownGuard {
+    timers: Rc<CoarseTimers>,
+    slot: usize,
+}
+
+impl ShutdownGuard {
+    /// The deadline passed and the socket was shut down.
+    pub fn fired(&self) -> bool {
+        let slots = self.timers.slots.borrow();
+        slots.entries[self.slot].as_ref().is_some_and(|e| e.fired)
+    }
+}
+
+impl Drop for ShutdownGuard {
+    fn drop(&mut self) {
+        self.timers.free_slot(self.slot);
     }
 }
 
@@ -323,6 +368,43 @@ mod tests {
             assert!(took >= COARSE_FROM, "{took:?}");
             assert!(took < COARSE_FROM + 10 * RESOLUTION, "{took:?}");
             assert_eq!(timers.waiting(), 0);
+        });
+    }
+
+    #[test]
+    fn a_shutdown_guard_shuts_its_socket_at_the_deadline_unless_dropped_first() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        runtime().block_on(async {
+            let timers = CoarseTimers::new();
+            monoio::spawn(timers.clone().tick());
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut kept_client =
+                std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (kept, _) = listener.accept().unwrap();
+            let mut shut_client =
+                std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (shut, _) = listener.accept().unwrap();
+
+            let near = Instant::now() + Duration::from_millis(50);
+            let dropped = timers.shutdown_at(kept.as_raw_fd(), near);
+            drop(dropped);
+            let guard = timers.shutdown_at(shut.as_raw_fd(), near);
+            let give_up = Instant::now() + Duration::from_secs(5);
+            while !guard.fired() && Instant::now() < give_up {
+                monoio::time::sleep(RESOLUTION / 4).await;
+            }
+            assert!(guard.fired());
+            drop(guard);
+            assert_eq!(timers.waiting(), 0);
+
+            // The peer of the shut socket reads its end; the other sees nothing yet.
+            let mut byte = [0u8; 1];
+            assert_eq!(shut_client.read(&mut byte).unwrap(), 0);
+            kept_client.set_nonblocking(true).unwrap();
+            let err = kept_client.read(&mut byte).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+            drop(kept);
         });
     }
 
