@@ -318,8 +318,10 @@ mod tests {
             let waits: Vec<_> = (0..3)
                 .map(|_| monoio::spawn(timers.wait_until(far)))
                 .collect();
-            monoio::time::sleep(Duration::from_millis(10)).await;
-            timers.kick_all();
+            // Spawned last, the kicker runs after each wait has been polled once and holds a
+            // waker: the kick has to wake them, not just mark them.
+            let kicker = timers.clone();
+            monoio::spawn(async move { kicker.kick_all() });
             for wait in waits {
                 assert!(!wait.await, "kicked, not expired");
             }
