@@ -48,9 +48,15 @@ impl From<ConfigError> for ConfigErrors {
 }
 
 impl ConfigError {
-    /// An error at byte `offset` of `src`.
-    pub(crate) fn at(file: &str, src: &str, offset: usize, key: String, message: String) -> Self {
-        let (line, column) = line_column(src, offset);
+    /// An error at byte `offset` of the source that `lines` indexes.
+    pub(crate) fn at(
+        file: &str,
+        lines: &Lines<'_>,
+        offset: usize,
+        key: String,
+        message: String,
+    ) -> Self {
+        let (line, column) = lines.position(offset);
         ConfigError {
             file: file.to_owned(),
             line,
@@ -65,7 +71,7 @@ impl ConfigError {
         let offset = error.span().map_or(0, |span| span.start);
         ConfigError::at(
             file,
-            src,
+            &Lines::new(src),
             offset,
             "(syntax)".to_owned(),
             error.message().to_owned(),
@@ -80,7 +86,8 @@ impl ConfigError {
     ) -> Self {
         let offset = error.inner().span().map_or(0, |span| span.start);
         let key = key_path(error.path());
-        ConfigError::at(file, src, offset, key, error.inner().message().to_owned())
+        let message = error.inner().message().to_owned();
+        ConfigError::at(file, &Lines::new(src), offset, key, message)
     }
 }
 
@@ -107,18 +114,46 @@ fn key_path(path: &serde_path_to_error::Path) -> String {
     out
 }
 
-/// 1-based line and column (in characters) of byte `offset`; offsets past the end or inside
-/// a character are clamped, so any span is safe.
-pub(crate) fn line_column(src: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(src.len());
-    while !src.is_char_boundary(offset) {
-        offset -= 1;
+/// The start of every line of a source, built once per file so that each error's position
+/// costs a binary search and a count within its own line: positioning every error stays
+/// linear in the file's size however many errors (or spans) a file has.
+pub(crate) struct Lines<'s> {
+    src: &'s str,
+    /// Byte offset of each line's first character; `starts[0]` is 0.
+    starts: Vec<usize>,
+}
+
+impl<'s> Lines<'s> {
+    pub(crate) fn new(src: &'s str) -> Lines<'s> {
+        let mut starts = Vec::with_capacity(src.len() / 32 + 1);
+        starts.push(0);
+        starts.extend(
+            src.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        Lines { src, starts }
     }
-    let before = &src[..offset];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = before.matches('\n').count() + 1;
-    let column = before[line_start..].chars().count() + 1;
-    (line, column)
+
+    /// 1-based line and column (in characters) of byte `offset`; offsets past the end or
+    /// inside a character are clamped, so any span is safe.
+    pub(crate) fn position(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.src.len());
+        while !self.src.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        // The last line starting at or before `offset`.
+        let line = self.starts.partition_point(|&start| start <= offset);
+        let start = self.starts[line - 1];
+        let column = self.src[start..offset].chars().count() + 1;
+        (line, column)
+    }
+
+    /// 1-based line of byte `offset`.
+    pub(crate) fn line(&self, offset: usize) -> usize {
+        self.position(offset).0
+    }
 }
 
 /// toml's messages sometimes span lines; an error is one line of output.
@@ -135,6 +170,10 @@ fn one_line(message: &str) -> String {
 mod tests {
     use super::*;
 
+    fn line_column(src: &str, offset: usize) -> (usize, usize) {
+        Lines::new(src).position(offset)
+    }
+
     #[test]
     fn line_column_is_one_based_and_counts_characters() {
         let src = "a = 1\nbé = \"x\"\n";
@@ -147,6 +186,20 @@ mod tests {
 
     #[test]
     fn line_column_clamps_offsets() {
+        // Every offset of a multi-line source with multi-byte characters agrees with a scan
+        // from the start.
+        let src = "ab\né\n\nxyz é\n";
+        for offset in 0..=src.len() + 2 {
+            let mut at = offset.min(src.len());
+            while !src.is_char_boundary(at) {
+                at -= 1;
+            }
+            let before = &src[..at];
+            let line = before.matches('\n').count() + 1;
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            let column = before[start..].chars().count() + 1;
+            assert_eq!(line_column(src, offset), (line, column), "offset {offset}");
+        }
         let src = "é\n";
         assert_eq!(line_column(src, 1), (1, 1));
         assert_eq!(line_column(src, 99), (2, 1));
@@ -157,7 +210,7 @@ mod tests {
     fn displays_file_line_column_key_message() {
         let error = ConfigError::at(
             "gw.toml",
-            "x\ny = 1",
+            &Lines::new("x\ny = 1"),
             2,
             "routes[2].upstream".into(),
             "no upstream named \"users\"".into(),

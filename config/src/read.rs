@@ -10,7 +10,7 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 use toml::Spanned;
 use toml_edit::{ImDocument, Item, Table, TableLike, Value};
 
-use crate::error::{ConfigError, ConfigErrors};
+use crate::error::{ConfigError, ConfigErrors, Lines};
 use crate::raw::{
     RawAccessLog, RawAdmin, RawConfig, RawControl, RawEndpoint, RawHeaderMatch, RawListener,
     RawMetrics, RawRateLimit, RawRedirect, RawRespond, RawRoute, RawRuntime, RawUpstream,
@@ -23,6 +23,8 @@ pub(crate) struct Read<'s> {
     pub raw: RawConfig,
     /// The parsed document, for the positions of tables that have none of their own.
     pub doc: ImDocument<&'s str>,
+    /// Where the source's lines start, for every error's position.
+    pub lines: Lines<'s>,
     /// One error per unknown key.
     pub unknown_keys: Vec<ConfigError>,
 }
@@ -37,9 +39,10 @@ pub(crate) fn read<'s>(src: &'s str, file: &str) -> Result<Read<'s>, ConfigError
         deserializer,
         &mut on_ignored,
     ));
+    let lines = Lines::new(src);
     let mut errors: Vec<ConfigError> = unknown
         .iter()
-        .map(|path| unknown_key(file, src, &doc, path))
+        .map(|path| unknown_key(file, &lines, &doc, path))
         .collect();
     match result {
         Ok(mut raw) => {
@@ -47,6 +50,7 @@ pub(crate) fn read<'s>(src: &'s str, file: &str) -> Result<Read<'s>, ConfigError
             Ok(Read {
                 raw,
                 doc,
+                lines,
                 unknown_keys: errors,
             })
         }
@@ -175,7 +179,12 @@ fn dotted(path: &[Segment]) -> String {
 }
 
 /// The error for one unknown key, at the key itself, listing the keys that are allowed there.
-fn unknown_key(file: &str, src: &str, doc: &ImDocument<&str>, path: &[Segment]) -> ConfigError {
+fn unknown_key(
+    file: &str,
+    lines: &Lines<'_>,
+    doc: &ImDocument<&str>,
+    path: &[Segment],
+) -> ConfigError {
     let (parent, name) = match path.split_last() {
         Some((Segment::Key(name), parent)) => (parent, name.as_str()),
         // Not produced by the schema (only table keys are ignored); still report it.
@@ -186,7 +195,7 @@ fn unknown_key(file: &str, src: &str, doc: &ImDocument<&str>, path: &[Segment]) 
         "unknown field `{name}`, {}",
         expected(known_keys(parent).unwrap_or(&[]))
     );
-    ConfigError::at(file, src, offset, dotted(path), message)
+    ConfigError::at(file, lines, offset, dotted(path), message)
 }
 
 /// The end of serde's own message for an unknown field.

@@ -7,6 +7,7 @@
 //! - `idle`: holds many idle keep-alive connections open, to measure a server's memory per
 //!   connection.
 //! - `relay`: a blind one-to-one TCP relay, the floor under any proxy's CPU per request.
+//! - `routes`: writes configs with many routes (Ringway's and nginx's), for config at scale.
 //!
 //! `perf/compare.sh` runs them against Ringway, nginx and HAProxy side by side. Errors are
 //! `anyhow` at this binary's edge; the network is trusted only as far as a benchmark needs.
@@ -16,6 +17,7 @@ mod idle;
 mod load;
 mod micro;
 mod relay;
+mod routes;
 mod stub;
 mod target;
 
@@ -41,6 +43,8 @@ enum Command {
     Micro(micro::Args),
     /// The floor: a blind one-to-one TCP relay in lockstep, for what the kernel alone costs.
     Relay(relay::Args),
+    /// Writes a config with many routes (Ringway's, or nginx's with --nginx).
+    Routes(routes::Args),
 }
 
 fn main() -> Result<()> {
@@ -50,6 +54,7 @@ fn main() -> Result<()> {
         Command::Idle(args) => idle::run(args),
         Command::Micro(args) => micro::run(args),
         Command::Relay(args) => relay::run(args),
+        Command::Routes(args) => routes::run(args),
     }
 }
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 use toml::Spanned;
 use toml_edit::ImDocument;
 
-use crate::error::{line_column, ConfigError, ConfigErrors};
+use crate::error::{ConfigError, ConfigErrors, Lines};
 use crate::model::{
     AccessLog, Admin, Config, Control, DriverChoice, Listener, Metrics, Runtime, Shards,
 };
@@ -38,7 +38,7 @@ use crate::read::{locate, Read};
 /// Where validation errors are collected.
 pub(crate) struct Ctx<'a> {
     file: &'a str,
-    src: &'a str,
+    lines: &'a Lines<'a>,
     doc: &'a ImDocument<&'a str>,
     errors: Vec<ConfigError>,
 }
@@ -58,7 +58,7 @@ impl<'a> Ctx<'a> {
 
     /// Records an error at byte `offset` of the source.
     pub(super) fn error_at(&mut self, offset: usize, key: String, message: impl Into<String>) {
-        let error = ConfigError::at(self.file, self.src, offset, key, message.into());
+        let error = ConfigError::at(self.file, self.lines, offset, key, message.into());
         self.errors.push(error);
     }
 
@@ -79,7 +79,7 @@ impl<'a> Ctx<'a> {
     }
 
     pub(super) fn line_of(&self, offset: usize) -> usize {
-        line_column(self.src, offset).0
+        self.lines.line(offset)
     }
 
     /// The value if it has the expected TOML type; else records the type error.
@@ -145,7 +145,7 @@ pub(crate) fn validate(read: Read<'_>, file: &str, src: &str) -> Result<Config, 
     let raw = &read.raw;
     let mut ctx = Ctx {
         file,
-        src,
+        lines: &read.lines,
         doc: &read.doc,
         errors: read.unknown_keys,
     };

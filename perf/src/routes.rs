@@ -1,0 +1,186 @@
+//! `ringway-perf routes`: writes a Ringway config with many routes, the shape large users
+//! carry (Kong and APISIX deployments of 10k-50k routes): `--hosts` exact hosts, each with its
+//! share of prefix and exact routes and one route in a hundred a regex, all proxied to one
+//! upstream. With `--nginx` it writes the same routes as nginx `location` blocks instead, for
+//! side-by-side figures (`nginx -t`, reload time, RSS).
+//!
+//! Route `i` has the host `h{i % hosts}.example.com` and the path `/r{i}/...`; `--rename K`
+//! names the routes `route-K-{i}` instead of `route-{i}`, so that successive configs rename
+//! every route (what a reload that renames routes costs). Request paths that reach each route
+//! are listed by `--list-paths` (one `HOST PATH` line per route), for a client that touches
+//! every route once.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+
+use anyhow::Result;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Number of routes.
+    #[arg(long, default_value_t = 10_000)]
+    routes: usize,
+    /// Number of distinct exact hosts the routes are spread over.
+    #[arg(long, default_value_t = 100)]
+    hosts: usize,
+    /// The listener's address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The upstream's one endpoint.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    upstream: SocketAddr,
+    /// The admin listener's address (omitted: no admin listener).
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// The control socket's path.
+    #[arg(long, default_value = "/tmp/ringway-routes.sock")]
+    control: String,
+    /// `[runtime] shards`.
+    #[arg(long, default_value = "1")]
+    shards: String,
+    /// `[metrics] interval`.
+    #[arg(long, default_value = "1s")]
+    metrics_interval: String,
+    /// Route names are `route-{rename}-{i}` (a different value renames every route).
+    #[arg(long)]
+    rename: Option<u64>,
+    /// Only the first N routes get the new names of `--rename`; the rest keep `route-{i}`.
+    #[arg(long)]
+    rename_count: Option<usize>,
+    /// Write an nginx config with the same routes as `location` blocks instead.
+    #[arg(long)]
+    nginx: bool,
+    /// Write one `HOST PATH` line per route instead: a request that reaches it.
+    #[arg(long)]
+    list_paths: bool,
+}
+
+/// What route `i` matches.
+enum Kind {
+    Prefix,
+    Exact,
+    Regex,
+}
+
+fn kind(i: usize) -> Kind {
+    if i % 100 == 99 {
+        Kind::Regex
+    } else if i % 3 == 1 {
+        Kind::Exact
+    } else {
+        Kind::Prefix
+    }
+}
+
+fn host(args: &Args, i: usize) -> String {
+    format!("h{}.example.com", i % args.hosts.max(1))
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let text = if args.list_paths {
+        paths(&args)
+    } else if args.nginx {
+        nginx(&args)
+    } else {
+        ringway(&args)
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn route_name(args: &Args, i: usize) -> String {
+    match args.rename {
+        Some(k) if args.rename_count.is_none_or(|n| i < n) => format!("route-{k}-{i}"),
+        _ => format!("route-{i}"),
+    }
+}
+
+fn ringway(args: &Args) -> String {
+    let mut out = String::with_capacity(args.routes * 120 + 1024);
+    let shards = if args.shards == "auto" {
+        "\"auto\"".to_owned()
+    } else {
+        args.shards.clone()
+    };
+    let _ = writeln!(
+        out,
+        "# {} routes over {} hosts, written by `ringway-perf routes`.\n\n\
+         [runtime]\nshards = {shards}\n\n\
+         [control]\nsocket = \"{}\"\n\n\
+         [metrics]\ninterval = \"{}\"\n",
+        args.routes, args.hosts, args.control, args.metrics_interval
+    );
+    if let Some(admin) = args.admin {
+        let _ = writeln!(out, "[admin]\nlisten = \"{admin}\"\n");
+    }
+    let _ = writeln!(
+        out,
+        "[[listeners]]\nname = \"public\"\nlisten = \"{}\"\n\n\
+         [[upstreams]]\nname = \"app\"\nendpoints = [{{ address = \"{}\" }}]\n",
+        args.listen, args.upstream
+    );
+    for i in 0..args.routes {
+        let _ = write!(
+            out,
+            "[[routes]]\nname = \"{}\"\nhost = \"{}\"\n",
+            route_name(args, i),
+            host(args, i)
+        );
+        let _ = match kind(i) {
+            Kind::Prefix => writeln!(out, "path_prefix = \"/r{i}/\""),
+            Kind::Exact => writeln!(out, "path_exact = \"/r{i}/item\""),
+            Kind::Regex => writeln!(out, "path_regex = \"/r{i}/[0-9]+/detail\""),
+        };
+        let _ = writeln!(out, "upstream = \"app\"\n");
+    }
+    out
+}
+
+fn nginx(args: &Args) -> String {
+    let mut out = String::with_capacity(args.routes * 100 + 1024);
+    let _ = writeln!(
+        out,
+        "# {} locations over {} hosts, written by `ringway-perf routes --nginx`.\n\
+         worker_processes 1;\ndaemon off;\nerror_log stderr error;\npid /tmp/ringway-routes-nginx.pid;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  server_names_hash_bucket_size 64;\n\
+         upstream app {{ server {}; keepalive 64; }}",
+        args.routes, args.hosts, args.upstream
+    );
+    let hosts = args.hosts.max(1);
+    for h in 0..hosts {
+        let _ = writeln!(
+            out,
+            "  server {{\n    listen {};\n    server_name h{h}.example.com;",
+            args.listen
+        );
+        for i in (h..args.routes).step_by(hosts) {
+            let _ = match kind(i) {
+                Kind::Prefix => write!(out, "    location /r{i}/ {{"),
+                Kind::Exact => write!(out, "    location = /r{i}/item {{"),
+                Kind::Regex => write!(out, "    location ~ ^/r{i}/[0-9]+/detail$ {{"),
+            };
+            let _ = writeln!(
+                out,
+                " proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}"
+            );
+        }
+        let _ = writeln!(out, "  }}");
+    }
+    let _ = writeln!(out, "}}");
+    out
+}
+
+fn paths(args: &Args) -> String {
+    let mut out = String::with_capacity(args.routes * 40);
+    for i in 0..args.routes {
+        let path = match kind(i) {
+            Kind::Prefix => format!("/r{i}/x"),
+            Kind::Exact => format!("/r{i}/item"),
+            Kind::Regex => format!("/r{i}/7/detail"),
+        };
+        let _ = writeln!(out, "{} {path}", host(args, i));
+    }
+    out
+}
