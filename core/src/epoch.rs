@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use ahash::AHashMap;
 use ringway_config::{Config, RouteAction};
 
 use crate::http::h1::reason_phrase;
+use crate::policy::rate_limit::LimiterSpec;
 use crate::router::Router;
 use crate::upstream::balance::{hash_table, Maglev};
 
@@ -17,6 +19,13 @@ pub struct Epoch {
     /// The Maglev table of each `"hash"` upstream, by upstream index (`None` for the others):
     /// built here once, shared by every shard's balancer.
     pub hash_tables: Vec<Option<Arc<Maglev>>>,
+    /// The rate limiter of each route, by route index (`None`: not rate limited); its id is
+    /// hashed here once rather than by every shard.
+    pub limiters: Vec<Option<LimiterSpec>>,
+    /// Route indexes by name, for state that shards keep by name.
+    pub route_ids: AHashMap<String, usize>,
+    /// Upstream indexes by name.
+    pub upstream_ids: AHashMap<String, usize>,
 }
 
 pub enum Action {
@@ -41,18 +50,30 @@ pub struct LocalResponse {
 }
 
 impl Epoch {
+    /// Compiles `config`, in time linear in its size; run by the control thread, so that a
+    /// shard only swaps one `Arc` for another.
     pub fn compile(id: u64, config: Config) -> Epoch {
         let listener_names: Vec<String> = config.listeners.iter().map(|l| l.name.clone()).collect();
         let router = Router::new(&config.routes, &listener_names);
+        let upstream_ids: AHashMap<String, usize> = config
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.name.clone(), i))
+            .collect();
+        let route_ids = config
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.clone(), i))
+            .collect();
         let actions = config
             .routes
             .iter()
             .map(|route| match &route.action {
                 RouteAction::Proxy { upstream } => Action::Proxy {
-                    upstream: config
-                        .upstreams
-                        .iter()
-                        .position(|u| &u.name == upstream)
+                    upstream: *upstream_ids
+                        .get(upstream)
                         .expect("validated config: route names an existing upstream"),
                 },
                 RouteAction::Respond(r) => {
@@ -75,12 +96,16 @@ impl Epoch {
             })
             .collect();
         let hash_tables = config.upstreams.iter().map(hash_table).collect();
+        let limiters = config.routes.iter().map(LimiterSpec::of).collect();
         Epoch {
             id,
             config,
             router,
             actions,
             hash_tables,
+            limiters,
+            route_ids,
+            upstream_ids,
         }
     }
 }

@@ -7,8 +7,9 @@
 //! Route `i` has the host `h{i % hosts}.example.com` and the path `/r{i}/...`; `--rename K`
 //! names the routes `route-K-{i}` instead of `route-{i}`, so that successive configs rename
 //! every route (what a reload that renames routes costs). Request paths that reach each route
-//! are listed by `--list-paths` (one `HOST PATH` line per route), for a client that touches
-//! every route once.
+//! are listed by `--list-paths` (one `HOST PATH` line per route), and `--touch ADDR` sends one
+//! request to every route. A last route, `bench`, takes any host and path (what a load
+//! generator addressing 127.0.0.1 reaches).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -54,6 +55,10 @@ pub struct Args {
     /// Write one `HOST PATH` line per route instead: a request that reaches it.
     #[arg(long)]
     list_paths: bool,
+    /// Instead of writing anything, send one GET to every route, in order, over one
+    /// keep-alive connection to this address; prints how many got a 2xx (exit 1 if not all).
+    #[arg(long)]
+    touch: Option<SocketAddr>,
 }
 
 /// What route `i` matches.
@@ -78,6 +83,9 @@ fn host(args: &Args, i: usize) -> String {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if let Some(addr) = args.touch {
+        return touch(&args, addr);
+    }
     let text = if args.list_paths {
         paths(&args)
     } else if args.nginx {
@@ -134,6 +142,12 @@ fn ringway(args: &Args) -> String {
         };
         let _ = writeln!(out, "upstream = \"app\"\n");
     }
+    // Any host, any path: what a load generator addressing 127.0.0.1 reaches, after every
+    // host tier has been looked at.
+    let _ = writeln!(
+        out,
+        "[[routes]]\nname = \"bench\"\npath_prefix = \"/\"\nupstream = \"app\""
+    );
     out
 }
 
@@ -168,19 +182,82 @@ fn nginx(args: &Args) -> String {
         }
         let _ = writeln!(out, "  }}");
     }
-    let _ = writeln!(out, "}}");
+    let _ = writeln!(
+        out,
+        "  server {{\n    listen {} default_server;\n    location / {{ proxy_pass http://app; \
+         proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n  }}\n}}",
+        args.listen
+    );
     out
+}
+
+/// A path that route `i` matches.
+fn path(i: usize) -> String {
+    match kind(i) {
+        Kind::Prefix => format!("/r{i}/x"),
+        Kind::Exact => format!("/r{i}/item"),
+        Kind::Regex => format!("/r{i}/7/detail"),
+    }
 }
 
 fn paths(args: &Args) -> String {
     let mut out = String::with_capacity(args.routes * 40);
     for i in 0..args.routes {
-        let path = match kind(i) {
-            Kind::Prefix => format!("/r{i}/x"),
-            Kind::Exact => format!("/r{i}/item"),
-            Kind::Regex => format!("/r{i}/7/detail"),
-        };
-        let _ = writeln!(out, "{} {path}", host(args, i));
+        let _ = writeln!(out, "{} {}", host(args, i), path(i));
     }
     out
+}
+
+/// One request per route over one keep-alive connection; responses framed by
+/// content-length (what the stub and the gateway send).
+fn touch(args: &Args, addr: SocketAddr) -> Result<()> {
+    use std::io::{BufRead, BufReader, Read};
+    let stream = std::net::TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    let (mut ok, mut failed) = (0usize, 0usize);
+    let mut line = String::new();
+    for i in 0..args.routes {
+        let request = format!(
+            "GET {} HTTP/1.1\r\nhost: {}\r\n\r\n",
+            path(i),
+            host(args, i)
+        );
+        writer.write_all(request.as_bytes())?;
+        line.clear();
+        reader.read_line(&mut line)?;
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                anyhow::bail!("connection closed after {ok} responses");
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse()?;
+                }
+            }
+        }
+        std::io::copy(&mut (&mut reader).take(length as u64), &mut std::io::sink())?;
+        if (200..300).contains(&status) {
+            ok += 1;
+        } else {
+            failed += 1;
+        }
+    }
+    println!("{ok} routes answered 2xx, {failed} did not");
+    if failed > 0 {
+        anyhow::bail!("{failed} routes did not answer 2xx");
+    }
+    Ok(())
 }

@@ -71,6 +71,10 @@ struct ShardState {
 pub struct Control {
     path: Option<PathBuf>,
     current: Arc<Epoch>,
+    /// Epochs replaced by a reload, kept here until no shard request holds them, so that
+    /// the last reference (and the heavy free of a route table) is this thread's, never a
+    /// shard's.
+    retired: Vec<Arc<Epoch>>,
     next_epoch: u64,
     shards: Vec<ShardState>,
     set: ShardSet,
@@ -112,7 +116,10 @@ impl Control {
         let quota = Quota::new(&parts.epoch, parts.set.shards.len());
         let health = HealthChecker::new(&parts.epoch.config);
         let health_results = health.results();
+        let mut observatory = parts.observatory;
+        observatory.follow(&parts.epoch.config);
         Control {
+            retired: Vec::new(),
             health,
             health_results,
             health_owed: Vec::new(),
@@ -124,7 +131,7 @@ impl Control {
             events: parts.events,
             commands: parts.commands,
             info: parts.info,
-            observatory: parts.observatory,
+            observatory,
             notifier: parts.notifier,
             draining: parts.draining,
             access_log_reopen: parts.access_log_reopen,
@@ -307,6 +314,18 @@ impl Control {
     fn tick(&mut self) {
         self.flush_round();
         self.observatory.end_interval(SystemTime::now());
+        self.free_retired();
+    }
+
+    /// Drops the retired epochs that no shard holds any more (here, off the shards), then
+    /// the statistics of names that no epoch still in use has. A shard's report follows the
+    /// end of every request it counts, and this runs after a whole flush round.
+    fn free_retired(&mut self) {
+        self.retired.retain(|epoch| Arc::strong_count(epoch) > 1);
+        let epochs = std::iter::once(&*self.current)
+            .chain(self.retired.iter().map(|e| &**e))
+            .collect();
+        self.observatory.forget(epochs);
     }
 
     fn handle(&mut self, request: Request) {
@@ -500,10 +519,13 @@ impl Control {
             };
             self.pump_until(Instant::now() + ack_deadline, done);
             self.quota.retain_epoch(&self.current);
+            self.retired.push(epoch);
             return json!({ "ok": false, "epoch": old_id, "errors": errors, "rolled_back": true });
         }
         // Every shard that answered runs the new epoch; one that did not has it queued.
-        self.current = epoch;
+        let old = std::mem::replace(&mut self.current, epoch);
+        self.retired.push(old);
+        self.observatory.follow(&self.current.config);
         self.quota.retain_epoch(&self.current);
         self.path = Some(path);
         if self.health.follow(&self.current.config) {

@@ -15,6 +15,8 @@ use std::time::SystemTime;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 
+use ringway_core::metrics::new_histogram;
+
 use super::merge::Interval;
 
 /// The column legend the reference writer puts after the header.
@@ -61,17 +63,19 @@ impl HistogramLog {
         // An empty builder writes no header lines: it only lends a writer for the blocks.
         let mut writer =
             IntervalLogWriterBuilder::new().begin_log_with(&mut self.out, &mut self.serializer)?;
-        for (route, histogram) in &interval.routes {
-            if histogram.is_empty() {
+        let mut histogram = new_histogram();
+        for (route, latency) in &interval.routes {
+            if latency.is_empty() {
                 continue;
             }
+            latency.copy_into(&mut histogram);
             let Some(tag) = Tag::new(route) else {
                 // Config names cannot hold ',' or whitespace; skip rather than corrupt the log.
                 tracing::warn!(route, "interval log: route name is not a valid tag");
                 continue;
             };
             writer
-                .write_histogram(histogram, start, length, Some(tag))
+                .write_histogram(&histogram, start, length, Some(tag))
                 .map_err(|e| io::Error::other(e.to_string()))?;
         }
         self.out.flush()

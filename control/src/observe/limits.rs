@@ -72,6 +72,28 @@ impl Limits {
         }
     }
 
+    /// Shows every limited route of `config`, with its settings, before its first request
+    /// (shards report a route only once it has served one).
+    pub fn follow(&mut self, config: &ringway_config::Config) {
+        for route in &config.routes {
+            if let Some(limit) = &route.rate_limit {
+                let totals = self.rate_limits.entry(route.name.clone()).or_default();
+                totals.key = limit.key.kind();
+                totals.max_keys = limit.max_keys.get() as u64;
+            }
+            if let Some(max) = route.max_in_flight {
+                self.concurrency.entry(route.name.clone()).or_default().max = max.get() as u64;
+            }
+        }
+    }
+
+    /// Forgets the routes for which `live` is false.
+    pub fn retain(&mut self, live: impl Fn(&str) -> bool) {
+        self.rate_limits.retain(|route, _| live(route));
+        self.concurrency
+            .retain(|route, t| live(route) || t.in_flight_by_shard.values().any(|&n| n > 0));
+    }
+
     /// The control thread's bucket counts, by route name; routes not listed have none.
     pub fn set_node_keys(&mut self, keys: &[(String, u64)]) {
         for totals in self.rate_limits.values_mut() {

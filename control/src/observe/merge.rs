@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use hdrhistogram::Histogram;
-use ringway_core::metrics::{new_histogram, ListenerStats, ShardReport, TrafficStats};
+use ringway_core::metrics::{Latency, ListenerStats, ShardReport, TrafficStats};
 
 /// The route name under which requests that matched no route (or were refused before routing)
 /// are shown.
@@ -67,12 +66,51 @@ impl Totals {
         }
     }
 
+    /// Forgets the series of names no live epoch has (removed or renamed routes, upstreams and
+    /// listeners), so that their memory goes and their metrics disappear. A late report of
+    /// such a name (a request of an old epoch that finished since) shows it again until the
+    /// next call.
+    pub fn forget(&mut self, live: &Live<'_>) {
+        self.routes.retain(|name, _| live.route(name));
+        self.upstreams.retain(|name, _| live.upstream(name));
+        self.protection
+            .upstreams
+            .retain(|name, _| live.upstream(name));
+        self.limits.retain(|name| live.route(name));
+        self.listeners
+            .retain(|name, l| live.listener(name) || l.open() > 0);
+    }
+
     /// Every route with its totals, the unrouted requests last as [`UNROUTED`].
     pub fn routes_with_unrouted(&self) -> impl Iterator<Item = (&str, &TrafficStats)> {
         self.routes
             .iter()
             .map(|(name, stats)| (name.as_str(), stats))
             .chain(std::iter::once((UNROUTED, &self.unrouted)))
+    }
+}
+
+/// The names of the epochs that requests may still run on: the current one and those still
+/// held by a request.
+pub struct Live<'a> {
+    pub epochs: Vec<&'a ringway_core::Epoch>,
+}
+
+impl Live<'_> {
+    fn route(&self, name: &str) -> bool {
+        self.epochs.iter().any(|e| e.route_ids.contains_key(name))
+    }
+
+    fn upstream(&self, name: &str) -> bool {
+        self.epochs
+            .iter()
+            .any(|e| e.upstream_ids.contains_key(name))
+    }
+
+    fn listener(&self, name: &str) -> bool {
+        self.epochs
+            .iter()
+            .any(|e| e.config.listeners.iter().any(|l| l.name == name))
     }
 }
 
@@ -91,8 +129,9 @@ fn merge_named(into: &mut BTreeMap<String, TrafficStats>, deltas: Vec<(String, T
 /// Per-route request latency since the interval started: what one interval-log block holds.
 pub struct Interval {
     pub start: SystemTime,
-    /// Total request latency (µs) by route name, [`UNROUTED`] included.
-    pub routes: BTreeMap<String, Histogram<u64>>,
+    /// Total request latency (µs) by route name, [`UNROUTED`] included; only routes with
+    /// traffic in the interval.
+    pub routes: BTreeMap<String, Latency>,
 }
 
 impl Default for Interval {
@@ -115,23 +154,20 @@ impl Interval {
             if stats.total_latency.is_empty() {
                 continue;
             }
-            let histogram = match self.routes.get_mut(name) {
-                Some(h) => h,
-                None => self
-                    .routes
-                    .entry(name.to_string())
-                    .or_insert_with(new_histogram),
-            };
-            // Same bounds on both sides (`new_histogram`): adding cannot fail.
-            let _ = histogram.add(&stats.total_latency);
+            match self.routes.get_mut(name) {
+                Some(latency) => latency.add(&stats.total_latency),
+                None => {
+                    self.routes
+                        .insert(name.to_string(), stats.total_latency.clone());
+                }
+            }
         }
     }
 
-    /// Starts the next interval at `start`, keeping the histograms' allocations.
+    /// Starts the next interval at `start`; the routes of the one before are forgotten, so
+    /// that only routes with traffic hold memory.
     pub fn restart(&mut self, start: SystemTime) {
         self.start = start;
-        for histogram in self.routes.values_mut() {
-            histogram.reset();
-        }
+        self.routes.clear();
     }
 }

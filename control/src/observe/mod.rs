@@ -100,6 +100,16 @@ impl Observatory {
         self.totals.limits.set_node_keys(keys);
     }
 
+    /// Shows the limits of `config`'s routes (it is the running config now).
+    pub fn follow(&mut self, config: &ringway_config::Config) {
+        self.totals.limits.follow(config);
+    }
+
+    /// Forgets every route, upstream and listener that none of `epochs` has.
+    pub fn forget(&mut self, epochs: Vec<&ringway_core::Epoch>) {
+        self.totals.forget(&merge::Live { epochs });
+    }
+
     /// Closes the current interval: writes one interval-log entry per route with traffic.
     pub fn end_interval(&mut self, now: SystemTime) {
         if let Some(log) = &mut self.log {
@@ -130,9 +140,9 @@ impl Observatory {
     pub fn histograms_json(&self) -> serde_json::Value {
         use base64::Engine;
         use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
-        let encode = |h: &hdrhistogram::Histogram<u64>| {
+        let encode = |latency: &ringway_core::metrics::Latency| {
             let mut bytes = Vec::new();
-            match V2DeflateSerializer::new().serialize(h, &mut bytes) {
+            match V2DeflateSerializer::new().serialize(&latency.to_hdr(), &mut bytes) {
                 Ok(_) => serde_json::Value::String(
                     base64::engine::general_purpose::STANDARD.encode(bytes),
                 ),

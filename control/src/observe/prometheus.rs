@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::time::UNIX_EPOCH;
 
 use hdrhistogram::Histogram;
-use ringway_core::metrics::{ErrorCause, TrafficStats};
+use ringway_core::metrics::{new_histogram, ErrorCause, Latency, TrafficStats};
 
 use super::merge::Totals;
 use super::stats_json::STATUS_CLASSES;
@@ -23,13 +23,16 @@ pub const BUCKETS_S: [f64; 14] = [
 const US_PER_S: f64 = 1_000_000.0;
 
 pub fn render(totals: &Totals, info: &ProcessInfo) -> String {
-    let mut out = Out(String::with_capacity(16 * 1024));
+    let mut out = Out {
+        text: String::with_capacity(16 * 1024),
+        scratch: new_histogram(),
+    };
     process(&mut out, info);
     routes(&mut out, totals);
     upstreams(&mut out, totals);
     listeners(&mut out, totals);
-    out.0.push_str(&totals.protection.prometheus());
-    out.0.push_str(&totals.limits.prometheus());
+    out.text.push_str(&totals.protection.prometheus());
+    out.text.push_str(&totals.limits.prometheus());
     out.header(
         "ringway_access_log_dropped_lines_total",
         "counter",
@@ -40,7 +43,7 @@ pub fn render(totals: &Totals, info: &ProcessInfo) -> String {
         &[],
         totals.access_log_dropped,
     );
-    out.0
+    out.text
 }
 
 fn process(out: &mut Out, info: &ProcessInfo) {
@@ -310,32 +313,39 @@ pub fn sum_seconds(h: &Histogram<u64>) -> f64 {
     sum_us as f64 / US_PER_S
 }
 
-fn histogram(out: &mut Out, metric: &str, label: (&str, &str), h: &Histogram<u64>) {
+fn histogram(out: &mut Out, metric: &str, label: (&str, &str), latency: &Latency) {
+    latency.copy_into(&mut out.scratch);
+    let h = &out.scratch;
     let bucket = format!("{metric}_bucket");
-    for (le, count) in BUCKETS_S.iter().zip(cumulative_buckets(h)) {
+    let (buckets, len, sum) = (cumulative_buckets(h), h.len(), sum_seconds(h));
+    for (le, count) in BUCKETS_S.iter().zip(buckets) {
         let le = le.to_string();
         out.sample(&bucket, &[label, ("le", &le)], count);
     }
-    out.sample(&bucket, &[label, ("le", "+Inf")], h.len());
-    out.sample_f64(&format!("{metric}_sum"), &[label], sum_seconds(h));
-    out.sample(&format!("{metric}_count"), &[label], h.len());
+    out.sample(&bucket, &[label, ("le", "+Inf")], len);
+    out.sample_f64(&format!("{metric}_sum"), &[label], sum);
+    out.sample(&format!("{metric}_count"), &[label], len);
 }
 
-/// The text being built; writes to a `String` cannot fail.
-struct Out(String);
+/// The text being built (writes to a `String` cannot fail), and one full histogram that each
+/// route's compact one is copied into for its buckets.
+struct Out {
+    text: String,
+    scratch: Histogram<u64>,
+}
 
 impl Out {
     fn header(&mut self, name: &str, kind: &str, help: &str) {
-        header(&mut self.0, name, kind, help);
+        header(&mut self.text, name, kind, help);
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
-        sample(&mut self.0, name, labels, value);
+        sample(&mut self.text, name, labels, value);
     }
 
     fn sample_f64(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        name_and_labels(&mut self.0, name, labels);
-        let _ = writeln!(self.0, " {value}");
+        name_and_labels(&mut self.text, name, labels);
+        let _ = writeln!(self.text, " {value}");
     }
 }
 

@@ -1,8 +1,7 @@
 //! The `ringway ctl stats` reply: counters and percentiles per route and per upstream, and
 //! connection counts per listener. Percentiles come from the merged histograms.
 
-use hdrhistogram::Histogram;
-use ringway_core::metrics::{ErrorCause, TrafficStats};
+use ringway_core::metrics::{ErrorCause, Latency, TrafficStats};
 use serde_json::{json, Map, Value};
 
 use super::merge::Totals;
@@ -74,10 +73,11 @@ fn traffic(stats: &TrafficStats) -> Value {
 
 /// `{"p50":..,"p90":..,"p99":..,"p99_9":..,"max":..}` in milliseconds (µs resolution), or
 /// `null` when nothing was recorded (an upstream has no total latency of its own).
-pub fn summary(histogram: &Histogram<u64>) -> Value {
-    if histogram.is_empty() {
+pub fn summary(latency: &Latency) -> Value {
+    if latency.is_empty() {
         return Value::Null;
     }
+    let histogram = latency.to_hdr();
     let mut out: Map<String, Value> = QUANTILES
         .iter()
         .map(|&(key, q)| (key.to_string(), ms(histogram.value_at_quantile(q))))

@@ -4,11 +4,13 @@
 //! thread merges reports bucket by bucket and computes percentiles after the merge.
 
 mod cause;
+mod latency;
 mod policy;
 
 use hdrhistogram::Histogram;
 
 pub use cause::ErrorCause;
+pub use latency::Latency;
 pub use policy::{ConcurrencyStats, RateLimitStats};
 
 pub use crate::upstream::{BreakerState, GuardReport};
@@ -22,8 +24,9 @@ pub fn new_histogram() -> Histogram<u64> {
         .expect("constant, valid bounds")
 }
 
-/// Counters and latency histograms of one route or one upstream.
-#[derive(Clone, Debug)]
+/// Counters and latency histograms of one route or one upstream. The default holds no heap
+/// memory: histograms grow with the values recorded.
+#[derive(Clone, Debug, Default)]
 pub struct TrafficStats {
     pub requests: u64,
     /// Responses by status class: index 0 is 1xx, ..., 4 is 5xx.
@@ -38,25 +41,9 @@ pub struct TrafficStats {
     /// Retries the policy allowed but the retry budget refused.
     pub retries_over_budget: u64,
     /// Request latency in µs: from the request head's arrival to the response's last byte.
-    pub total_latency: Histogram<u64>,
+    pub total_latency: Latency,
     /// Upstream latency in µs: from forwarding the request to the upstream's response head.
-    pub upstream_latency: Histogram<u64>,
-}
-
-impl Default for TrafficStats {
-    fn default() -> Self {
-        TrafficStats {
-            requests: 0,
-            status_classes: [0; 5],
-            bytes_in: 0,
-            bytes_out: 0,
-            errors: [0; ErrorCause::COUNT],
-            retries: 0,
-            retries_over_budget: 0,
-            total_latency: new_histogram(),
-            upstream_latency: new_histogram(),
-        }
-    }
+    pub upstream_latency: Latency,
 }
 
 impl TrafficStats {
@@ -83,9 +70,8 @@ impl TrafficStats {
         for (a, b) in self.errors.iter_mut().zip(other.errors) {
             *a += b;
         }
-        // Same bounds on both sides: adding cannot fail.
-        let _ = self.total_latency.add(&other.total_latency);
-        let _ = self.upstream_latency.add(&other.upstream_latency);
+        self.total_latency.add(&other.total_latency);
+        self.upstream_latency.add(&other.upstream_latency);
     }
 
     /// True when nothing was recorded.
@@ -96,17 +82,9 @@ impl TrafficStats {
             && self.errors.iter().all(|&e| e == 0)
     }
 
-    /// Forgets everything recorded, keeping the allocations.
-    pub fn reset(&mut self) {
-        self.requests = 0;
-        self.status_classes = [0; 5];
-        self.bytes_in = 0;
-        self.bytes_out = 0;
-        self.errors = [0; ErrorCause::COUNT];
-        self.retries = 0;
-        self.retries_over_budget = 0;
-        self.total_latency.reset();
-        self.upstream_latency.reset();
+    /// Bytes held on the heap (the histograms' counts).
+    pub fn heap_bytes(&self) -> usize {
+        self.total_latency.heap_bytes() + self.upstream_latency.heap_bytes()
     }
 }
 
@@ -154,8 +132,8 @@ mod tests {
         let mut a = TrafficStats::default();
         let mut b = TrafficStats::default();
         for us in 1..=1000 {
-            a.total_latency.record(us).unwrap();
-            b.total_latency.record(us * 1000).unwrap();
+            a.total_latency.record(us);
+            b.total_latency.record(us * 1000);
         }
         a.requests = 1000;
         b.requests = 1000;
@@ -169,19 +147,7 @@ mod tests {
         assert_eq!(a.errors[ErrorCause::NoEndpoint as usize], 1);
         // The median of the merge lies between the two inputs' ranges: computed after merging,
         // not averaged from the inputs' medians (500 and 500_000).
-        let p50 = a.total_latency.value_at_quantile(0.5);
+        let p50 = a.total_latency.to_hdr().value_at_quantile(0.5);
         assert!((990..=1010).contains(&p50), "p50 {p50}");
-    }
-
-    #[test]
-    fn reset_keeps_nothing() {
-        let mut a = TrafficStats {
-            requests: 3,
-            ..TrafficStats::default()
-        };
-        a.total_latency.record(5).unwrap();
-        a.reset();
-        assert!(a.is_idle());
-        assert_eq!(a.total_latency.len(), 0);
     }
 }

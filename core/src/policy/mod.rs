@@ -2,10 +2,11 @@
 //! ([`rate_limit`]: 429) and then the concurrency limit ([`concurrency`]: 503). A request
 //! refused for its rate never takes an in-flight slot.
 //!
-//! Per-shard state lives in [`ShardPolicy`], keyed by stable identities so that it survives
-//! reloads: rate limiters by their [`LimiterSpec`] id (route name and `rate_limit` settings),
-//! in-flight counts by route name. Each epoch resolves it by route index once
-//! ([`RoutePolicies`]), so a request looks nothing up by name.
+//! Per-shard state is keyed by stable identities so that it survives reloads: rate limiters
+//! by their [`LimiterSpec`] id (route name and `rate_limit` settings) in [`ShardPolicy`],
+//! in-flight counts by route name with the route's other state (`shard::book`). An epoch
+//! resolves them on a route's first request and keeps them by route index, so a request
+//! looks nothing up by name.
 
 pub mod concurrency;
 pub mod notify;
@@ -16,37 +17,26 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use ahash::AHashMap;
-use ringway_config::Config;
 
-use crate::metrics::{ConcurrencyStats, RateLimitStats};
+use crate::metrics::RateLimitStats;
 use crate::shard::{FromShard, Shard};
-use concurrency::{ConcurrencyLimit, InFlight};
+use crate::Epoch;
 use rate_limit::lease::{LeaseGrant, Outbox, SWEEP_EVERY};
 use rate_limit::{LimiterSpec, RouteLimiter};
-
-/// The policies of an epoch's routes, by route index.
-#[derive(Default)]
-pub struct RoutePolicies {
-    pub rate_limits: Vec<Option<Rc<RouteLimiter>>>,
-    pub concurrency: Vec<Option<ConcurrencyLimit>>,
-}
 
 /// What [`ShardPolicy::report`] hands to the shard's report.
 pub struct PolicyReport {
     pub rate_limits: Vec<(String, RateLimitStats)>,
-    pub concurrency: Vec<(String, ConcurrencyStats)>,
 }
 
-/// A shard's policy state across epochs.
+/// A shard's rate limiters across epochs.
 pub struct ShardPolicy {
     /// Shards in the process: a key borrows at most its even share of the burst.
     shards: usize,
     pub outbox: Rc<Outbox>,
-    /// The limiters of the current epoch, by id: where grants go.
+    /// The limiters made so far, by id: where grants go. Made on a route's first request in
+    /// an epoch, dropped at a report once the current epoch no longer has their id.
     limiters: RefCell<AHashMap<u64, Rc<RouteLimiter>>>,
-    /// In-flight counts by route name, with the route's `max_in_flight` in the current epoch
-    /// (0: none now; the count is kept while requests still hold it).
-    in_flight: RefCell<AHashMap<String, (Rc<InFlight>, usize)>>,
 }
 
 impl ShardPolicy {
@@ -55,50 +45,35 @@ impl ShardPolicy {
             shards,
             outbox: Rc::new(Outbox::default()),
             limiters: RefCell::new(AHashMap::new()),
-            in_flight: RefCell::new(AHashMap::new()),
         }
     }
 
-    /// The policies of `config`'s routes. A limiter whose route name and settings did not
-    /// change is the same one, with its keys and leased tokens; any other is dropped.
-    pub fn compile(&self, config: &Config) -> RoutePolicies {
+    /// The limiter of `spec`: the one made before for the same id (same route name and
+    /// settings), with its keys and leased tokens, else a new one.
+    pub fn limiter(&self, spec: &LimiterSpec) -> Rc<RouteLimiter> {
         let mut limiters = self.limiters.borrow_mut();
-        let mut next = AHashMap::with_capacity(limiters.len());
-        let rate_limits = config
-            .routes
-            .iter()
-            .map(|route| {
-                let spec = LimiterSpec::of(route)?;
-                let limiter = limiters.remove(&spec.id).unwrap_or_else(|| {
-                    Rc::new(RouteLimiter::new(spec, self.outbox.clone(), self.shards))
-                });
-                next.insert(limiter.spec.id, limiter.clone());
-                Some(limiter)
+        limiters
+            .entry(spec.id)
+            .or_insert_with(|| {
+                Rc::new(RouteLimiter::new(
+                    spec.clone(),
+                    self.outbox.clone(),
+                    self.shards,
+                ))
             })
-            .collect();
-        *limiters = next;
-        let mut in_flight = self.in_flight.borrow_mut();
-        for (_, max) in in_flight.values_mut() {
-            *max = 0;
-        }
-        let concurrency = config
-            .routes
-            .iter()
-            .map(|route| {
-                let max = route.max_in_flight?.get();
-                let (counter, current) = in_flight.entry(route.name.clone()).or_default();
-                *current = max;
-                Some(ConcurrencyLimit {
-                    max,
-                    counter: counter.clone(),
-                })
-            })
-            .collect();
-        in_flight.retain(|_, (counter, max)| *max > 0 || counter.count() > 0);
-        RoutePolicies {
-            rate_limits,
-            concurrency,
-        }
+            .clone()
+    }
+
+    /// Drops the limiters whose id `current` does not have (a changed or removed limit); a
+    /// request still holding one finishes with it.
+    pub fn retain(&self, current: &Epoch) {
+        self.limiters.borrow_mut().retain(|&id, limiter| {
+            current
+                .route_ids
+                .get(&limiter.spec.route)
+                .and_then(|&route| current.limiters[route].as_ref())
+                .is_some_and(|spec| spec.id == id)
+        });
     }
 
     /// Grants from the control thread.
@@ -139,23 +114,7 @@ impl ShardPolicy {
                 (l.spec.route.clone(), stats)
             })
             .collect();
-        let concurrency = self
-            .in_flight
-            .borrow()
-            .iter()
-            .map(|(route, (counter, max))| {
-                let stats = ConcurrencyStats {
-                    rejected: counter.take_rejected(),
-                    in_flight: counter.count() as u64,
-                    max: *max as u64,
-                };
-                (route.clone(), stats)
-            })
-            .collect();
-        PolicyReport {
-            rate_limits,
-            concurrency,
-        }
+        PolicyReport { rate_limits }
     }
 }
 

@@ -31,7 +31,7 @@ use crate::http::h1::{
 use crate::io::{write_static, write_vec, ConnBuf};
 use crate::metrics::ErrorCause;
 use crate::shard::coarse::{CoarseTimers, Elapsed};
-use crate::shard::{Shard, ShardEpoch};
+use crate::shard::{Shard, ShardEpoch, UpstreamSlot};
 use crate::upstream::balance::request_key_hash;
 use crate::upstream::{Outcome, Pick, UpstreamConn};
 
@@ -101,7 +101,8 @@ pub(crate) async fn proxy(
     d.log.upstream = Some(upstream);
     let route = d.log.route.expect("a proxied request was routed");
     let policy = sep.epoch.config.routes[route].retry.as_ref();
-    if !sep.guards[upstream].admit(Instant::now()) {
+    let up = sep.upstream(shard, upstream);
+    if !up.guard.admit(Instant::now()) {
         d.log.cause = Some(ErrorCause::CircuitOpen);
         return respond_static(d, head, 503, cfg).await;
     }
@@ -114,7 +115,7 @@ pub(crate) async fn proxy(
         Ok(req) => req,
         Err(e) => return fail(shard, d, e).await,
     };
-    match exchange(shard, sep, d, req, (route, upstream), key, cfg).await {
+    match exchange(shard, sep, d, req, (route, upstream, &up), key, cfg).await {
         Ok(after) => after,
         Err(e) => fail(shard, d, e).await,
     }
@@ -207,15 +208,13 @@ async fn prepare(
 /// `previous` (the one whose try just failed) when another is eligible.
 fn pick(
     shard: &Shard,
-    sep: &ShardEpoch,
-    upstream: usize,
+    (up_cfg, up): (&Upstream, &UpstreamSlot),
     key: Option<u64>,
     previous: Option<usize>,
     now: Instant,
 ) -> Option<Pick> {
-    let up_cfg = &sep.epoch.config.upstreams[upstream];
-    let balancer = &sep.balancers[upstream];
-    let eligible = sep.guards[upstream].eligibility(now);
+    let balancer = &up.balancer;
+    let eligible = up.guard.eligibility(now);
     let mut pick = balancer.pick(|| shard.next_random(), || key, eligible)?;
     for _ in 0..REPICKS {
         if Some(pick.endpoint) != previous || up_cfg.endpoints.len() < 2 {
@@ -234,13 +233,14 @@ async fn exchange(
     sep: &Rc<ShardEpoch>,
     d: &mut Downstream,
     req: Request,
-    (route, upstream): (usize, usize),
+    (route, upstream, up): (usize, usize, &UpstreamSlot),
     key: Option<u64>,
     cfg: &Listener,
 ) -> Result<After, Error> {
     let up_cfg = &sep.epoch.config.upstreams[upstream];
     let route_cfg = &sep.epoch.config.routes[route];
-    let guard = &sep.guards[upstream];
+    let route_state = sep.route(shard, route).state.clone();
+    let guard = &up.guard;
     let policy = route_cfg.retry.as_ref();
     let started = Instant::now();
     let total = route_cfg.timeout.map(|t| started + t);
@@ -250,12 +250,12 @@ async fn exchange(
         replayable: req.buffered_body.is_some(),
     };
     let mut req = req;
-    let mut active = sep.retry_budgets[route].start();
+    let mut active = route_state.retry_budget.start();
     let mut tries = 0u32;
     let mut previous = None;
     let answered = loop {
         tries += 1;
-        let Some(pick) = pick(shard, sep, upstream, key, previous, now) else {
+        let Some(pick) = pick(shard, (up_cfg, up), key, previous, now) else {
             return Err(ProxyError::new(
                 ErrorCause::NoEndpoint,
                 "no eligible endpoint",
@@ -292,7 +292,7 @@ async fn exchange(
             .filter(|p| {
                 let allowed = active.try_retry(p);
                 if !allowed {
-                    sep.route_stats[route].borrow_mut().retries_over_budget += 1;
+                    route_state.stats.borrow_mut().retries_over_budget += 1;
                 }
                 allowed
             })
@@ -312,8 +312,8 @@ async fn exchange(
             };
         };
         tracing::debug!(shard = shard.index, %addr, try_ = tries, "retrying");
-        sep.route_stats[route].borrow_mut().retries += 1;
-        sep.upstream_stats[upstream].borrow_mut().retries += 1;
+        route_state.stats.borrow_mut().retries += 1;
+        up.stats.borrow_mut().retries += 1;
         if let Ok((conn, resp, _)) = result {
             discard(shard, conn, &resp, addr, up_cfg);
         }

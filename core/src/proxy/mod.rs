@@ -395,13 +395,14 @@ async fn handle(
     d.log.route = Some(route);
     // Policies, in order: the rate limit, then the concurrency limit (a request refused for its
     // rate takes no in-flight slot). The slot is held until this exchange ends, however it ends.
-    if let Some(limiter) = &sep.policies.rate_limits[route] {
+    let slot = sep.route(shard, route);
+    if let Some(limiter) = &slot.limiter {
         let key = limiter.key(d.peer.ip(), d.buf.data(), &d.headers);
         if let Verdict::Limited { reset, .. } = limiter.admit(key, d.log.start).await {
             return respond_rate_limited(d, head, limiter.limit(), reset).await;
         }
     }
-    let _in_flight = match &sep.policies.concurrency[route] {
+    let _in_flight = match &slot.concurrency {
         None => None,
         Some(limit) => match limit.enter() {
             Some(slot) => Some(slot),

@@ -121,9 +121,9 @@ fn apply(stats: &mut TrafficStats, log: &RequestLog, total_us: u64, bytes_in: u6
     stats.record_status(log.status);
     stats.bytes_in += bytes_in;
     stats.bytes_out += bytes_out;
-    stats.total_latency.saturating_record(total_us.max(1));
+    stats.total_latency.record(total_us.max(1));
     if let Some(us) = log.upstream_us {
-        stats.upstream_latency.saturating_record(us.max(1));
+        stats.upstream_latency.record(us.max(1));
     }
     if let Some(cause) = log.cause {
         stats.record_error(cause);
@@ -138,7 +138,7 @@ pub(crate) fn finish(shard: &Shard, sep: &ShardEpoch, d: &mut Downstream) {
     let bytes_out = d.written - log.out_start;
     match log.route {
         Some(route) => apply(
-            &mut sep.route_stats[route].borrow_mut(),
+            &mut sep.route(shard, route).state.stats.borrow_mut(),
             log,
             total_us,
             bytes_in,
@@ -147,13 +147,14 @@ pub(crate) fn finish(shard: &Shard, sep: &ShardEpoch, d: &mut Downstream) {
         None => shard.record_unrouted(|s| apply(s, log, total_us, bytes_in, bytes_out)),
     }
     if let Some(upstream) = log.upstream {
-        let mut stats = sep.upstream_stats[upstream].borrow_mut();
+        let slot = sep.upstream(shard, upstream);
+        let mut stats = slot.stats.borrow_mut();
         stats.requests += 1;
         stats.record_status(log.status);
         stats.bytes_in += bytes_in;
         stats.bytes_out += bytes_out;
         if let Some(us) = log.upstream_us {
-            stats.upstream_latency.saturating_record(us.max(1));
+            stats.upstream_latency.record(us.max(1));
         }
         if let Some(cause) = log
             .cause

@@ -89,6 +89,11 @@ pub struct RetryBudget {
 }
 
 impl RetryBudget {
+    /// Nothing in flight: the same as a new budget.
+    pub fn is_idle(&self) -> bool {
+        self.active.get() == 0 && self.retrying.get() == 0
+    }
+
     /// Counts a request as in flight until the guard drops.
     pub fn start(self: &Rc<Self>) -> Active {
         self.active.set(self.active.get() + 1);

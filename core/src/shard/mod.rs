@@ -4,6 +4,7 @@
 //! talks to each shard through its [`ShardLink`].
 
 pub mod access_log;
+mod book;
 pub mod coarse;
 pub mod link;
 mod run;
@@ -22,6 +23,7 @@ use ringway_config::{DriverChoice, Shards};
 use crate::Epoch;
 
 pub use access_log::AccessLog;
+pub use book::{RouteSlot, RouteState, UpstreamSlot};
 pub use link::{FromShard, ShardLink, ToShard};
 pub use runtime::DriverKind;
 pub use state::{Shard, ShardEpoch};

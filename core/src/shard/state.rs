@@ -8,36 +8,32 @@ use ahash::AHashMap;
 use crossbeam_channel::Sender;
 
 use super::access_log::AccessLog;
+use super::book::{Book, Resolved, RouteSlot, UpstreamSlot};
 use super::coarse::CoarseTimers;
 use super::link::FromShard;
 use super::signal::Signal;
 use crate::metrics::{ListenerStats, ShardReport, TrafficStats};
-use crate::policy::{RoutePolicies, ShardPolicy};
+use crate::policy::ShardPolicy;
 use crate::proxy::buffers::DownstreamPool;
-use crate::proxy::retry::RetryBudget;
-use crate::upstream::{Balancer, HealthTable, Pool, UpstreamGuard};
+use crate::upstream::{HealthTable, Pool};
 use crate::Epoch;
 
-pub type StatsCell = Rc<RefCell<TrafficStats>>;
-
-/// The epoch as a shard runs it: the shared compiled config plus this shard's balancer state
-/// and statistics cells, resolved by index so a request never looks anything up by name.
+/// The epoch as a shard runs it: the shared compiled config, and the routes and upstreams its
+/// requests have needed so far on this shard, resolved by index so that a request looks
+/// nothing up by name after the first of its route. Made in O(1) when the epoch arrives.
 pub struct ShardEpoch {
     pub epoch: Arc<Epoch>,
-    /// One balancer per upstream, by upstream index.
-    pub balancers: Vec<Balancer>,
-    /// One breaker and endpoint-health state per upstream, by upstream index; kept across
-    /// reloads by upstream name.
-    pub guards: Vec<Rc<UpstreamGuard>>,
-    /// One retry budget per route, by route index; kept across reloads by route name.
-    pub retry_budgets: Vec<Rc<RetryBudget>>,
-    pub route_stats: Vec<StatsCell>,
-    pub upstream_stats: Vec<StatsCell>,
-    /// Rate and concurrency limits, by route index.
-    pub policies: RoutePolicies,
+    resolved: Resolved,
 }
 
 impl ShardEpoch {
+    fn new(epoch: Arc<Epoch>) -> ShardEpoch {
+        ShardEpoch {
+            epoch,
+            resolved: Resolved::default(),
+        }
+    }
+
     /// The index of the listener called `name` in this epoch, if it still exists.
     pub fn listener_index(&self, name: &str) -> Option<usize> {
         self.epoch
@@ -46,24 +42,17 @@ impl ShardEpoch {
             .iter()
             .position(|l| l.name == name)
     }
-}
 
-/// Statistics cells by stable name, so that they survive reloads.
-#[derive(Default)]
-struct StatsBook {
-    routes: AHashMap<String, StatsCell>,
-    upstreams: AHashMap<String, StatsCell>,
-    listeners: AHashMap<String, ListenerStats>,
-    /// Guards of the upstreams of the current epoch.
-    guards: AHashMap<String, Rc<UpstreamGuard>>,
-    /// The latest active health table from the control thread, for guards built later.
-    health: Arc<HealthTable>,
-    retry_budgets: AHashMap<String, Rc<RetryBudget>>,
-    unrouted: TrafficStats,
-}
+    /// Route `id` of this epoch on `shard`: statistics, retry budget and policies.
+    pub fn route(&self, shard: &Shard, id: usize) -> Rc<RouteSlot> {
+        self.resolved
+            .route(&shard.book, &shard.policy, &self.epoch, id)
+    }
 
-fn cell(map: &mut AHashMap<String, StatsCell>, name: &str) -> StatsCell {
-    map.entry(name.to_string()).or_default().clone()
+    /// Upstream `id` of this epoch on `shard`: balancer, guard and statistics.
+    pub fn upstream(&self, shard: &Shard, id: usize) -> Rc<UpstreamSlot> {
+        self.resolved.upstream(&shard.book, &self.epoch, id)
+    }
 }
 
 pub struct Shard {
@@ -82,7 +71,10 @@ pub struct Shard {
     pub open_connections: Rc<Cell<usize>>,
     /// Open downstream connections per listener name.
     listener_open: RefCell<AHashMap<String, Rc<Cell<usize>>>>,
-    stats: RefCell<StatsBook>,
+    /// Route and upstream state by name, made on first use.
+    book: RefCell<Book>,
+    listener_stats: RefCell<AHashMap<String, ListenerStats>>,
+    unrouted: RefCell<TrafficStats>,
     pub events: Sender<FromShard>,
     pub access_log: Option<AccessLog>,
     /// Rate-limit leases and in-flight counts, across epochs.
@@ -102,10 +94,9 @@ impl Shard {
             .map_or(0, |d| d.as_nanos() as u64)
             ^ ((index as u64 + 1) << 48)
             ^ u64::from(std::process::id());
-        let mut stats = StatsBook::default();
         // `[runtime]` applies at start only: this is the number of shards running.
         let policy = ShardPolicy::new(super::shard_count(epoch.config.runtime.shards));
-        let first = Rc::new(Self::compile(&mut stats, &policy, epoch, None));
+        let first = Rc::new(ShardEpoch::new(epoch));
         let draining = Signal::new();
         let timers = CoarseTimers::new();
         Shard {
@@ -121,7 +112,9 @@ impl Shard {
             timers,
             open_connections: Rc::default(),
             listener_open: RefCell::new(AHashMap::new()),
-            stats: RefCell::new(stats),
+            book: RefCell::default(),
+            listener_stats: RefCell::default(),
+            unrouted: RefCell::default(),
             events,
             access_log,
             policy,
@@ -129,108 +122,26 @@ impl Shard {
         }
     }
 
-    fn compile(
-        stats: &mut StatsBook,
-        policy: &ShardPolicy,
-        epoch: Arc<Epoch>,
-        previous: Option<&ShardEpoch>,
-    ) -> ShardEpoch {
-        let config = &epoch.config;
-        let balancers = config
-            .upstreams
-            .iter()
-            .enumerate()
-            .map(|(i, u)| {
-                // The same upstream in the epoch before, whose balancer state carries over.
-                let previous = previous.and_then(|p| {
-                    let upstreams = &p.epoch.config.upstreams;
-                    let j = upstreams.iter().position(|o| o.name == u.name)?;
-                    Some((&upstreams[j], &p.balancers[j]))
-                });
-                Balancer::new(u, epoch.hash_tables[i].as_ref(), previous)
-            })
-            .collect();
-        let now = std::time::Instant::now();
-        let guards: Vec<Rc<UpstreamGuard>> = config
-            .upstreams
-            .iter()
-            .map(|u| {
-                let kept = stats.guards.get(&u.name);
-                match kept {
-                    Some(guard) if guard.fits(u) => guard.clone(),
-                    _ => Rc::new(UpstreamGuard::new(
-                        u,
-                        kept.map(|g| &**g),
-                        &stats.health,
-                        now,
-                    )),
-                }
-            })
-            .collect();
-        stats.guards = config
-            .upstreams
-            .iter()
-            .zip(&guards)
-            .map(|(u, g)| (u.name.clone(), g.clone()))
-            .collect();
-        let retry_budgets = config
-            .routes
-            .iter()
-            .map(|r| {
-                stats
-                    .retry_budgets
-                    .entry(r.name.clone())
-                    .or_default()
-                    .clone()
-            })
-            .collect();
-        let route_stats = config
-            .routes
-            .iter()
-            .map(|r| cell(&mut stats.routes, &r.name))
-            .collect();
-        let upstream_stats = config
-            .upstreams
-            .iter()
-            .map(|u| cell(&mut stats.upstreams, &u.name))
-            .collect();
-        let policies = policy.compile(config);
-        ShardEpoch {
-            epoch,
-            balancers,
-            guards,
-            retry_budgets,
-            route_stats,
-            upstream_stats,
-            policies,
-        }
-    }
-
     pub fn epoch(&self) -> Rc<ShardEpoch> {
         self.current.borrow().clone()
     }
 
-    /// Switches to `epoch` for every request routed from now on.
+    /// Switches to `epoch` for every request routed from now on: O(1), whatever the size of
+    /// the config. The previous epoch's `Arc` goes when its last request ends; the control
+    /// thread holds every epoch until then, so the heavy free of a route table happens there.
     pub fn install(&self, epoch: Arc<Epoch>) {
-        let previous = self.epoch();
-        let next = Self::compile(
-            &mut self.stats.borrow_mut(),
-            &self.policy,
-            epoch,
-            Some(&previous),
-        );
-        *self.current.borrow_mut() = Rc::new(next);
+        *self.current.borrow_mut() = Rc::new(ShardEpoch::new(epoch));
     }
 
     /// Applies the control thread's latest active health table to this shard's guards, and
-    /// keeps it for the guards of later epochs.
+    /// keeps it for the guards made later.
     pub fn apply_health(&self, table: Arc<HealthTable>) {
-        let mut book = self.stats.borrow_mut();
+        let mut book = self.book.borrow_mut();
         if table.generation < book.health.generation {
             return;
         }
         let now = std::time::Instant::now();
-        for guard in book.guards.values() {
+        for (_, guard) in book.guards() {
             guard.apply_health(&table, now);
         }
         book.health = table;
@@ -250,39 +161,30 @@ impl Shard {
     }
 
     pub fn record_unrouted(&self, f: impl FnOnce(&mut TrafficStats)) {
-        f(&mut self.stats.borrow_mut().unrouted);
+        f(&mut self.unrouted.borrow_mut());
     }
 
     pub fn listener_event(&self, name: &str, f: impl FnOnce(&mut ListenerStats)) {
-        let mut stats = self.stats.borrow_mut();
-        match stats.listeners.get_mut(name) {
+        let mut stats = self.listener_stats.borrow_mut();
+        match stats.get_mut(name) {
             Some(l) => f(l),
-            None => f(stats.listeners.entry(name.to_string()).or_default()),
+            None => f(stats.entry(name.to_string()).or_default()),
         }
     }
 
-    /// Everything recorded since the previous report; resets the counters it reports.
+    /// Everything recorded since the previous report; resets the counters it reports and
+    /// hands over the histograms, then drops the state of names the current epoch lost.
     pub fn take_report(&self) -> ShardReport {
-        let mut book = self.stats.borrow_mut();
-        let take = |map: &AHashMap<String, StatsCell>| {
-            let mut out = Vec::new();
-            for (name, cell) in map {
-                let mut stats = cell.borrow_mut();
-                if !stats.is_idle() {
-                    out.push((name.clone(), stats.clone()));
-                    stats.reset();
-                }
-            }
-            out
-        };
-        let routes = take(&book.routes);
-        let upstreams = take(&book.upstreams);
+        let current = self.epoch();
+        let mut book = self.book.borrow_mut();
+        let taken = book.take(&current.epoch);
+        self.policy.retain(&current.epoch);
         let open = self.listener_open.borrow();
+        let mut listener_stats = self.listener_stats.borrow_mut();
         for name in open.keys() {
-            book.listeners.entry(name.clone()).or_default();
+            listener_stats.entry(name.clone()).or_default();
         }
-        let listeners = book
-            .listeners
+        let listeners = listener_stats
             .iter_mut()
             .map(|(name, l)| {
                 let mut report = l.clone();
@@ -292,21 +194,19 @@ impl Shard {
                 (name.clone(), report)
             })
             .collect();
-        let unrouted = book.unrouted.clone();
-        book.unrouted.reset();
+        let unrouted = std::mem::take(&mut *self.unrouted.borrow_mut());
         let now = std::time::Instant::now();
         let guards = book
-            .guards
-            .iter()
+            .guards()
             .filter(|(_, g)| g.is_active())
-            .map(|(name, g)| (name.clone(), g.report(now)))
+            .map(|(name, g)| (name.to_owned(), g.report(now)))
             .collect();
         let policy = self.policy.report();
         ShardReport {
             shard: self.index,
-            epoch: self.epoch().epoch.id,
-            routes,
-            upstreams,
+            epoch: current.epoch.id,
+            routes: taken.routes,
+            upstreams: taken.upstreams,
             listeners,
             unrouted,
             guards,
@@ -315,8 +215,13 @@ impl Shard {
                 .as_ref()
                 .map_or(0, AccessLog::take_dropped_lines),
             rate_limits: policy.rate_limits,
-            concurrency: policy.concurrency,
+            concurrency: taken.concurrency,
         }
+    }
+
+    /// Routes and upstreams with state on this shard (for tests of what a shard keeps).
+    pub fn book_len(&self) -> (usize, usize) {
+        self.book.borrow().len()
     }
 
     /// xorshift64*: fast, per shard, good enough for request ids (not for secrets).
@@ -383,9 +288,10 @@ mod tests {
         let config = ringway_config::parse(toml, "t.toml").unwrap();
         let shard = shard(config.clone());
         let first = shard.epoch();
-        first.route_stats[0].borrow_mut().requests = 5;
+        first.route(&shard, 0).state.stats.borrow_mut().requests = 5;
         let pick = |sep: &ShardEpoch| {
-            sep.balancers[0]
+            sep.upstream(&shard, 0)
+                .balancer
                 .pick(|| 0, || None, crate::upstream::AllEligible)
                 .unwrap()
                 .endpoint
@@ -393,7 +299,14 @@ mod tests {
         assert_eq!(pick(&first), 0);
         shard.install(Arc::new(Epoch::compile(2, config)));
         let second = shard.epoch();
-        assert!(Rc::ptr_eq(&first.route_stats[0], &second.route_stats[0]));
+        assert!(Rc::ptr_eq(
+            &first.route(&shard, 0).state,
+            &second.route(&shard, 0).state
+        ));
+        assert!(Rc::ptr_eq(
+            &first.upstream(&shard, 0),
+            &second.upstream(&shard, 0)
+        ));
         // The balancer continues where it was: weights 2:1 give 0, 1, 0 from the start.
         assert_eq!(pick(&second), 1);
         let report = shard.take_report();
@@ -422,8 +335,9 @@ mod tests {
         let shard = shard(ringway_config::parse(&toml(checked), "t.toml").unwrap());
         let first = shard.epoch();
         let now = std::time::Instant::now();
-        first.guards[0].record(0, crate::upstream::Outcome::Reset, now);
-        assert!(!first.guards[0].admit(now), "the breaker opened");
+        let guard = |sep: &ShardEpoch| sep.upstream(&shard, 0).guard.clone();
+        guard(&first).record(0, crate::upstream::Outcome::Reset, now);
+        assert!(!guard(&first).admit(now), "the breaker opened");
         let mut table = HealthTable {
             generation: 1,
             ..HealthTable::default()
@@ -432,11 +346,11 @@ mod tests {
             .down
             .insert("u".into(), vec!["127.0.0.1:3".parse().unwrap()]);
         shard.apply_health(Arc::new(table));
-        assert!(!first.guards[0].eligible(1, now));
+        assert!(!guard(&first).eligible(1, now));
         // Same settings: the very same guard.
         shard.install(compile(2, checked));
         let second = shard.epoch();
-        assert!(Rc::ptr_eq(&first.guards[0], &second.guards[0]));
+        assert!(Rc::ptr_eq(&guard(&first), &guard(&second)));
         let report = shard.take_report();
         assert_eq!(report.guards.len(), 1);
         assert_eq!(report.guards[0].1.opened, 1);
@@ -447,8 +361,67 @@ mod tests {
             "health_check = { path = \"/other\" }\noutlier_detection = {}",
         ));
         let third = shard.epoch();
-        assert!(!Rc::ptr_eq(&second.guards[0], &third.guards[0]));
-        assert!(!third.guards[0].eligible(1, now) && third.guards[0].eligible(0, now));
-        assert!(!third.guards[0].admit(now));
+        assert!(!Rc::ptr_eq(&guard(&second), &guard(&third)));
+        assert!(!guard(&third).eligible(1, now) && guard(&third).eligible(0, now));
+        assert!(!guard(&third).admit(now));
+    }
+
+    /// `count` routes named `{prefix}{i}` proxied to one upstream.
+    fn many_routes(prefix: &str, count: usize) -> ringway_config::Config {
+        let mut toml = String::from(
+            "[[listeners]]\nname = \"l\"\nlisten = \"127.0.0.1:1\"\n\
+             [[upstreams]]\nname = \"u\"\nendpoints = [{ address = \"127.0.0.1:2\" }]\n",
+        );
+        for i in 0..count {
+            toml.push_str(&format!(
+                "[[routes]]\nname = \"{prefix}{i}\"\npath_exact = \"/{i}\"\nupstream = \"u\"\n\
+                 max_in_flight = 10\nrate_limit = {{ rate = 10 }}\n"
+            ));
+        }
+        ringway_config::parse(&toml, "t.toml").unwrap()
+    }
+
+    #[test]
+    fn routes_without_traffic_hold_nothing_and_reports_hand_over_histograms() {
+        let shard = shard(many_routes("r", 1000));
+        assert_eq!(shard.book_len(), (0, 0), "nothing is made before a request");
+        let sep = shard.epoch();
+        {
+            let slot = sep.route(&shard, 7);
+            let mut stats = slot.state.stats.borrow_mut();
+            stats.requests = 1;
+            stats.total_latency.record(250);
+        }
+        assert_eq!(shard.book_len(), (1, 0));
+        let report = shard.take_report();
+        assert_eq!(report.routes.len(), 1);
+        assert_eq!(report.routes[0].0, "r7");
+        assert_eq!(report.routes[0].1.total_latency.len(), 1);
+        let slot = sep.route(&shard, 7);
+        assert_eq!(slot.state.stats.borrow().heap_bytes(), 0, "handed over");
+        assert_eq!(report.concurrency.len(), 1);
+        assert_eq!(report.rate_limits.len(), 1, "one limiter made, not 1000");
+    }
+
+    #[test]
+    fn an_install_makes_nothing_and_state_of_lost_names_is_freed_once_unused() {
+        let shard = shard(many_routes("a", 100));
+        let old = shard.epoch();
+        for id in 0..10 {
+            old.route(&shard, id);
+            old.upstream(&shard, 0);
+        }
+        assert_eq!(shard.book_len(), (10, 1));
+        // Every route renamed: the install itself makes and frees nothing.
+        shard.install(Arc::new(Epoch::compile(2, many_routes("b", 100))));
+        assert_eq!(shard.book_len(), (10, 1));
+        // A request of the old epoch still holds it: its routes' state stays.
+        let _ = shard.take_report();
+        assert_eq!(shard.book_len(), (10, 1));
+        drop(old);
+        let _ = shard.take_report();
+        assert_eq!(shard.book_len(), (0, 1), "the upstream kept its name");
+        shard.epoch().route(&shard, 0);
+        assert_eq!(shard.book_len(), (1, 1));
     }
 }

@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+"""Config at scale: Ringway with 100, 1,000 and 10,000 routes, beside nginx with as many
+`location` blocks, on loopback.
+
+For each route count it measures, over --rounds runs (median and min-max):
+  check      `ringway check` / `nginx -t`, wall time
+  reload     `ringway ctl reload` answered (every shard on the new epoch), at each shard
+             count; nginx: from `nginx -s reload` until a new worker runs
+  RSS        after start, and after every route has served one request (whole process,
+             all threads; nginx: master and workers)
+  p99        at a fixed open-loop rate: steady, and while the config is reloaded every 0.5 s
+             (Ringway at 1 shard), with the failed requests of both runs
+and with --leak: RSS, open fds and threads over 100 reloads of a small config, 20 reloads
+of 10,000 routes and 20 reloads that each rename 2,000 routes.
+
+Usage (from the repository root, after `cargo build --release -p ringway-control -p
+ringway-perf`):
+
+    python3 perf/config_scale.py [--routes 100 1000 10000] [--shards 1 8] [--rounds 5]
+                                 [--leak] [--no-nginx] [--json out.json]
+
+It starts everything it needs (the stub upstream, Ringway, nginx if installed) on
+127.0.0.1 ports from --port-base and stops them on exit. Results go to stdout as a markdown
+table (the format of perf/RESULTS.md).
+"""
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BIN = os.environ.get("BIN", "target/release")
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def timed(cmd):
+    start = time.perf_counter()
+    run(cmd)
+    return time.perf_counter() - start
+
+
+def rss_kb(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def threads(pid):
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def spread(values, unit="", scale=1.0, digits=0):
+    values = [v * scale for v in values]
+    fmt = f"{{:.{digits}f}}"
+    med = fmt.format(statistics.median(values))
+    if len(values) == 1:
+        return f"{med}{unit}"
+    return f"{med}{unit} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+class Work:
+    def __init__(self, port_base):
+        self.dir = tempfile.mkdtemp(prefix="ringway-config-scale.")
+        self.upstream = f"127.0.0.1:{port_base}"
+        self.listen = f"127.0.0.1:{port_base + 1}"
+        self.nginx_listen = f"127.0.0.1:{port_base + 2}"
+        self.admin = f"127.0.0.1:{port_base + 3}"
+        self.socket = os.path.join(self.dir, "control.sock")
+        self.procs = []
+
+    def spawn(self, cmd, log):
+        out = open(os.path.join(self.dir, log), "w")
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc, sig=signal.SIGTERM):
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def cleanup(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+
+    def config(self, routes, shards, name, rename=None, rename_count=None, nginx=False):
+        path = os.path.join(self.dir, name)
+        cmd = [
+            f"{BIN}/ringway-perf", "routes", "--routes", str(routes),
+            "--upstream", self.upstream, "--control", self.socket,
+            "--shards", str(shards), "--admin", self.admin,
+            "--listen", self.nginx_listen if nginx else self.listen,
+        ]
+        if rename is not None:
+            cmd += ["--rename", str(rename)]
+        if rename_count is not None:
+            cmd += ["--rename-count", str(rename_count)]
+        if nginx:
+            cmd.append("--nginx")
+        with open(path, "w") as f:
+            subprocess.run(cmd, check=True, stdout=f)
+        return path
+
+
+def wait_until(check, what, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def ctl(work, *args):
+    return run([f"{BIN}/ringway", "ctl", "--socket", work.socket, *args])
+
+
+def ringway_up(work):
+    try:
+        ctl(work, "status")
+        return True
+    except subprocess.CalledProcessError:
+        return False
+
+
+def touch(work, routes, addr):
+    run([f"{BIN}/ringway-perf", "routes", "--routes", str(routes), "--touch", addr])
+
+
+def load(url, rate, seconds):
+    out = run([
+        f"{BIN}/ringway-perf", "load", "--url", url, "--connections", "20",
+        "--rate", str(rate), "--duration", f"{seconds}s", "--warmup", "1s", "--json",
+    ]).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return result["latency_us"]["p99"], result["errors"]["total"] + result["unsent"]
+
+
+def ringway_row(work, routes, shards, rounds, rate, seconds):
+    config = work.config(routes, shards, f"r{routes}-s{shards}.toml")
+    row = {}
+    if shards == 1:
+        row["check_s"] = [timed([f"{BIN}/ringway", "check", "-c", config]) for _ in range(rounds)]
+    proc = work.spawn([f"{BIN}/ringway", "run", "-c", config], f"ringway-{routes}-{shards}.log")
+    wait_until(lambda: ringway_up(work), "ringway to start")
+    time.sleep(1)
+    row["rss_start_kb"] = rss_kb([proc.pid])
+    touch(work, routes, work.listen)
+    # Statistics are handed to the control thread at the next report (1 s).
+    time.sleep(2.5)
+    row["rss_touched_kb"] = rss_kb([proc.pid])
+    row["reload_s"] = [timed([f"{BIN}/ringway", "ctl", "--socket", work.socket, "reload"])
+                       for _ in range(rounds)]
+    if shards == 1:
+        url = f"http://{work.listen}/bench"
+        row["p99_steady_us"], row["failed_steady"] = load(url, rate, seconds)
+        reloader = subprocess.Popen(
+            ["bash", "-c", f"while true; do {BIN}/ringway ctl --socket {work.socket} reload"
+                           " >/dev/null || echo FAILED; sleep 0.5; done"],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            row["p99_reloading_us"], row["failed_reloading"] = load(url, rate, seconds)
+        finally:
+            reloader.terminate()
+            out, _ = reloader.communicate()
+        row["reloads_failed"] = out.count("FAILED")
+    work.stop(proc)
+    return row
+
+
+def nginx_row(work, routes, rounds):
+    config = work.config(routes, 1, f"nginx-{routes}.conf", nginx=True)
+    prefix = os.path.join(work.dir, "nginx")
+    os.makedirs(prefix, exist_ok=True)
+    base = ["nginx", "-p", prefix, "-c", config]
+    row = {"check_s": [timed(base + ["-t", "-q"]) for _ in range(rounds)]}
+    proc = work.spawn(base, f"nginx-{routes}.log")
+
+    def workers():
+        out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+        return set(int(p) for p in out.stdout.split())
+
+    wait_until(lambda: len(workers()) >= 1, "nginx workers")
+    time.sleep(1)
+    row["rss_start_kb"] = rss_kb([proc.pid, *workers()])
+    touch(work, routes, work.nginx_listen)
+    row["rss_touched_kb"] = rss_kb([proc.pid, *workers()])
+    reloads = []
+    for _ in range(rounds):
+        before = workers()
+        start = time.perf_counter()
+        run(base + ["-s", "reload"])
+        wait_until(lambda: bool(workers() - before), "a new nginx worker")
+        reloads.append(time.perf_counter() - start)
+        wait_until(lambda: not (workers() & before), "the old nginx worker to go", 60)
+    row["reload_s"] = reloads
+    work.stop(proc, signal.SIGQUIT)
+    return row
+
+
+def leak(work, rounds_small, rounds_big):
+    """RSS, fds and threads before and after runs of reloads."""
+    results = []
+    small = work.config(10, 1, "leak-small.toml")
+    big = work.config(10_000, 1, "leak-big.toml")
+    renamed = [work.config(10_000, 1, f"leak-rename-{k}.toml", rename=k, rename_count=2000)
+               for k in range(2)]
+    for name, first, files, count in [
+        ("100 reloads, 10 routes", small, [small], rounds_small),
+        ("20 reloads, 10,000 routes", big, [big], rounds_big),
+        ("20 reloads renaming 2,000 of 10,000 routes", renamed[0], renamed, rounds_big),
+    ]:
+        proc = work.spawn([f"{BIN}/ringway", "run", "-c", first], "leak.log")
+        wait_until(lambda: ringway_up(work), "ringway to start")
+        routes = 10 if first == small else 10_000
+        # Warm: every route served, one reload of each file, reports merged.
+        touch(work, routes, work.listen)
+        for f in files:
+            ctl(work, "reload", f)
+        time.sleep(2.5)
+        before = (rss_kb([proc.pid]), fds(proc.pid), threads(proc.pid))
+        for i in range(count):
+            ctl(work, "reload", files[i % len(files)])
+            touch(work, routes, work.listen)
+        # Retired epochs are freed, and lost names forgotten, at the next reports.
+        time.sleep(3.5)
+        after = (rss_kb([proc.pid]), fds(proc.pid), threads(proc.pid))
+        results.append((name, before, after))
+        work.stop(proc)
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--routes", type=int, nargs="+", default=[100, 1000, 10_000])
+    parser.add_argument("--shards", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rate", type=int, default=2000, help="open-loop req/s for p99")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each p99 run")
+    parser.add_argument("--port-base", type=int, default=28100)
+    parser.add_argument("--leak", action="store_true")
+    parser.add_argument("--no-nginx", action="store_true")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+
+    work = Work(args.port_base)
+    stub = work.spawn([f"{BIN}/ringway-perf", "stub", "--listen", work.upstream, "--body", "13",
+                       "--threads", "1"], "stub.log")
+    results = {"ringway": {}, "nginx": {}, "leak": []}
+    try:
+        time.sleep(0.5)
+        for routes in args.routes:
+            for shards in args.shards:
+                row = ringway_row(work, routes, shards, args.rounds, args.rate, args.seconds)
+                results["ringway"][f"{routes}/{shards}"] = row
+                print(f"ringway {routes} routes, {shards} shards: {row}", file=sys.stderr)
+            if not args.no_nginx and subprocess.run(["which", "nginx"],
+                                                    capture_output=True).returncode == 0:
+                row = nginx_row(work, routes, args.rounds)
+                results["nginx"][str(routes)] = row
+                print(f"nginx {routes} locations: {row}", file=sys.stderr)
+        if args.leak:
+            results["leak"] = leak(work, 100, 20)
+    finally:
+        work.stop(stub)
+        work.cleanup()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    report(results, args)
+
+
+def report(results, args):
+    mb = 1 / 1024
+    print("| routes | check | reload, 1 shard | reload, 8 shards | RSS 1 shard: start / all routes served "
+          "| RSS 8 shards: start / served | p99 steady / reloading every 0.5 s (failed) |")
+    print("|---|---|---|---|---|---|---|")
+    for routes in args.routes:
+        rows = {s: results["ringway"].get(f"{routes}/{s}") for s in args.shards}
+        one, many = rows.get(1), rows.get(max(args.shards))
+        cells = [f"{routes:,}", spread(one["check_s"], " ms", 1000)]
+        for row in (one, many):
+            cells.append(spread(row["reload_s"], " ms", 1000) if row else "")
+        for row in (one, many):
+            cells.append(f"{row['rss_start_kb'] * mb:.0f} / {row['rss_touched_kb'] * mb:.0f} MB"
+                         if row else "")
+        cells.append(f"{one['p99_steady_us'] / 1000:.2f} / {one['p99_reloading_us'] / 1000:.2f} ms "
+                     f"({one['failed_steady']} / {one['failed_reloading']}; "
+                     f"{one['reloads_failed']} reloads failed)")
+        print("| " + " | ".join(cells) + " |")
+        nginx = results["nginx"].get(str(routes))
+        if nginx:
+            print(f"| nginx, {routes:,} locations | {spread(nginx['check_s'], ' ms', 1000)} "
+                  f"| {spread(nginx['reload_s'], ' ms', 1000)} | | "
+                  f"{nginx['rss_start_kb'] * mb:.0f} / {nginx['rss_touched_kb'] * mb:.0f} MB | | |")
+    if results["leak"]:
+        print()
+        print("| reloads | RSS before -> after | fds | threads |")
+        print("|---|---|---|---|")
+        for name, before, after in results["leak"]:
+            print(f"| {name} | {before[0] * mb:.1f} -> {after[0] * mb:.1f} MB "
+                  f"| {before[1]} -> {after[1]} | {before[2]} -> {after[2]} |")
+
+
+if __name__ == "__main__":
+    main()
