@@ -8,8 +8,9 @@ For each route count it measures, over --rounds runs (median and min-max):
              count; nginx: from `nginx -s reload` until a new worker runs
   RSS        after start, and after every route has served one request (whole process,
              all threads; nginx: master and workers)
-  p99        at a fixed open-loop rate: steady, and while the config is reloaded every 0.5 s
-             (Ringway at 1 shard), with the failed requests of both runs
+  p99        at a fixed open-loop rate (5,000 req/s), in interleaved rounds: steady, then
+             while the config is reloaded every 0.5 s (Ringway at 1 shard, pinned to CPU 0;
+             the load generator and stub on HELPER_CPUS, default 1), with the failed requests
 and with --leak: RSS, open fds and threads over 100 reloads of a small config, 20 reloads
 of 10,000 routes and 20 reloads that each rename 2,000 routes.
 
@@ -151,11 +152,20 @@ def touch(work, routes, addr):
     run([f"{BIN}/ringway-perf", "routes", "--routes", str(routes), "--touch", addr])
 
 
+# The load generator and the stub share these CPUs (`taskset -c`), so that Ringway's shard
+# (pinned to CPU 0) has its core to itself; "" runs them unpinned.
+HELPER_CPUS = os.environ.get("HELPER_CPUS", "1")
+
+
+def pinned(cmd):
+    return ["taskset", "-c", HELPER_CPUS, *cmd] if HELPER_CPUS else cmd
+
+
 def load(url, rate, seconds):
-    out = run([
+    out = run(pinned([
         f"{BIN}/ringway-perf", "load", "--url", url, "--connections", "20",
         "--rate", str(rate), "--duration", f"{seconds}s", "--warmup", "1s", "--json",
-    ]).stdout
+    ])).stdout
     result = json.loads(out.strip().splitlines()[-1])
     return result["latency_us"]["p99"], result["errors"]["total"] + result["unsent"]
 
@@ -167,6 +177,12 @@ def ringway_row(work, routes, shards, rounds, rate, seconds):
         row["check_s"] = [timed([f"{BIN}/ringway", "check", "-c", config]) for _ in range(rounds)]
     proc = work.spawn([f"{BIN}/ringway", "run", "-c", config], f"ringway-{routes}-{shards}.log")
     wait_until(lambda: ringway_up(work), "ringway to start")
+    if os.environ.get("CONTROL_CPUS"):
+        # Experiment: every thread but the shards' on these CPUs.
+        for tid in os.listdir(f"/proc/{proc.pid}/task"):
+            with open(f"/proc/{proc.pid}/task/{tid}/comm") as f:
+                if not f.read().startswith("ringway-shard"):
+                    run(["taskset", "-p", "-c", os.environ["CONTROL_CPUS"], tid])
     time.sleep(1)
     row["rss_start_kb"] = rss_kb([proc.pid])
     touch(work, routes, work.listen)
@@ -176,18 +192,32 @@ def ringway_row(work, routes, shards, rounds, rate, seconds):
     row["reload_s"] = [timed([f"{BIN}/ringway", "ctl", "--socket", work.socket, "reload"])
                        for _ in range(rounds)]
     if shards == 1:
+        # Interleaved rounds: steady, then reloading every 0.5 s, `rounds` times.
         url = f"http://{work.listen}/bench"
-        row["p99_steady_us"], row["failed_steady"] = load(url, rate, seconds)
-        reloader = subprocess.Popen(
-            ["bash", "-c", f"while true; do {BIN}/ringway ctl --socket {work.socket} reload"
-                           " >/dev/null || echo FAILED; sleep 0.5; done"],
-            stdout=subprocess.PIPE, text=True)
-        try:
-            row["p99_reloading_us"], row["failed_reloading"] = load(url, rate, seconds)
-        finally:
-            reloader.terminate()
-            out, _ = reloader.communicate()
-        row["reloads_failed"] = out.count("FAILED")
+        for key in ("p99_steady_us", "p99_reloading_us"):
+            row[key] = []
+        row["failed_steady"] = row["failed_reloading"] = row["reloads_failed"] = 0
+        for _ in range(rounds):
+            p99, failed = load(url, rate, seconds)
+            row["p99_steady_us"].append(p99)
+            row["failed_steady"] += failed
+            # SIGHUP from bash's builtin `kill`: the same reload as `ringway ctl reload`,
+            # without starting a client process every time on the CPUs being measured.
+            before = json.loads(ctl(work, "status").stdout)["reloads"]
+            reloader = subprocess.Popen(
+                ["bash", "-c", f"while true; do kill -HUP {proc.pid}; sleep 0.5; done"])
+            try:
+                p99, failed = load(url, rate, seconds)
+            finally:
+                reloader.terminate()
+                reloader.wait()
+            time.sleep(0.6)
+            after = json.loads(ctl(work, "status").stdout)["reloads"]
+            row["reloads_failed"] += after["failed"] - before["failed"]
+            row.setdefault("reloads_ok", 0)
+            row["reloads_ok"] += after["ok"] - before["ok"]
+            row["p99_reloading_us"].append(p99)
+            row["failed_reloading"] += failed
     work.stop(proc)
     return row
 
@@ -260,8 +290,8 @@ def main():
     parser.add_argument("--routes", type=int, nargs="+", default=[100, 1000, 10_000])
     parser.add_argument("--shards", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--rate", type=int, default=2000, help="open-loop req/s for p99")
-    parser.add_argument("--seconds", type=int, default=10, help="length of each p99 run")
+    parser.add_argument("--rate", type=int, default=5000, help="open-loop req/s for p99")
+    parser.add_argument("--seconds", type=int, default=6, help="length of each p99 run")
     parser.add_argument("--port-base", type=int, default=28100)
     parser.add_argument("--leak", action="store_true")
     parser.add_argument("--no-nginx", action="store_true")
@@ -269,8 +299,8 @@ def main():
     args = parser.parse_args()
 
     work = Work(args.port_base)
-    stub = work.spawn([f"{BIN}/ringway-perf", "stub", "--listen", work.upstream, "--body", "13",
-                       "--threads", "1"], "stub.log")
+    stub = work.spawn(pinned([f"{BIN}/ringway-perf", "stub", "--listen", work.upstream,
+                              "--body", "13", "--threads", "1"]), "stub.log")
     results = {"ringway": {}, "nginx": {}, "leak": []}
     try:
         time.sleep(0.5)
@@ -309,9 +339,12 @@ def report(results, args):
         for row in (one, many):
             cells.append(f"{row['rss_start_kb'] * mb:.0f} / {row['rss_touched_kb'] * mb:.0f} MB"
                          if row else "")
-        cells.append(f"{one['p99_steady_us'] / 1000:.2f} / {one['p99_reloading_us'] / 1000:.2f} ms "
-                     f"({one['failed_steady']} / {one['failed_reloading']}; "
-                     f"{one['reloads_failed']} reloads failed)")
+        steady, reloading = one["p99_steady_us"], one["p99_reloading_us"]
+        ratio = statistics.median(reloading) / statistics.median(steady)
+        cells.append(f"{spread(steady, ' ms', 0.001, 2)} / {spread(reloading, ' ms', 0.001, 2)}"
+                     f" = {ratio:.2f}x (failed: {one['failed_steady']} / "
+                     f"{one['failed_reloading']}; reloads: {one['reloads_ok']} ok, "
+                     f"{one['reloads_failed']} failed)")
         print("| " + " | ".join(cells) + " |")
         nginx = results["nginx"].get(str(routes))
         if nginx:

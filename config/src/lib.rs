@@ -44,15 +44,25 @@ pub const DEFAULT_TOML: &str = include_str!("../default.toml");
 /// `src` itself becomes [`Config::source_text`].
 pub fn parse(src: &str, file: &str) -> Result<Config, ConfigErrors> {
     let read = read::read(src, file)?;
-    validate::validate(read, file, src)
+    validate::validate(read, file, src, None)
 }
 
 /// Reads, parses and validates the file at `path`. A file that cannot be read (or is not
 /// UTF-8) gives one error, at line 1, column 1, with key `(file)`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_replacing(path, None)
+}
+
+/// [`load`] for a reload of `running`: the result is the same, but what `running` already
+/// compiled (route regexes) is reused where the file asks for the same, so that a reload of
+/// a large config costs less than its first load.
+pub fn load_replacing(path: &Path, running: Option<&Config>) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(src) => parse(&src, &file),
+        Ok(src) => {
+            let read = read::read(&src, &file)?;
+            validate::validate(read, &file, &src, running)
+        }
         Err(error) => Err(ConfigError {
             file,
             line: 1,

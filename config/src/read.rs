@@ -21,8 +21,10 @@ use crate::raw::{RawCircuitBreaker, RawHealthCheck, RawOutlierDetection};
 /// A document read as far as validation.
 pub(crate) struct Read<'s> {
     pub raw: RawConfig,
-    /// The parsed document, for the positions of tables that have none of their own.
-    pub doc: ImDocument<&'s str>,
+    /// The parsed document, for the positions of tables that have none of their own: parsed
+    /// again only when such a position is needed (an error, header names), since the first
+    /// parse went into deserialisation whole rather than being copied.
+    pub doc: Doc<'s>,
     /// Where the source's lines start, for every error's position.
     pub lines: Lines<'s>,
     /// One error per unknown key.
@@ -31,15 +33,16 @@ pub(crate) struct Read<'s> {
 
 /// Reads `src` as far as validation, or gives the errors that stopped reading.
 pub(crate) fn read<'s>(src: &'s str, file: &str) -> Result<Read<'s>, ConfigErrors> {
-    let doc = ImDocument::parse(src).map_err(|e| ConfigError::syntax(file, src, &e))?;
+    let parsed = ImDocument::parse(src).map_err(|e| ConfigError::syntax(file, src, &e))?;
     let mut unknown: Vec<Vec<Segment>> = Vec::new();
     let mut on_ignored = |path: serde_ignored::Path<'_>| unknown.push(segments(&path));
-    let deserializer = toml_edit::de::Deserializer::from(doc.clone());
+    let deserializer = toml_edit::de::Deserializer::from(parsed);
     let result = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
         deserializer,
         &mut on_ignored,
     ));
     let lines = Lines::new(src);
+    let doc = Doc::new(src);
     let mut errors: Vec<ConfigError> = unknown
         .iter()
         .map(|path| unknown_key(file, &lines, &doc, path))
@@ -62,11 +65,41 @@ pub(crate) fn read<'s>(src: &'s str, file: &str) -> Result<Read<'s>, ConfigError
     }
 }
 
+/// The parsed document, parsed on first use.
+pub(crate) struct Doc<'s> {
+    src: &'s str,
+    /// Owning its copy of the source keeps `Doc` covariant in `'s`.
+    parsed: std::cell::OnceCell<Option<ImDocument<String>>>,
+}
+
+impl<'s> Doc<'s> {
+    fn new(src: &'s str) -> Doc<'s> {
+        Doc {
+            src,
+            parsed: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The document; `None` only if the source no longer parses, which cannot happen to a
+    /// source that parsed once (positions then fall back to the file's start).
+    pub(crate) fn get(&self) -> Option<&ImDocument<String>> {
+        self.parsed
+            .get_or_init(|| ImDocument::parse(self.src.to_owned()).ok())
+            .as_ref()
+    }
+}
+
 /// Points each `respond.headers` name at itself rather than at its value (see `RawHeaderMap`).
-fn locate_header_names(raw: &mut RawConfig, doc: &ImDocument<&str>) {
+fn locate_header_names(raw: &mut RawConfig, doc: &Doc<'_>) {
     for (i, route) in raw.routes.items_mut().iter_mut().enumerate() {
         let Some(respond) = route.get_mut().respond.as_mut() else {
             continue;
+        };
+        if respond.get_ref().headers.0.is_empty() {
+            continue;
+        }
+        let Some(doc) = doc.get() else {
+            return;
         };
         for (name, _) in &mut respond.get_mut().headers.0 {
             let path = [
@@ -137,7 +170,14 @@ fn parse_key(key: &str) -> Vec<Segment> {
 
 /// Byte offset of the key path `key` (as validation writes it) in the source: the start of
 /// the array element for an index, else of the key; the deepest one found, else 0.
-pub(crate) fn locate(doc: &ImDocument<&str>, key: &str) -> usize {
+pub(crate) fn locate(doc: &Doc<'_>, key: &str) -> usize {
+    let Some(doc) = doc.get() else {
+        return 0;
+    };
+    locate_in(doc, key)
+}
+
+fn locate_in<S>(doc: &ImDocument<S>, key: &str) -> usize {
     let mut node = Node::Item(doc.as_item());
     let mut offset = 0;
     for segment in parse_key(key) {
@@ -179,18 +219,16 @@ fn dotted(path: &[Segment]) -> String {
 }
 
 /// The error for one unknown key, at the key itself, listing the keys that are allowed there.
-fn unknown_key(
-    file: &str,
-    lines: &Lines<'_>,
-    doc: &ImDocument<&str>,
-    path: &[Segment],
-) -> ConfigError {
+fn unknown_key(file: &str, lines: &Lines<'_>, doc: &Doc<'_>, path: &[Segment]) -> ConfigError {
     let (parent, name) = match path.split_last() {
         Some((Segment::Key(name), parent)) => (parent, name.as_str()),
         // Not produced by the schema (only table keys are ignored); still report it.
         _ => (path, ""),
     };
-    let offset = key_span(doc, path).map_or(0, |span| span.start);
+    let offset = doc
+        .get()
+        .and_then(|doc| key_span(doc, path))
+        .map_or(0, |span| span.start);
     let message = format!(
         "unknown field `{name}`, {}",
         expected(known_keys(parent).unwrap_or(&[]))
@@ -310,7 +348,7 @@ impl<'a> Node<'a> {
 }
 
 /// Where the last key of `path` is in the source.
-fn key_span(doc: &ImDocument<&str>, path: &[Segment]) -> Option<Range<usize>> {
+fn key_span<S>(doc: &ImDocument<S>, path: &[Segment]) -> Option<Range<usize>> {
     let mut node = Node::Item(doc.as_item());
     let mut span = None;
     for segment in path {
@@ -379,7 +417,7 @@ mod tests {
     fn key_paths_are_located_as_deep_as_they_exist() {
         let src = "[[b]]\ny = 2\n[[b]]\nd.e = 1\nz = [1, { v = 2 }]\n";
         let doc = ImDocument::parse(src).unwrap();
-        let at = |key: &str| &src[locate(&doc, key)..][..3];
+        let at = |key: &str| &src[locate_in(&doc, key)..][..3];
         assert_eq!(at("b[1].d"), "d.e");
         assert_eq!(at("b[1].d.e"), "e =");
         assert_eq!(at("b[1]"), "[[b");

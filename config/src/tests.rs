@@ -436,3 +436,36 @@ fn truncated_files_never_panic() {
         }
     }
 }
+
+#[test]
+fn a_reload_reuses_only_what_it_asks_for_again() {
+    let route = |name: &str, regex: &str| {
+        format!("[[routes]]\nname = \"{name}\"\npath_regex = \"{regex}\"\nrespond = {{ status = 200 }}\n")
+    };
+    let running = parse(
+        &format!("{BASE}{}{}", route("a", "/a[0-9]+"), route("b", "/b[0-9]+")),
+        "t.toml",
+    )
+    .unwrap();
+    let file = std::env::temp_dir().join(format!("ringway-reuse-{}.toml", std::process::id()));
+    // Route a keeps its pattern, b takes another one, c is new with b's old pattern.
+    let next = format!(
+        "{BASE}{}{}{}",
+        route("a", "/a[0-9]+"),
+        route("b", "/x[0-9]+"),
+        route("c", "/b[0-9]+")
+    );
+    std::fs::write(&file, next).unwrap();
+    let reloaded = crate::load_replacing(&file, Some(&running));
+    let _ = std::fs::remove_file(&file);
+    let reloaded = reloaded.unwrap();
+    let matches = |i: usize, path: &str| match &reloaded.routes[i].path {
+        crate::PathMatch::Regex(regex) => regex.is_match(path),
+        _ => panic!("not a regex route"),
+    };
+    assert!(matches(0, "/a1") && !matches(0, "/b1"));
+    assert!(matches(1, "/x1") && !matches(1, "/b1"));
+    assert!(matches(2, "/b1") && !matches(2, "/b1/x"));
+    // A bad pattern is still an error, whatever the running config has.
+    assert!(parse(&format!("{BASE}{}", route("a", "/a(")), "t.toml").is_err());
+}

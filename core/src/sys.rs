@@ -37,6 +37,22 @@ pub fn liveness<S: AsRawFd>(socket: &S) -> Liveness {
     }
 }
 
+/// Moves the calling thread to the `SCHED_IDLE` policy: it runs only when no other thread
+/// wants its CPU, and a shard that wakes up on that CPU preempts it at once. Work done on it
+/// (compiling a large config, freeing an old one) then costs the shards nothing but idle
+/// time, where a lower nice value would still take whole time slices from them.
+pub fn idle_priority() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid `sched_param` on our stack for the duration of the call;
+    // pid 0 is the calling thread, whose policy alone changes.
+    let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// A second descriptor of `socket`'s connection (close-on-exec), e.g. to read from it while
 /// another operation writes through the first.
 pub fn dup_socket<S: AsRawFd>(socket: &S) -> std::io::Result<std::net::TcpStream> {
@@ -64,6 +80,19 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn idle_priority_applies_to_the_calling_thread_only() {
+        // SAFETY (test): `sched_getscheduler(0)` only reads the calling thread's policy.
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        let before = policy();
+        let idle = std::thread::spawn(move || (idle_priority(), policy()))
+            .join()
+            .unwrap();
+        assert!(idle.0.is_ok(), "{:?}", idle.0);
+        assert_eq!(idle.1, libc::SCHED_IDLE);
+        assert_eq!(policy(), before);
+    }
 
     #[test]
     fn a_duplicate_reads_what_the_peer_sends() {

@@ -208,47 +208,40 @@ fn paths(args: &Args) -> String {
     out
 }
 
-/// One request per route over one keep-alive connection; responses framed by
-/// content-length (what the stub and the gateway send).
+/// One request per route over keep-alive connections (a new one when the server closes,
+/// as nginx does after `keepalive_requests`); responses framed by content-length (what the
+/// stub and the gateways send).
 fn touch(args: &Args, addr: SocketAddr) -> Result<()> {
-    use std::io::{BufRead, BufReader, Read};
-    let stream = std::net::TcpStream::connect(addr)?;
-    stream.set_nodelay(true)?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
     let (mut ok, mut failed) = (0usize, 0usize);
-    let mut line = String::new();
+    let mut conn: Option<Conn> = None;
     for i in 0..args.routes {
         let request = format!(
             "GET {} HTTP/1.1\r\nhost: {}\r\n\r\n",
             path(i),
             host(args, i)
         );
-        writer.write_all(request.as_bytes())?;
-        line.clear();
-        reader.read_line(&mut line)?;
-        let status: u16 = line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            if reader.read_line(&mut line)? == 0 {
-                anyhow::bail!("connection closed after {ok} responses");
-            }
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse()?;
+        let mut answer = None;
+        // A kept connection may have been closed by the server meanwhile: one more try on a
+        // new one.
+        for _ in 0..2 {
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => conn.insert(Conn::open(addr)?),
+            };
+            match c.exchange(&request)? {
+                Some(reply) => {
+                    answer = Some(reply);
+                    break;
                 }
+                None => conn = None,
             }
         }
-        std::io::copy(&mut (&mut reader).take(length as u64), &mut std::io::sink())?;
+        let Some((status, close)) = answer else {
+            anyhow::bail!("no answer from {addr} for route {i}");
+        };
+        if close {
+            conn = None;
+        }
         if (200..300).contains(&status) {
             ok += 1;
         } else {
@@ -260,4 +253,59 @@ fn touch(args: &Args, addr: SocketAddr) -> Result<()> {
         anyhow::bail!("{failed} routes did not answer 2xx");
     }
     Ok(())
+}
+
+/// A client connection of [`touch`].
+struct Conn {
+    writer: std::net::TcpStream,
+    reader: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Result<Conn> {
+        let stream = std::net::TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            writer: stream.try_clone()?,
+            reader: std::io::BufReader::new(stream),
+        })
+    }
+
+    /// Sends `request` and reads the response: its status and whether the server closes the
+    /// connection after it; `None` when the connection was closed before a response.
+    fn exchange(&mut self, request: &str) -> Result<Option<(u16, bool)>> {
+        use std::io::{BufRead, Read};
+        if self.writer.write_all(request.as_bytes()).is_err() {
+            return Ok(None);
+        }
+        let mut line = String::new();
+        if self.reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return Ok(None);
+        }
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let (mut length, mut close) = (0u64, false);
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line)? == 0 {
+                anyhow::bail!("connection closed inside a response head");
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse()?;
+                } else if name.eq_ignore_ascii_case("connection") {
+                    close = value.trim().eq_ignore_ascii_case("close");
+                }
+            }
+        }
+        std::io::copy(&mut (&mut self.reader).take(length), &mut std::io::sink())?;
+        Ok(Some((status, close)))
+    }
 }

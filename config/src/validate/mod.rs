@@ -16,12 +16,12 @@ mod upstream;
 #[cfg(test)]
 pub(crate) mod test_util;
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
-use toml_edit::ImDocument;
 
 use crate::error::{ConfigError, ConfigErrors, Lines};
 use crate::model::{
@@ -33,17 +33,24 @@ use crate::raw::{
 
 /// The shortest `metrics.interval`: shorter would have shards spend their time reporting.
 const MIN_METRICS_INTERVAL: Duration = Duration::from_millis(100);
-use crate::read::{locate, Read};
+use crate::read::{locate, Doc, Read};
 
 /// Where validation errors are collected.
 pub(crate) struct Ctx<'a> {
+    /// The running config's route regexes by anchored pattern, for a reload to reuse.
+    running_regexes: HashMap<&'a str, &'a regex::Regex>,
     file: &'a str,
     lines: &'a Lines<'a>,
-    doc: &'a ImDocument<&'a str>,
+    doc: &'a Doc<'a>,
     errors: Vec<ConfigError>,
 }
 
 impl<'a> Ctx<'a> {
+    /// The running config's compiled regex of this anchored pattern, if it has one.
+    pub(super) fn running_regex(&self, anchored: &str) -> Option<&'a regex::Regex> {
+        self.running_regexes.get(anchored).copied()
+    }
+
     /// Records an error at `span`, or at the key `key` in the document when there is no span
     /// (a table made by dotted keys).
     pub(super) fn error_near(
@@ -140,10 +147,25 @@ impl<'a> Ctx<'a> {
 }
 
 /// Validates a whole document, reporting every error found (and the unknown keys `read`
-/// found), in file order.
-pub(crate) fn validate(read: Read<'_>, file: &str, src: &str) -> Result<Config, ConfigErrors> {
+/// found), in file order. What `running` (the config a reload replaces) has already compiled
+/// is reused where the file asks for the same.
+pub(crate) fn validate(
+    read: Read<'_>,
+    file: &str,
+    src: &str,
+    running: Option<&Config>,
+) -> Result<Config, ConfigErrors> {
     let raw = &read.raw;
+    let running_regexes = running
+        .into_iter()
+        .flat_map(|config| &config.routes)
+        .filter_map(|route| match &route.path {
+            crate::model::PathMatch::Regex(regex) => Some((regex.as_str(), regex)),
+            _ => None,
+        })
+        .collect();
     let mut ctx = Ctx {
+        running_regexes,
         file,
         lines: &read.lines,
         doc: &read.doc,

@@ -321,7 +321,11 @@ impl Control {
     /// the statistics of names that no epoch still in use has. A shard's report follows the
     /// end of every request it counts, and this runs after a whole flush round.
     fn free_retired(&mut self) {
-        self.retired.retain(|epoch| Arc::strong_count(epoch) > 1);
+        let (held, free): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retired)
+            .into_iter()
+            .partition(|epoch| Arc::strong_count(epoch) > 1);
+        self.retired = held;
+        reload::free_in_background(free);
         let epochs = std::iter::once(&*self.current)
             .chain(self.retired.iter().map(|e| &**e))
             .collect();
@@ -467,17 +471,16 @@ impl Control {
     }
 
     fn reload_from(&mut self, path: PathBuf) -> Value {
-        let prepared = match reload::prepare(&path, &self.current.config) {
-            Ok(prepared) => prepared,
+        let id = self.next_epoch;
+        let (epoch, warnings) = match reload::load_epoch(path.clone(), self.current.clone(), id) {
+            Ok(loaded) => loaded,
             Err(errors) => {
                 return json!({ "ok": false, "epoch": self.current.id, "errors": errors })
             }
         };
-        let id = self.next_epoch;
         self.next_epoch += 1;
         // The running config's `[control] reload_timeout` bounds this reload.
         let ack_deadline = self.current.config.control.reload_timeout;
-        let epoch = Arc::new(Epoch::compile(id, prepared.config));
         self.quota.add_epoch(&epoch);
         let sent = self.broadcast(&epoch);
         let done = |c: &Control| {
@@ -541,8 +544,8 @@ impl Control {
             return json!({ "ok": false, "epoch": id, "errors": errors, "pending": silent });
         }
         let mut answer = json!({ "ok": true, "epoch": id });
-        if !prepared.warnings.is_empty() {
-            answer["warnings"] = json!(prepared.warnings);
+        if !warnings.is_empty() {
+            answer["warnings"] = json!(warnings);
         }
         answer
     }

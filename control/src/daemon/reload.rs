@@ -4,10 +4,71 @@
 //! here, with the old epoch untouched, rather than by the shards.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ringway_config::Config;
+use ringway_core::Epoch;
 use socket2::{Domain, Socket, Type};
+
+/// Runs `work` on a thread of its own at idle priority (`SCHED_IDLE`: a config of 10,000
+/// routes takes a core for a tenth of a second, which the shards sharing it must not wait
+/// for) and waits for its result;
+/// an error when no thread can be started.
+fn in_background<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<T> {
+    let handle = std::thread::Builder::new()
+        .name("ringway-config".into())
+        .spawn(move || {
+            lower_priority();
+            work()
+        })?;
+    match handle.join() {
+        Ok(result) => Ok(result),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Drops `epochs` on a thread of their own at idle priority, without waiting.
+pub fn free_in_background(epochs: Vec<Arc<Epoch>>) {
+    if epochs.is_empty() {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("ringway-free".into())
+        .spawn(move || {
+            lower_priority();
+            drop(epochs);
+        });
+}
+
+fn lower_priority() {
+    if let Err(e) = ringway_core::sys::idle_priority() {
+        tracing::debug!(error = %e, "could not lower a config thread's priority");
+    }
+}
+
+/// [`prepare`] and [`Epoch::compile`] of the file at `path` as epoch `id`, at idle
+/// priority: the new epoch and the warnings, or the errors.
+pub fn load_epoch(
+    path: PathBuf,
+    running: Arc<Epoch>,
+    id: u64,
+) -> Result<(Arc<Epoch>, Vec<String>), Vec<String>> {
+    in_background(move || {
+        let prepared = prepare(&path, &running.config)?;
+        Ok((
+            Arc::new(Epoch::compile(id, prepared.config)),
+            prepared.warnings,
+        ))
+    })
+    .unwrap_or_else(|e| {
+        Err(vec![format!(
+            "cannot start a thread to load the config: {e}"
+        )])
+    })
+}
 
 pub struct Prepared {
     pub config: Config,
@@ -18,7 +79,7 @@ pub struct Prepared {
 /// Loads and checks the file at `path` against the running config. Errors are whole lines:
 /// `file:line:column: key: message` for validation, `file: key: message` for the bind check.
 pub fn prepare(path: &Path, running: &Config) -> Result<Prepared, Vec<String>> {
-    let config = ringway_config::load(path)
+    let config = ringway_config::load_replacing(path, Some(running))
         .map_err(|errors| errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
     let mut errors = Vec::new();
     for (i, l) in config.listeners.iter().enumerate() {
