@@ -22,6 +22,8 @@ pub struct Epoch {
     /// The rate limiter of each route, by route index (`None`: not rate limited); its id is
     /// hashed here once rather than by every shard.
     pub limiters: Vec<Option<LimiterSpec>>,
+    /// The routes with `max_in_flight`, whose in-flight counts shards report.
+    pub concurrency_limited: Vec<usize>,
     /// Route indexes by name, for state that shards keep by name.
     pub route_ids: AHashMap<String, usize>,
     /// Upstream indexes by name.
@@ -97,6 +99,10 @@ impl Epoch {
             .collect();
         let hash_tables = config.upstreams.iter().map(hash_table).collect();
         let limiters = config.routes.iter().map(LimiterSpec::of).collect();
+        let concurrency_limited = (config.routes.iter().enumerate())
+            .filter(|(_, r)| r.max_in_flight.is_some())
+            .map(|(i, _)| i)
+            .collect();
         Epoch {
             id,
             config,
@@ -104,6 +110,7 @@ impl Epoch {
             actions,
             hash_tables,
             limiters,
+            concurrency_limited,
             route_ids,
             upstream_ids,
         }

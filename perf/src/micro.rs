@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the hot pieces, in-process: request head parsing, routing among
-//! 10,000 routes, endpoint picks of each load-balancing policy, histogram recording. Each case runs in batches for a fixed time; the report
-//! is the median and the spread of the batches' ns per operation.
+//! 10,000 routes, endpoint picks of each load-balancing policy, histogram recording, and what
+//! a reload of 10,000 routes costs a shard. Each case runs in batches for a fixed time; the
+//! report is the median and the spread of the batches' ns per operation.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -185,6 +186,7 @@ pub fn run(args: Args) -> Result<()> {
 
     balance(time, &limits)?;
     rate_limit(time)?;
+    shard_epochs(time)?;
 
     let mut stats = TrafficStats::default();
     report(
@@ -205,6 +207,102 @@ pub fn run(args: Args) -> Result<()> {
         measure(time, |_| {
             into.merge(black_box(&other));
         }),
+    );
+    Ok(())
+}
+
+/// A config of `count` proxied routes named `{prefix}{i}`.
+fn routes_config(prefix: &str, count: usize) -> Result<ringway_config::Config> {
+    let mut toml = String::from(
+        "[[listeners]]\nname = \"l\"\nlisten = \"127.0.0.1:1\"\n\
+         [[upstreams]]\nname = \"u\"\nendpoints = [{ address = \"127.0.0.1:2\" }]\n",
+    );
+    for i in 0..count {
+        toml.push_str(&format!(
+            "[[routes]]\nname = \"{prefix}{i}\"\npath_exact = \"/{i}\"\nupstream = \"u\"\n"
+        ));
+    }
+    ringway_config::parse(&toml, "micro.toml").map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// What a reload costs a shard's event loop with 10,000 routes: the install itself, the
+/// first request of a route in the new epoch, and the report that follows (which hands the
+/// statistics over and frees the state of the names the reload removed).
+fn shard_epochs(time: Duration) -> Result<()> {
+    use ringway_core::shard::Shard;
+    use ringway_core::Epoch;
+    use std::sync::Arc;
+
+    const ROUTES: usize = 10_000;
+    const RENAMED: usize = 2_000;
+    let kept = routes_config("r", ROUTES)?;
+    let epochs = [
+        Arc::new(Epoch::compile(1, kept.clone())),
+        Arc::new(Epoch::compile(2, kept)),
+    ];
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    let shard = Shard::new(0, epochs[0].clone(), tx, None);
+    // Every route has served a request and reported once: state for all 10,000.
+    let record = |shard: &Shard, routes: std::ops::Range<usize>| {
+        let sep = shard.epoch();
+        for id in routes {
+            shard.record_route(&sep.route(shard, id).state, |stats| {
+                stats.requests += 1;
+                stats.total_latency.record(300 + id as u64 % 500);
+            });
+        }
+    };
+    record(&shard, 0..ROUTES);
+    let _ = shard.take_report();
+    report(
+        "shard: install an epoch (10,000 routes)",
+        measure(time, |i| shard.install(epochs[(i % 2) as usize].clone())),
+    );
+    report(
+        "shard: a route's first request in an epoch",
+        measure(time, |i| {
+            if i % ROUTES as u64 == 0 {
+                shard.install(epochs[(i / ROUTES as u64 % 2) as usize].clone());
+            }
+            black_box(shard.epoch().route(&shard, (i % ROUTES as u64) as usize));
+        }),
+    );
+    // Every route resolved in the current epoch: what a report visits each interval.
+    record(&shard, 0..ROUTES);
+    let _ = shard.take_report();
+    report(
+        "shard: report, 10,000 routes with state",
+        measure(time, |_| {
+            black_box(shard.take_report());
+        }),
+    );
+    // The loop time a reload takes from a shard whose 10,000 routes all have state: the
+    // install, and the report after it, which frees the state of every route not used since
+    // (here all of them: the worst case) or renamed. Timed one by one: between two, every
+    // route serves a request again, untimed.
+    let renamed: Vec<Arc<Epoch>> = (0..2)
+        .map(|k| {
+            let mut config = routes_config("r", ROUTES)?;
+            for (i, route) in config.routes.iter_mut().take(RENAMED).enumerate() {
+                route.name = format!("renamed-{k}-{i}");
+            }
+            Ok(Arc::new(Epoch::compile(3 + k, config)))
+        })
+        .collect::<Result<_>>()?;
+    let mut times = Vec::new();
+    let end = Instant::now() + time;
+    while Instant::now() < end || times.len() < 5 {
+        record(&shard, 0..ROUTES);
+        let _ = shard.take_report();
+        let start = Instant::now();
+        shard.install(renamed[times.len() % 2].clone());
+        black_box(shard.take_report());
+        times.push(start.elapsed().as_nanos() as f64);
+    }
+    times.sort_by(f64::total_cmp);
+    report(
+        "shard: reload renaming 2,000 of 10,000 routes",
+        (times[times.len() / 2], times[0], times[times.len() - 1]),
     );
     Ok(())
 }

@@ -513,3 +513,41 @@ both_drivers!(access_log_has_a_json_line_per_request, |driver| {
         "{refused}"
     );
 });
+
+both_drivers!(a_reload_that_renames_a_route_drops_its_series, |driver| {
+    let up = Upstream::ok("x");
+    let toml = config(up.addr(), &metrics_table(""));
+    let gw = Gateway::start_shards(driver, 2, &toml);
+    send_requests(&gw);
+    poll("route b's requests to show", || {
+        let (scrape, _) = scrape(&gw);
+        match route_count(&scrape, "b") {
+            n if n == N_B as f64 => Ok(()),
+            n => Err(format!("{n}")),
+        }
+    });
+    // Route b becomes c: same path, new name. Its old series go; a's carry on.
+    gw.write_config(&toml.replace("name = \"b\"", "name = \"c\""));
+    gw.ctl(&["reload"]).expect_ok("reload renaming b");
+    for i in 0..N_B {
+        let mut client = Client::connect(gw.addr());
+        let resp = client.request(&get("example.com", &format!("/b/{i}")));
+        assert_eq!(resp.status, 200, "request {i} after the reload");
+    }
+    poll("b's series to go and c's to count its requests", || {
+        let (scrape, text) = scrape(&gw);
+        let b = scrape
+            .samples
+            .iter()
+            .any(|s| s.labels.get("route") == Some("b"));
+        let (a, c) = (route_count(&scrape, "a"), route_count(&scrape, "c"));
+        if !b && a == N_A as f64 && c == N_B as f64 {
+            Ok(())
+        } else {
+            Err(format!("b present: {b}, a: {a}, c: {c}\n{text}"))
+        }
+    });
+    let stats = gw.ctl(&["stats"]).expect_ok("stats");
+    assert!(stats["routes"].get("b").is_none(), "{stats}");
+    assert_eq!(stats["routes"]["c"]["requests"], N_B, "{stats}");
+});

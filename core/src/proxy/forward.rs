@@ -102,6 +102,7 @@ pub(crate) async fn proxy(
     let route = d.log.route.expect("a proxied request was routed");
     let policy = sep.epoch.config.routes[route].retry.as_ref();
     let up = sep.upstream(shard, upstream);
+    d.log.upstream_slot = Some(up.clone());
     if !up.guard.admit(Instant::now()) {
         d.log.cause = Some(ErrorCause::CircuitOpen);
         return respond_static(d, head, 503, cfg).await;
@@ -239,7 +240,10 @@ async fn exchange(
 ) -> Result<After, Error> {
     let up_cfg = &sep.epoch.config.upstreams[upstream];
     let route_cfg = &sep.epoch.config.routes[route];
-    let route_state = sep.route(shard, route).state.clone();
+    let route_state = match &d.log.route_slot {
+        Some(slot) => slot.state.clone(),
+        None => sep.route(shard, route).state.clone(),
+    };
     let guard = &up.guard;
     let policy = route_cfg.retry.as_ref();
     let started = Instant::now();
@@ -292,7 +296,7 @@ async fn exchange(
             .filter(|p| {
                 let allowed = active.try_retry(p);
                 if !allowed {
-                    route_state.stats.borrow_mut().retries_over_budget += 1;
+                    shard.record_route(&route_state, |s| s.retries_over_budget += 1);
                 }
                 allowed
             })
@@ -312,7 +316,7 @@ async fn exchange(
             };
         };
         tracing::debug!(shard = shard.index, %addr, try_ = tries, "retrying");
-        route_state.stats.borrow_mut().retries += 1;
+        shard.record_route(&route_state, |s| s.retries += 1);
         up.stats.borrow_mut().retries += 1;
         if let Ok((conn, resp, _)) = result {
             discard(shard, conn, &resp, addr, up_cfg);

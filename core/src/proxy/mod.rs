@@ -396,6 +396,7 @@ async fn handle(
     // Policies, in order: the rate limit, then the concurrency limit (a request refused for its
     // rate takes no in-flight slot). The slot is held until this exchange ends, however it ends.
     let slot = sep.route(shard, route);
+    d.log.route_slot = Some(slot.clone());
     if let Some(limiter) = &slot.limiter {
         let key = limiter.key(d.peer.ip(), d.buf.data(), &d.headers);
         if let Verdict::Limited { reset, .. } = limiter.admit(key, d.log.start).await {

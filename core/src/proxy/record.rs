@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
 use super::Downstream;
@@ -9,7 +10,7 @@ use crate::http::h1::{HeaderKind, HeaderRef, RequestHead};
 use crate::metrics::{ErrorCause, TrafficStats};
 use crate::router::RouteId;
 use crate::shard::access_log::{json_str, rfc3339};
-use crate::shard::{Shard, ShardEpoch};
+use crate::shard::{RouteSlot, Shard, ShardEpoch, UpstreamSlot};
 
 /// Longest client-supplied request id kept (longer ones are cut).
 const MAX_REQUEST_ID: usize = 128;
@@ -22,7 +23,11 @@ pub(crate) struct RequestLog {
     /// The status sent to the client; 0 when none could be sent.
     pub status: u16,
     pub route: Option<RouteId>,
+    /// The route as this request's epoch resolved it, once routed (looked up once, used by
+    /// the policies, the retries and the statistics).
+    pub route_slot: Option<Rc<RouteSlot>>,
     pub upstream: Option<usize>,
+    pub upstream_slot: Option<Rc<UpstreamSlot>>,
     pub endpoint: Option<SocketAddr>,
     /// From forwarding the request to the upstream's response head.
     pub upstream_us: Option<u64>,
@@ -41,7 +46,9 @@ impl RequestLog {
             wall: SystemTime::UNIX_EPOCH,
             status: 0,
             route: None,
+            route_slot: None,
             upstream: None,
+            upstream_slot: None,
             endpoint: None,
             upstream_us: None,
             cause: None,
@@ -59,7 +66,9 @@ impl RequestLog {
         }
         self.status = 0;
         self.route = None;
+        self.route_slot = None;
         self.upstream = None;
+        self.upstream_slot = None;
         self.endpoint = None;
         self.upstream_us = None;
         self.cause = None;
@@ -132,22 +141,24 @@ fn apply(stats: &mut TrafficStats, log: &RequestLog, total_us: u64, bytes_in: u6
 
 /// Records the finished request of `d` into the shard's statistics and access log.
 pub(crate) fn finish(shard: &Shard, sep: &ShardEpoch, d: &mut Downstream) {
+    // Taken: a pooled request state must not keep an epoch's routes alive.
+    let route_slot = d.log.route_slot.take();
+    let upstream_slot = d.log.upstream_slot.take();
     let log = &d.log;
     let total_us = log.start.elapsed().as_micros() as u64;
     let bytes_in = d.buf.consumed_total() - log.in_start;
     let bytes_out = d.written - log.out_start;
-    match log.route {
-        Some(route) => apply(
-            &mut sep.route(shard, route).state.stats.borrow_mut(),
-            log,
-            total_us,
-            bytes_in,
-            bytes_out,
-        ),
-        None => shard.record_unrouted(|s| apply(s, log, total_us, bytes_in, bytes_out)),
+    match (log.route, route_slot) {
+        (Some(_), Some(slot)) => shard.record_route(&slot.state, |stats| {
+            apply(stats, log, total_us, bytes_in, bytes_out)
+        }),
+        (Some(route), None) => shard.record_route(&sep.route(shard, route).state, |stats| {
+            apply(stats, log, total_us, bytes_in, bytes_out)
+        }),
+        (None, _) => shard.record_unrouted(|s| apply(s, log, total_us, bytes_in, bytes_out)),
     }
     if let Some(upstream) = log.upstream {
-        let slot = sep.upstream(shard, upstream);
+        let slot = upstream_slot.unwrap_or_else(|| sep.upstream(shard, upstream));
         let mut stats = slot.stats.borrow_mut();
         stats.requests += 1;
         stats.record_status(log.status);

@@ -194,7 +194,8 @@ impl ShardStart {
                 sinks.events.clone(),
                 access_log,
             ));
-            run::run(shard, epoch.clone(), info, ready.clone(), inbox)
+            // Moved, not cloned: the first epoch must not outlive its last request here.
+            run::run(shard, epoch, info, ready.clone(), inbox)
         };
         match runtime::build(driver, entries) {
             Ok(runtime::Built::Uring(mut rt)) => rt.block_on(body(info(DriverKind::IoUring, None))),

@@ -69,6 +69,9 @@ pub(super) async fn run(
         return;
     }
     monoio::spawn(sweep_pools(shard.clone(), sweep_period(&epoch)));
+    // Held past here, the first epoch would stay alive as long as the shard: its route table
+    // and the statistics of its removed routes would never be freed.
+    drop(epoch);
     monoio::spawn(shard.timers.clone().tick());
     monoio::spawn(crate::policy::run_leases(shard.clone()));
     if shard.access_log.is_some() {

@@ -8,7 +8,7 @@ use ahash::AHashMap;
 use crossbeam_channel::Sender;
 
 use super::access_log::AccessLog;
-use super::book::{Book, Resolved, RouteSlot, UpstreamSlot};
+use super::book::{Book, Resolved, RouteSlot, RouteState, UpstreamSlot, FREED_PER_REPORT};
 use super::coarse::CoarseTimers;
 use super::link::FromShard;
 use super::signal::Signal;
@@ -73,6 +73,9 @@ pub struct Shard {
     listener_open: RefCell<AHashMap<String, Rc<Cell<usize>>>>,
     /// Route and upstream state by name, made on first use.
     book: RefCell<Book>,
+    /// Epochs replaced by an install, kept until no request holds them and their resolved
+    /// routes have been forgotten a few at a time at reports (see `take_report`).
+    retired: RefCell<Vec<Rc<ShardEpoch>>>,
     listener_stats: RefCell<AHashMap<String, ListenerStats>>,
     unrouted: RefCell<TrafficStats>,
     pub events: Sender<FromShard>,
@@ -113,6 +116,7 @@ impl Shard {
             open_connections: Rc::default(),
             listener_open: RefCell::new(AHashMap::new()),
             book: RefCell::default(),
+            retired: RefCell::default(),
             listener_stats: RefCell::default(),
             unrouted: RefCell::default(),
             events,
@@ -130,7 +134,9 @@ impl Shard {
     /// the config. The previous epoch's `Arc` goes when its last request ends; the control
     /// thread holds every epoch until then, so the heavy free of a route table happens there.
     pub fn install(&self, epoch: Arc<Epoch>) {
-        *self.current.borrow_mut() = Rc::new(ShardEpoch::new(epoch));
+        let next = Rc::new(ShardEpoch::new(epoch));
+        let old = std::mem::replace(&mut *self.current.borrow_mut(), next);
+        self.retired.borrow_mut().push(old);
     }
 
     /// Applies the control thread's latest active health table to this shard's guards, and
@@ -176,8 +182,28 @@ impl Shard {
     /// hands over the histograms, then drops the state of names the current epoch lost.
     pub fn take_report(&self) -> ShardReport {
         let current = self.epoch();
+        // What an old epoch resolved is forgotten (and the states it held freed) over a few
+        // reports once no request holds the epoch: `FREED_PER_REPORT` at a time, or half of
+        // what waits when more does (reloads faster than that, of configs whose routes all
+        // see traffic), so that old epochs never pile up.
+        let mut retired = self.retired.borrow_mut();
+        let unheld = |old: &Rc<ShardEpoch>| Rc::strong_count(old) == 1;
+        let waiting: usize = retired
+            .iter()
+            .filter(|old| unheld(old))
+            .map(|old| old.resolved.len())
+            .sum();
+        let mut budget = FREED_PER_REPORT.max(waiting / 2);
+        retired.retain(|old| {
+            if !unheld(old) || budget == 0 {
+                return true;
+            }
+            budget -= old.resolved.shed(budget);
+            old.resolved.len() > 0
+        });
+        drop(retired);
         let mut book = self.book.borrow_mut();
-        let taken = book.take(&current.epoch);
+        let taken = book.take(&current.epoch, budget);
         self.policy.retain(&current.epoch);
         let open = self.listener_open.borrow();
         let mut listener_stats = self.listener_stats.borrow_mut();
@@ -217,6 +243,11 @@ impl Shard {
             rate_limits: policy.rate_limits,
             concurrency: taken.concurrency,
         }
+    }
+
+    /// Records into a route's statistics (listing the route for the next report).
+    pub fn record_route(&self, state: &Rc<RouteState>, f: impl FnOnce(&mut TrafficStats)) {
+        self.book.borrow_mut().record_route(state, f);
     }
 
     /// Routes and upstreams with state on this shard (for tests of what a shard keeps).
@@ -288,7 +319,7 @@ mod tests {
         let config = ringway_config::parse(toml, "t.toml").unwrap();
         let shard = shard(config.clone());
         let first = shard.epoch();
-        first.route(&shard, 0).state.stats.borrow_mut().requests = 5;
+        shard.record_route(&first.route(&shard, 0).state, |s| s.requests = 5);
         let pick = |sep: &ShardEpoch| {
             sep.upstream(&shard, 0)
                 .balancer
@@ -386,19 +417,17 @@ mod tests {
         let shard = shard(many_routes("r", 1000));
         assert_eq!(shard.book_len(), (0, 0), "nothing is made before a request");
         let sep = shard.epoch();
-        {
-            let slot = sep.route(&shard, 7);
-            let mut stats = slot.state.stats.borrow_mut();
+        shard.record_route(&sep.route(&shard, 7).state, |stats| {
             stats.requests = 1;
             stats.total_latency.record(250);
-        }
+        });
         assert_eq!(shard.book_len(), (1, 0));
         let report = shard.take_report();
         assert_eq!(report.routes.len(), 1);
         assert_eq!(report.routes[0].0, "r7");
         assert_eq!(report.routes[0].1.total_latency.len(), 1);
         let slot = sep.route(&shard, 7);
-        assert_eq!(slot.state.stats.borrow().heap_bytes(), 0, "handed over");
+        assert_eq!(slot.state.stats().heap_bytes(), 0, "handed over");
         assert_eq!(report.concurrency.len(), 1);
         assert_eq!(report.rate_limits.len(), 1, "one limiter made, not 1000");
     }
