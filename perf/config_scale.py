@@ -11,6 +11,8 @@ For each route count it measures, over --rounds runs (median and min-max):
   p99        at a fixed open-loop rate (5,000 req/s), in interleaved rounds: steady, then
              while the config is reloaded every 0.5 s (Ringway at 1 shard, pinned to CPU 0;
              the load generator and stub on HELPER_CPUS, default 1), with the failed requests
+with --burn a third p99 phase runs a CPU burner of the reload's duty cycle (100 ms every
+0.5 s at idle priority) instead of reloads, to tell the host's share of the reload phase,
 and with --leak: RSS, open fds and threads over 100 reloads of a small config, 20 reloads
 of 10,000 routes and 20 reloads that each rename 2,000 routes.
 
@@ -18,7 +20,7 @@ Usage (from the repository root, after `cargo build --release -p ringway-control
 ringway-perf`):
 
     python3 perf/config_scale.py [--routes 100 1000 10000] [--shards 1 8] [--rounds 5]
-                                 [--leak] [--no-nginx] [--json out.json]
+                                 [--leak] [--burn] [--no-nginx] [--json out.json]
 
 It starts everything it needs (the stub upstream, Ringway, nginx if installed) on
 127.0.0.1 ports from --port-base and stops them on exit. Results go to stdout as a markdown
@@ -170,7 +172,13 @@ def load(url, rate, seconds):
     return result["latency_us"]["p99"], result["errors"]["total"] + result["unsent"]
 
 
-def ringway_row(work, routes, shards, rounds, rate, seconds):
+# A control for the reload phase: the same duty cycle of CPU work that is not Ringway's
+# (100 ms every 0.5 s, at idle priority, on any CPU), to tell what the host does to p99 when
+# a core gets busy from what a reload does.
+BURNER = ("while true; do chrt -i 0 timeout 0.1 sh -c 'while :; do :; done'; sleep 0.4; done")
+
+
+def ringway_row(work, routes, shards, rounds, rate, seconds, burn=False):
     config = work.config(routes, shards, f"r{routes}-s{shards}.toml")
     row = {}
     if shards == 1:
@@ -218,6 +226,14 @@ def ringway_row(work, routes, shards, rounds, rate, seconds):
             row["reloads_ok"] += after["ok"] - before["ok"]
             row["p99_reloading_us"].append(p99)
             row["failed_reloading"] += failed
+            if burn:
+                burner = subprocess.Popen(["bash", "-c", BURNER])
+                try:
+                    p99, _ = load(url, rate, seconds)
+                finally:
+                    burner.terminate()
+                    burner.wait()
+                row.setdefault("p99_burner_us", []).append(p99)
     work.stop(proc)
     return row
 
@@ -252,6 +268,14 @@ def nginx_row(work, routes, rounds):
     return row
 
 
+def settle(work):
+    """Waits until every replaced epoch has been freed (at the reports after the last
+    request that could use it), and one report interval more for the memory to go back."""
+    wait_until(lambda: json.loads(ctl(work, "status").stdout)["retired_epochs"] == 0,
+               "the replaced epochs to be freed", 30)
+    time.sleep(1.5)
+
+
 def leak(work, rounds_small, rounds_big):
     """RSS, fds and threads before and after runs of reloads."""
     results = []
@@ -267,17 +291,19 @@ def leak(work, rounds_small, rounds_big):
         proc = work.spawn([f"{BIN}/ringway", "run", "-c", first], "leak.log")
         wait_until(lambda: ringway_up(work), "ringway to start")
         routes = 10 if first == small else 10_000
-        # Warm: every route served, one reload of each file, reports merged.
-        touch(work, routes, work.listen)
-        for f in files:
-            ctl(work, "reload", f)
-        time.sleep(2.5)
+        # Warm-up, not counted: three rounds of reloading each file and serving every route,
+        # so that the allocator holds its working set (the first reloads grow it by a few
+        # epochs' worth), then every replaced epoch freed.
+        for _ in range(3):
+            for f in files:
+                ctl(work, "reload", f)
+                touch(work, routes, work.listen)
+        settle(work)
         before = (rss_kb([proc.pid]), fds(proc.pid), threads(proc.pid))
         for i in range(count):
             ctl(work, "reload", files[i % len(files)])
             touch(work, routes, work.listen)
-        # Retired epochs are freed, and lost names forgotten, at the next reports.
-        time.sleep(3.5)
+        settle(work)
         after = (rss_kb([proc.pid]), fds(proc.pid), threads(proc.pid))
         results.append((name, before, after))
         work.stop(proc)
@@ -294,7 +320,10 @@ def main():
     parser.add_argument("--seconds", type=int, default=6, help="length of each p99 run")
     parser.add_argument("--port-base", type=int, default=28100)
     parser.add_argument("--leak", action="store_true")
+    parser.add_argument("--leak-only", action="store_true", help="only the --leak figures")
     parser.add_argument("--no-nginx", action="store_true")
+    parser.add_argument("--burn", action="store_true",
+                        help="a third p99 phase: a CPU burner of the reload's duty cycle")
     parser.add_argument("--json")
     args = parser.parse_args()
 
@@ -304,9 +333,10 @@ def main():
     results = {"ringway": {}, "nginx": {}, "leak": []}
     try:
         time.sleep(0.5)
-        for routes in args.routes:
+        for routes in [] if args.leak_only else args.routes:
             for shards in args.shards:
-                row = ringway_row(work, routes, shards, args.rounds, args.rate, args.seconds)
+                row = ringway_row(work, routes, shards, args.rounds, args.rate, args.seconds,
+                                  args.burn)
                 results["ringway"][f"{routes}/{shards}"] = row
                 print(f"ringway {routes} routes, {shards} shards: {row}", file=sys.stderr)
             if not args.no_nginx and subprocess.run(["which", "nginx"],
@@ -314,7 +344,7 @@ def main():
                 row = nginx_row(work, routes, args.rounds)
                 results["nginx"][str(routes)] = row
                 print(f"nginx {routes} locations: {row}", file=sys.stderr)
-        if args.leak:
+        if args.leak or args.leak_only:
             results["leak"] = leak(work, 100, 20)
     finally:
         work.stop(stub)
@@ -327,6 +357,8 @@ def main():
 
 def report(results, args):
     mb = 1 / 1024
+    if args.leak_only:
+        args.routes = []
     print("| routes | check | reload, 1 shard | reload, 8 shards | RSS 1 shard: start / all routes served "
           "| RSS 8 shards: start / served | p99 steady / reloading every 0.5 s (failed) |")
     print("|---|---|---|---|---|---|---|")
@@ -341,8 +373,13 @@ def report(results, args):
                          if row else "")
         steady, reloading = one["p99_steady_us"], one["p99_reloading_us"]
         ratio = statistics.median(reloading) / statistics.median(steady)
+        burner = ""
+        if "p99_burner_us" in one:
+            burn = one["p99_burner_us"]
+            burner = (f"; burner alone: {spread(burn, ' ms', 0.001, 2)} = "
+                      f"{statistics.median(burn) / statistics.median(steady):.2f}x")
         cells.append(f"{spread(steady, ' ms', 0.001, 2)} / {spread(reloading, ' ms', 0.001, 2)}"
-                     f" = {ratio:.2f}x (failed: {one['failed_steady']} / "
+                     f" = {ratio:.2f}x{burner} (failed: {one['failed_steady']} / "
                      f"{one['failed_reloading']}; reloads: {one['reloads_ok']} ok, "
                      f"{one['reloads_failed']} failed)")
         print("| " + " | ".join(cells) + " |")

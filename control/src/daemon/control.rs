@@ -39,6 +39,7 @@ pub struct Parts {
     pub draining: Arc<AtomicBool>,
     /// Raised to make the access-log writer reopen its file; `None` without an access log.
     pub access_log_reopen: Option<crate::observe::Reopen>,
+    pub background: super::background::Background,
 }
 
 /// What the process is doing.
@@ -75,6 +76,8 @@ pub struct Control {
     /// the last reference (and the heavy free of a route table) is this thread's, never a
     /// shard's.
     retired: Vec<Arc<Epoch>>,
+    /// Where configs are loaded and old epochs freed, at idle priority.
+    background: super::background::Background,
     next_epoch: u64,
     shards: Vec<ShardState>,
     set: ShardSet,
@@ -120,6 +123,7 @@ impl Control {
         observatory.follow(&parts.epoch.config);
         Control {
             retired: Vec::new(),
+            background: parts.background,
             health,
             health_results,
             health_owed: Vec::new(),
@@ -325,7 +329,12 @@ impl Control {
             .into_iter()
             .partition(|epoch| Arc::strong_count(epoch) > 1);
         self.retired = held;
-        reload::free_in_background(free);
+        if !free.is_empty() {
+            self.background.spawn(move || {
+                drop(free);
+                ringway_core::sys::release_free_memory();
+            });
+        }
         let epochs = std::iter::once(&*self.current)
             .chain(self.retired.iter().map(|e| &**e))
             .collect();
@@ -445,6 +454,7 @@ impl Control {
             "listeners": listeners,
             "connections": connections,
             "reloads": { "ok": info.reloads_ok, "failed": info.reloads_failed },
+            "retired_epochs": self.retired.len(),
             "shard_count": info.shards,
         })
     }
@@ -472,7 +482,8 @@ impl Control {
 
     fn reload_from(&mut self, path: PathBuf) -> Value {
         let id = self.next_epoch;
-        let (epoch, warnings) = match reload::load_epoch(path.clone(), self.current.clone(), id) {
+        let loaded = reload::load_epoch(&self.background, path.clone(), self.current.clone(), id);
+        let (epoch, warnings) = match loaded {
             Ok(loaded) => loaded,
             Err(errors) => {
                 return json!({ "ok": false, "epoch": self.current.id, "errors": errors })

@@ -8,6 +8,7 @@
 //! never overlap, and no client can block it (each waits on its own thread for its reply).
 
 mod admin;
+mod background;
 mod config_view;
 mod control;
 mod health;
@@ -110,6 +111,14 @@ pub fn run(path: Option<PathBuf>, config: Config) -> ExitCode {
         }
     };
 
+    let background = match background::Background::start() {
+        Ok(background) => background,
+        Err(e) => {
+            tracing::error!("cannot start the config thread: {e}");
+            return ExitCode::from(1);
+        }
+    };
+
     let source = config.source.clone();
     let listeners: Vec<String> = config
         .listeners
@@ -185,6 +194,7 @@ pub fn run(path: Option<PathBuf>, config: Config) -> ExitCode {
         notifier,
         draining,
         access_log_reopen,
+        background,
     });
     let code = control.run();
     let _ = std::fs::remove_file(&socket_path);

@@ -11,62 +11,24 @@ use ringway_config::Config;
 use ringway_core::Epoch;
 use socket2::{Domain, Socket, Type};
 
-/// Runs `work` on a thread of its own at idle priority (`SCHED_IDLE`: a config of 10,000
-/// routes takes a core for a tenth of a second, which the shards sharing it must not wait
-/// for) and waits for its result;
-/// an error when no thread can be started.
-fn in_background<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> std::io::Result<T> {
-    let handle = std::thread::Builder::new()
-        .name("ringway-config".into())
-        .spawn(move || {
-            lower_priority();
-            work()
-        })?;
-    match handle.join() {
-        Ok(result) => Ok(result),
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
-}
+use super::background::Background;
 
-/// Drops `epochs` on a thread of their own at idle priority, without waiting.
-pub fn free_in_background(epochs: Vec<Arc<Epoch>>) {
-    if epochs.is_empty() {
-        return;
-    }
-    let _ = std::thread::Builder::new()
-        .name("ringway-free".into())
-        .spawn(move || {
-            lower_priority();
-            drop(epochs);
-        });
-}
-
-fn lower_priority() {
-    if let Err(e) = ringway_core::sys::idle_priority() {
-        tracing::debug!(error = %e, "could not lower a config thread's priority");
-    }
-}
-
-/// [`prepare`] and [`Epoch::compile`] of the file at `path` as epoch `id`, at idle
-/// priority: the new epoch and the warnings, or the errors.
+/// [`prepare`] and [`Epoch::compile`] of the file at `path` as epoch `id`, on the
+/// background thread: the new epoch and the warnings, or the errors.
 pub fn load_epoch(
+    background: &Background,
     path: PathBuf,
     running: Arc<Epoch>,
     id: u64,
 ) -> Result<(Arc<Epoch>, Vec<String>), Vec<String>> {
-    in_background(move || {
-        let prepared = prepare(&path, &running.config)?;
-        Ok((
-            Arc::new(Epoch::compile(id, prepared.config)),
-            prepared.warnings,
-        ))
-    })
-    .unwrap_or_else(|e| {
-        Err(vec![format!(
-            "cannot start a thread to load the config: {e}"
-        )])
+    background.run(move || {
+        let loaded = prepare(&path, &running.config).map(|prepared| {
+            let epoch = Arc::new(Epoch::compile(id, prepared.config));
+            (epoch, prepared.warnings)
+        });
+        // The parse's garbage (the TOML document is several times the file) goes back.
+        ringway_core::sys::release_free_memory();
+        loaded
     })
 }
 
