@@ -10,7 +10,8 @@ For each route count it measures, over --rounds runs (median and min-max):
              all threads; nginx: master and workers)
   p99        at a fixed open-loop rate (5,000 req/s), in interleaved rounds: steady, then
              while the config is reloaded every 0.5 s (Ringway at 1 shard, pinned to CPU 0;
-             the load generator and stub on HELPER_CPUS, default 1), with the failed requests
+             the load generator and stub on HELPER_CPUS, default 1); failed requests and
+             failed reloads are counted
 with --burn a third p99 phase runs a CPU burner of the reload's duty cycle (100 ms every
 0.5 s at idle priority) instead of reloads, to tell the host's share of the reload phase,
 and with --leak: RSS, open fds and threads over 100 reloads of a small config, 20 reloads
@@ -359,35 +360,46 @@ def report(results, args):
     mb = 1 / 1024
     if args.leak_only:
         args.routes = []
-    print("| routes | check | reload, 1 shard | reload, 8 shards | RSS 1 shard: start / all routes served "
-          "| RSS 8 shards: start / served | p99 steady / reloading every 0.5 s (failed) |")
-    print("|---|---|---|---|---|---|---|")
+    few, many = min(args.shards), max(args.shards)
+    counts = [few] if few == many else [few, many]
+    plural = lambda n: f"{n} shard" + ("" if n == 1 else "s")  # noqa: E731
+    head = ["routes", "check"] + [f"reload, {plural(n)}" for n in counts]
+    head += [f"RSS {plural(n)}: start / all routes served" for n in counts]
+    head.append(f"p99 at {args.rate:,} req/s, {plural(1)}: steady / reloading every 0.5 s")
+    if args.routes:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
     for routes in args.routes:
-        rows = {s: results["ringway"].get(f"{routes}/{s}") for s in args.shards}
-        one, many = rows.get(1), rows.get(max(args.shards))
-        cells = [f"{routes:,}", spread(one["check_s"], " ms", 1000)]
-        for row in (one, many):
-            cells.append(spread(row["reload_s"], " ms", 1000) if row else "")
-        for row in (one, many):
-            cells.append(f"{row['rss_start_kb'] * mb:.0f} / {row['rss_touched_kb'] * mb:.0f} MB"
-                         if row else "")
-        steady, reloading = one["p99_steady_us"], one["p99_reloading_us"]
-        ratio = statistics.median(reloading) / statistics.median(steady)
-        burner = ""
-        if "p99_burner_us" in one:
-            burn = one["p99_burner_us"]
-            burner = (f"; burner alone: {spread(burn, ' ms', 0.001, 2)} = "
-                      f"{statistics.median(burn) / statistics.median(steady):.2f}x")
-        cells.append(f"{spread(steady, ' ms', 0.001, 2)} / {spread(reloading, ' ms', 0.001, 2)}"
-                     f" = {ratio:.2f}x{burner} (failed: {one['failed_steady']} / "
-                     f"{one['failed_reloading']}; reloads: {one['reloads_ok']} ok, "
-                     f"{one['reloads_failed']} failed)")
+        rows = [results["ringway"].get(f"{routes}/{n}") for n in counts]
+        one = results["ringway"].get(f"{routes}/1")
+        cells = [f"{routes:,}", spread(one["check_s"], " ms", 1000) if one else ""]
+        for row in rows:
+            cells.append(spread(row["reload_s"], " ms", 1000))
+        for row in rows:
+            cells.append(f"{row['rss_start_kb'] * mb:.0f} / {row['rss_touched_kb'] * mb:.0f} MB")
+        if one:
+            steady, reloading = one["p99_steady_us"], one["p99_reloading_us"]
+            ratio = statistics.median(reloading) / statistics.median(steady)
+            burner = ""
+            if "p99_burner_us" in one:
+                burn = one["p99_burner_us"]
+                burner = (f"; burner alone: {spread(burn, ' ms', 0.001, 2)} = "
+                          f"{statistics.median(burn) / statistics.median(steady):.2f}x")
+            cells.append(f"{spread(steady, ' ms', 0.001, 2)} / "
+                         f"{spread(reloading, ' ms', 0.001, 2)} = {ratio:.2f}x{burner} "
+                         f"(failed: {one['failed_steady']} / {one['failed_reloading']}; "
+                         f"reloads: {one['reloads_ok']} ok, {one['reloads_failed']} failed)")
+        else:
+            cells.append("")
         print("| " + " | ".join(cells) + " |")
         nginx = results["nginx"].get(str(routes))
         if nginx:
-            print(f"| nginx, {routes:,} locations | {spread(nginx['check_s'], ' ms', 1000)} "
-                  f"| {spread(nginx['reload_s'], ' ms', 1000)} | | "
-                  f"{nginx['rss_start_kb'] * mb:.0f} / {nginx['rss_touched_kb'] * mb:.0f} MB | | |")
+            blank = [""] * (len(counts) - 1)
+            cells = [f"nginx, {routes:,} locations", spread(nginx["check_s"], " ms", 1000),
+                     spread(nginx["reload_s"], " ms", 1000), *blank,
+                     f"{nginx['rss_start_kb'] * mb:.0f} / {nginx['rss_touched_kb'] * mb:.0f} MB",
+                     *blank, ""]
+            print("| " + " | ".join(cells) + " |")
     if results["leak"]:
         print()
         print("| reloads | RSS before -> after | fds | threads |")

@@ -43,8 +43,9 @@ pub struct Args {
     /// `[metrics] interval`.
     #[arg(long, default_value = "1s")]
     metrics_interval: String,
-    /// Route names are `route-{rename}-{i}` (a different value renames every route).
-    #[arg(long)]
+    /// A number K: route names become `route-K-{i}` instead of `route-{i}` (each K renames
+    /// every route, or the first --rename-count).
+    #[arg(long, value_name = "K")]
     rename: Option<u64>,
     /// Only the first N routes get the new names of `--rename`; the rest keep `route-{i}`.
     #[arg(long)]
@@ -93,8 +94,11 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         ringway(&args)
     };
-    std::io::stdout().lock().write_all(text.as_bytes())?;
-    Ok(())
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        // `| head` has what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 fn route_name(args: &Args, i: usize) -> String {

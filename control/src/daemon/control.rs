@@ -76,6 +76,9 @@ pub struct Control {
     /// the last reference (and the heavy free of a route table) is this thread's, never a
     /// shard's.
     retired: Vec<Arc<Epoch>>,
+    /// A large reply (stats, metrics, histograms) was built since the last tick: its memory
+    /// goes back to the system at the next one (see `tick`).
+    trim_due: bool,
     /// Where configs are loaded and old epochs freed, at idle priority.
     background: super::background::Background,
     next_epoch: u64,
@@ -123,6 +126,7 @@ impl Control {
         observatory.follow(&parts.epoch.config);
         Control {
             retired: Vec::new(),
+            trim_due: false,
             background: parts.background,
             health,
             health_results,
@@ -319,6 +323,12 @@ impl Control {
         self.flush_round();
         self.observatory.end_interval(SystemTime::now());
         self.free_retired();
+        // With 10,000 routes, `stats` and `/metrics` build replies of megabytes: once sent
+        // and freed, the allocator would keep that peak resident.
+        if std::mem::take(&mut self.trim_due) {
+            self.background
+                .spawn(ringway_core::sys::release_free_memory);
+        }
     }
 
     /// Drops the retired epochs that no shard holds any more (here, off the shards), then
@@ -362,6 +372,7 @@ impl Control {
                 })
             }
             Command::Stats => {
+                self.trim_due = true;
                 self.flush_round();
                 self.observatory.set_health(self.health.view());
                 let mut stats = self.observatory.stats_json(&self.process_info());
@@ -374,6 +385,7 @@ impl Control {
                 }
             }
             Command::Histograms => {
+                self.trim_due = true;
                 self.flush_round();
                 let mut histograms = self.observatory.histograms_json();
                 if let Some(map) = histograms.as_object_mut() {
@@ -383,6 +395,7 @@ impl Control {
                 histograms
             }
             Command::Metrics => {
+                self.trim_due = true;
                 self.flush_round();
                 self.observatory.set_health(self.health.view());
                 Value::String(self.observatory.prometheus(&self.process_info()))

@@ -32,6 +32,10 @@ pub fn load_epoch(
     })
 }
 
+/// Most config errors a reload's reply (and its log line) lists; a file where every one of
+/// 10,000 routes is wrong would otherwise give a reply of a megabyte.
+const MAX_ERRORS: usize = 50;
+
 pub struct Prepared {
     pub config: Config,
     /// Changes that a reload cannot apply (they need a restart).
@@ -41,8 +45,22 @@ pub struct Prepared {
 /// Loads and checks the file at `path` against the running config. Errors are whole lines:
 /// `file:line:column: key: message` for validation, `file: key: message` for the bind check.
 pub fn prepare(path: &Path, running: &Config) -> Result<Prepared, Vec<String>> {
-    let config = ringway_config::load_replacing(path, Some(running))
-        .map_err(|errors| errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+    let config = ringway_config::load_replacing(path, Some(running)).map_err(|errors| {
+        let mut lines: Vec<String> = errors
+            .0
+            .iter()
+            .take(MAX_ERRORS)
+            .map(|e| e.to_string())
+            .collect();
+        if errors.0.len() > MAX_ERRORS {
+            lines.push(format!(
+                "... and {} more errors (`ringway check -c {}` lists them all)",
+                errors.0.len() - MAX_ERRORS,
+                path.display()
+            ));
+        }
+        lines
+    })?;
     let mut errors = Vec::new();
     for (i, l) in config.listeners.iter().enumerate() {
         if running.listeners.iter().any(|r| r.listen == l.listen) {
