@@ -169,6 +169,27 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_lists_the_first_errors_and_counts_the_rest() {
+        let running = config("127.0.0.1:1");
+        let file =
+            std::env::temp_dir().join(format!("ringway-reload-many-{}.toml", std::process::id()));
+        let mut toml = String::from("[[listeners]]\nname = \"l\"\nlisten = \"127.0.0.1:1\"\n");
+        for i in 0..MAX_ERRORS + 10 {
+            toml.push_str(&format!(
+                "[[routes]]\nname = \"r{i}\"\nupstream = \"none\"\n"
+            ));
+        }
+        std::fs::write(&file, toml).unwrap();
+        let errors = prepare(&file, &running).err().expect("invalid");
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(errors.len(), MAX_ERRORS + 1, "{errors:?}");
+        assert!(errors[0].contains("routes[0].upstream"), "{errors:?}");
+        let last = errors.last().unwrap();
+        assert!(last.starts_with("... and 10 more errors"), "{last}");
+        assert!(last.contains("ringway check -c"), "{last}");
+    }
+
+    #[test]
     fn validation_errors_keep_their_position() {
         let running = config("127.0.0.1:1");
         let file =
