@@ -80,7 +80,7 @@ pub struct Shard {
     unrouted: RefCell<TrafficStats>,
     pub events: Sender<FromShard>,
     pub access_log: Option<AccessLog>,
-    /// Rate-limit leases and in-flight counts, across epochs.
+    /// Rate limiters and their leases, across epochs.
     pub policy: ShardPolicy,
     rng: Cell<u64>,
 }
