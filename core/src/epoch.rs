@@ -57,18 +57,8 @@ impl Epoch {
     pub fn compile(id: u64, config: Config) -> Epoch {
         let listener_names: Vec<String> = config.listeners.iter().map(|l| l.name.clone()).collect();
         let router = Router::new(&config.routes, &listener_names);
-        let upstream_ids: AHashMap<String, usize> = config
-            .upstreams
-            .iter()
-            .enumerate()
-            .map(|(i, u)| (u.name.clone(), i))
-            .collect();
-        let route_ids = config
-            .routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.name.clone(), i))
-            .collect();
+        let upstream_ids = indexes(config.upstreams.iter().map(|u| &u.name));
+        let route_ids = indexes(config.routes.iter().map(|r| &r.name));
         let actions = config
             .routes
             .iter()
@@ -115,4 +105,12 @@ impl Epoch {
             upstream_ids,
         }
     }
+}
+
+/// Each name's position in the list.
+fn indexes<'a>(names: impl Iterator<Item = &'a String>) -> AHashMap<String, usize> {
+    names
+        .enumerate()
+        .map(|(i, name)| (name.clone(), i))
+        .collect()
 }

@@ -148,14 +148,13 @@ pub(crate) fn finish(shard: &Shard, sep: &ShardEpoch, d: &mut Downstream) {
     let total_us = log.start.elapsed().as_micros() as u64;
     let bytes_in = d.buf.consumed_total() - log.in_start;
     let bytes_out = d.written - log.out_start;
-    match (log.route, route_slot) {
-        (Some(_), Some(slot)) => shard.record_route(&slot.state, |stats| {
+    // Routing sets both; the lookup is only a fallback should a path set the route alone.
+    let route_slot = route_slot.or_else(|| log.route.map(|route| sep.route(shard, route)));
+    match route_slot {
+        Some(slot) => shard.record_route(&slot.state, |stats| {
             apply(stats, log, total_us, bytes_in, bytes_out)
         }),
-        (Some(route), None) => shard.record_route(&sep.route(shard, route).state, |stats| {
-            apply(stats, log, total_us, bytes_in, bytes_out)
-        }),
-        (None, _) => shard.record_unrouted(|s| apply(s, log, total_us, bytes_in, bytes_out)),
+        None => shard.record_unrouted(|s| apply(s, log, total_us, bytes_in, bytes_out)),
     }
     if let Some(upstream) = log.upstream {
         let slot = upstream_slot.unwrap_or_else(|| sep.upstream(shard, upstream));
