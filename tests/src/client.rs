@@ -1,12 +1,13 @@
-//! A raw HTTP/1.1 client over one `std::net::TcpStream`: tests write exact bytes and read
-//! responses framed the way the gateway framed them.
+//! A raw HTTP/1.1 client over one TCP connection (plain, or TLS through
+//! `crate::tls::TlsClient`): tests write exact bytes and read responses framed the way the
+//! gateway framed them.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// How long a read may block before the client gives up on the gateway.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HEAD: usize = 64 * 1024;
 
 /// `GET {path} HTTP/1.1` with a Host header and nothing else.
@@ -50,20 +51,39 @@ impl Response {
     }
 }
 
-/// One client connection. Reads block at most 10 s; then the call panics.
-pub struct Client {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
+/// What a [`Client`] runs over: a byte stream on one TCP connection (the connection itself,
+/// or a TLS session on it, `crate::tls::TlsStream`). The TCP side is there for timeouts,
+/// addresses and shutdown.
+pub trait Transport: Read + Write {
+    fn tcp(&self) -> &TcpStream;
+
+    /// Ends the writing side, so the peer reads end of file (TLS: after a `close_notify`).
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.tcp().shutdown(std::net::Shutdown::Write)
+    }
 }
 
-impl Client {
+impl Transport for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+/// One client connection, plain TCP unless `S` says otherwise. Reads block at most 10 s;
+/// then the call panics.
+pub struct Client<S: Transport = TcpStream> {
+    /// The stream, buffered for reading; writes go to the stream underneath the buffer.
+    reader: BufReader<S>,
+}
+
+impl Client<TcpStream> {
     /// Connects or panics.
     pub fn connect(addr: SocketAddr) -> Client {
         Client::try_connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
     }
 
     pub fn try_connect(addr: SocketAddr) -> io::Result<Client> {
-        Client::from_stream(TcpStream::connect_timeout(&addr, READ_TIMEOUT)?)
+        Ok(Client::from_stream(connect_tcp(addr)?))
     }
 
     /// Connects from `source`, e.g. 127.0.0.2 (all of 127.0.0.0/8 is local on Linux), so that
@@ -74,22 +94,47 @@ impl Client {
             let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
             socket.bind(&SocketAddr::new(source, 0).into())?;
             socket.connect_timeout(&addr.into(), READ_TIMEOUT)?;
-            Client::from_stream(socket.into())
+            let stream: TcpStream = socket.into();
+            configure(&stream)?;
+            Ok(Client::from_stream(stream))
         };
         connect().unwrap_or_else(|e: io::Error| panic!("connect to {addr} from {source}: {e}"))
     }
+}
 
-    fn from_stream(stream: TcpStream) -> io::Result<Client> {
-        stream.set_read_timeout(Some(READ_TIMEOUT))?;
-        stream.set_write_timeout(Some(READ_TIMEOUT))?;
-        stream.set_nodelay(true)?;
-        let reader = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
-        Ok(Client { stream, reader })
+/// A TCP connection to `addr` with the client's timeouts set, as every [`Client`] starts.
+pub(crate) fn connect_tcp(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT)?;
+    configure(&stream)?;
+    Ok(stream)
+}
+
+fn configure(stream: &TcpStream) -> io::Result<()> {
+    stream.set_read_timeout(Some(READ_TIMEOUT))?;
+    stream.set_write_timeout(Some(READ_TIMEOUT))?;
+    stream.set_nodelay(true)
+}
+
+impl<S: Transport> Client<S> {
+    /// A client on a connected stream (its TCP timeouts set, see `connect_tcp`).
+    pub(crate) fn from_stream(stream: S) -> Client<S> {
+        Client {
+            reader: BufReader::with_capacity(64 * 1024, stream),
+        }
+    }
+
+    /// The stream underneath.
+    pub fn stream(&self) -> &S {
+        self.reader.get_ref()
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        self.reader.get_ref().tcp()
     }
 
     /// The client side's address (what the gateway sees as the client).
     pub fn local_addr(&self) -> SocketAddr {
-        self.stream.local_addr().expect("local_addr")
+        self.tcp().local_addr().expect("local_addr")
     }
 
     /// Writes all of `bytes` in one write call, or panics.
@@ -99,7 +144,9 @@ impl Client {
     }
 
     pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)
+        let stream = self.reader.get_mut();
+        stream.write_all(bytes)?;
+        stream.flush()
     }
 
     /// Sends `req` and reads the response (HEAD-aware: the method is taken from `req`).
@@ -176,7 +223,7 @@ impl Client {
             if left.is_zero() {
                 break false;
             }
-            let _ = self.stream.set_read_timeout(Some(left));
+            let _ = self.tcp().set_read_timeout(Some(left));
             match self.reader.fill_buf() {
                 Ok([]) => break true,
                 Ok(_) if !drain => break false,
@@ -197,13 +244,13 @@ impl Client {
                 Err(_) => break true,
             }
         };
-        let _ = self.stream.set_read_timeout(Some(READ_TIMEOUT));
+        let _ = self.tcp().set_read_timeout(Some(READ_TIMEOUT));
         closed.then_some(total)
     }
 
     /// Closes the write side (the gateway reads EOF) and keeps reading possible.
     pub fn shutdown_write(&mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        let _ = self.reader.get_mut().shutdown_write();
     }
 
     fn read_line(&mut self) -> io::Result<String> {

@@ -25,7 +25,7 @@ mod reply;
 mod selftest;
 mod upstream;
 
-pub use client::{get, Client, Response};
+pub use client::{get, Client, Response, Transport};
 pub use control::{run_ctl, CtlOutput};
 pub use gateway::{gateway_bin, Gateway};
 pub use reply::{reason, Reply};

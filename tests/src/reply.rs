@@ -2,7 +2,6 @@
 
 use crate::upstream::Received;
 use std::io::{self, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 /// Size of each piece a `Sized` body is streamed in.
@@ -97,7 +96,7 @@ impl Reply {
     }
 
     /// Writes this reply to `req`'s connection and says what the connection does next.
-    pub(crate) fn write(self, out: &mut TcpStream, req: &Received) -> io::Result<After> {
+    pub(crate) fn write(self, out: &mut impl Write, req: &Received) -> io::Result<After> {
         match self {
             Reply::Full {
                 status,
@@ -169,7 +168,7 @@ impl Reply {
     }
 }
 
-fn write_sized(out: &mut TcpStream, len: u64, chunked: bool) -> io::Result<()> {
+fn write_sized(out: &mut impl Write, len: u64, chunked: bool) -> io::Result<()> {
     // The pattern repeats every 36 bytes, so one buffer that starts at a multiple of 36
     // serves every piece.
     let piece_len = STREAM_PIECE - STREAM_PIECE % 36;
@@ -190,7 +189,7 @@ fn write_sized(out: &mut TcpStream, len: u64, chunked: bool) -> io::Result<()> {
     Ok(())
 }
 
-fn write_chunk(out: &mut TcpStream, chunk: &[u8]) -> io::Result<()> {
+fn write_chunk(out: &mut impl Write, chunk: &[u8]) -> io::Result<()> {
     let mut bytes = format!("{:x}\r\n", chunk.len()).into_bytes();
     bytes.extend_from_slice(chunk);
     bytes.extend_from_slice(b"\r\n");

@@ -1,11 +1,13 @@
 //! The test upstream: a small HTTP/1.1 server on 127.0.0.1 (one std thread per connection,
 //! keep-alive, content-length and chunked request bodies read streaming) that records every
-//! request and answers each with the [`Reply`] its handler scripts.
+//! request and answers each with the [`Reply`] its handler scripts. It serves plain TCP, or
+//! whatever stream a [`Wrap`] makes of each accepted connection (`crate::tls::TlsUpstream`:
+//! a TLS session).
 
 use crate::reply::{After, Reply};
 use socket2::{Domain, SockRef, Socket, Type};
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -54,8 +56,29 @@ impl Received {
 
 type Handler = Box<dyn Fn(&Received) -> Reply + Send + Sync>;
 
+/// A stream the upstream serves requests on.
+pub(crate) trait Conn: Read + Write + Send {
+    /// Called before a connection the upstream chose to close is closed (not before a reset):
+    /// TLS sends its `close_notify` here.
+    fn finish(&mut self) {}
+}
+
+impl Conn for TcpStream {}
+
+impl<C: Conn + ?Sized> Conn for Box<C> {
+    fn finish(&mut self) {
+        (**self).finish()
+    }
+}
+
+/// Makes the stream to serve from an accepted connection and its id (the accept order), e.g.
+/// a TLS session after its handshake. An error closes the connection unserved.
+pub(crate) type Wrap = Box<dyn Fn(TcpStream, usize) -> io::Result<Box<dyn Conn>> + Send + Sync>;
+
 struct Shared {
     handler: Handler,
+    /// `None`: requests are read from the TCP connection itself.
+    wrap: Option<Wrap>,
     stop: AtomicBool,
     connections: AtomicUsize,
     open: AtomicUsize,
@@ -91,9 +114,19 @@ impl Upstream {
         listener: TcpListener,
         handler: impl Fn(&Received) -> Reply + Send + Sync + 'static,
     ) -> io::Result<Upstream> {
+        Upstream::start_wrapped(listener, None, Box::new(handler))
+    }
+
+    /// [`Upstream::start_with`], serving each connection over the stream `wrap` makes of it.
+    pub(crate) fn start_wrapped(
+        listener: TcpListener,
+        wrap: Option<Wrap>,
+        handler: Handler,
+    ) -> io::Result<Upstream> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            handler: Box::new(handler),
+            handler,
+            wrap,
             stop: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
@@ -178,7 +211,11 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         }
         let serving = Arc::clone(&shared);
         std::thread::spawn(move || {
-            let after = serve(&stream, id, &serving);
+            let conn = match &serving.wrap {
+                None => stream.try_clone().map(|s| Box::new(s) as Box<dyn Conn>),
+                Some(wrap) => stream.try_clone().and_then(|s| wrap(s, id)),
+            };
+            let after = conn.map_or(After::Close, |conn| serve(conn, id, &serving));
             // The last descriptor of the socket has to go for a close (or reset) to happen.
             lock(&serving.streams).remove(&id);
             if after == After::Reset {
@@ -193,34 +230,35 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// Serves requests on one connection until either side closes it.
-fn serve(stream: &TcpStream, id: usize, shared: &Shared) -> After {
-    let Ok(read_half) = stream.try_clone() else {
-        return After::Close;
-    };
-    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
-    let mut out = match stream.try_clone() {
-        Ok(out) => out,
-        Err(_) => return After::Close,
-    };
-    loop {
+fn serve(conn: impl Conn, id: usize, shared: &Shared) -> After {
+    let mut reader = BufReader::with_capacity(64 * 1024, conn);
+    let after = loop {
         let req = match read_request(&mut reader, id) {
             Ok(Some(req)) => req,
-            Ok(None) => return After::Close,
+            Ok(None) => break After::Close,
             Err(e) => {
                 if !shared.stop.load(Ordering::SeqCst) {
                     lock(&shared.errors).push(format!("connection {id}: {e}"));
                 }
-                return After::Close;
+                break After::Close;
             }
         };
         lock(&shared.received).push(req.clone());
         let reply = (shared.handler)(&req);
-        match reply.write(&mut out, &req) {
+        let out = reader.get_mut();
+        match reply
+            .write(out, &req)
+            .and_then(|after| out.flush().map(|()| after))
+        {
             Ok(After::KeepAlive) => continue,
-            Ok(after) => return after,
-            Err(_) => return After::Close,
+            Ok(after) => break after,
+            Err(_) => break After::Close,
         }
+    };
+    if after == After::Close {
+        reader.get_mut().finish();
     }
+    after
 }
 
 fn invalid(msg: String) -> io::Error {
