@@ -120,6 +120,107 @@ pub struct Listener {
     pub max_header_bytes: usize,
     /// Largest request body in bytes; past it 413.
     pub max_request_body: u64,
+    /// `tls`; `None`: a plaintext listener.
+    pub tls: Option<ListenerTls>,
+}
+
+/// `tls` of a listener: it speaks TLS 1.2/1.3 only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// `certificates`: at least one; SNI picks among them by the names in each certificate;
+    /// the first is the default.
+    pub certificates: Vec<CertKey>,
+    /// `client_ca`: mutual TLS; clients must present a certificate issued by one of these.
+    pub client_ca: Option<CaBundle>,
+    /// `client_auth`: "required" (default when client_ca is set) or "optional" (a client
+    /// without a certificate is let through; one with a bad certificate is refused). Refused
+    /// without client_ca.
+    pub client_auth: ClientAuth,
+    /// `min_version`: "1.2" (default) or "1.3".
+    pub min_version: TlsVersion,
+    /// `handshake_timeout`: duration, default "10s"; a TLS handshake not done in this time is
+    /// closed.
+    pub handshake_timeout: Duration,
+    /// `session_tickets`: bool, default true (stateless resumption, keys rotated by the
+    /// gateway).
+    pub session_tickets: bool,
+    /// `session_cache`: integer entries, default 20000, 0 = off (session-id resumption, shared
+    /// by all shards).
+    pub session_cache: usize,
+    /// `client_cert_header`: optional header name (an HTTP token, stored lowercase) in which
+    /// the verified client certificate's identity is forwarded upstream; only with client_ca.
+    pub client_cert_header: Option<String>,
+}
+
+/// `client_auth` of a listener's `tls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    Required,
+    Optional,
+}
+
+/// The oldest TLS version a listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+/// A certificate chain and its private key, read from PEM files at load (so a reload re-reads
+/// them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertKey {
+    /// The certificate file, resolved from the config file's folder.
+    pub cert_file: PathBuf,
+    /// The key file, resolved from the config file's folder.
+    pub key_file: PathBuf,
+    /// DER certificates, leaf first, in file order.
+    pub chain: Vec<Vec<u8>>,
+    /// It matches the leaf's public key, and rustls can sign with it.
+    pub key: PrivateKey,
+    /// DNS names the leaf certifies, lowercase: its subjectAltName DNS entries (wildcards kept
+    /// as "*.example.com"); the subject CN only when there are no DNS SANs.
+    pub names: Vec<String>,
+    /// The leaf's notAfter, seconds since the Unix epoch.
+    pub not_after: i64,
+    /// The leaf's subject, RFC 4514 text (for status output).
+    pub subject: String,
+}
+
+/// DER private key; Debug never prints the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PrivateKey {
+    pub format: KeyFormat,
+    pub der: Vec<u8>,
+}
+
+impl std::fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivateKey")
+            .field("format", &self.format)
+            .field("der", &format_args!("<{} bytes>", self.der.len()))
+            .finish()
+    }
+}
+
+/// The PEM label a private key was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFormat {
+    /// `RSA PRIVATE KEY`.
+    Pkcs1,
+    /// `EC PRIVATE KEY`.
+    Sec1,
+    /// `PRIVATE KEY`.
+    Pkcs8,
+}
+
+/// CA certificates read from one PEM file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaBundle {
+    /// Resolved from the config file's folder.
+    pub file: PathBuf,
+    /// DER certificates, at least one, in file order.
+    pub certs: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +247,20 @@ pub struct Upstream {
     pub health_check: Option<HealthCheck>,
     /// `outlier_detection`; `None`: no endpoint is ever ejected.
     pub outlier_detection: Option<OutlierDetection>,
+    /// `tls`; `None`: plaintext connections to the endpoints.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// `tls` of an upstream: every connection to its endpoints is TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// `ca`: the CAs endpoint certificates are verified against; None: the system's roots.
+    pub ca: Option<CaBundle>,
+    /// `sni`: the server name sent and verified (lowercase); None: the endpoint's host name
+    /// when its address was written as a name, else its IP address.
+    pub sni: Option<String>,
+    /// `cert` + `key` (both or neither): the client certificate presented to endpoints.
+    pub client_cert: Option<CertKey>,
 }
 
 /// `circuit_breaker` of an upstream: per shard, it opens after `consecutive_failures` or when
@@ -247,6 +362,9 @@ pub enum HashKey {
 pub struct Endpoint {
     /// Host names were resolved at load (the first IPv4 address, else the first).
     pub address: SocketAddr,
+    /// The host name as written in `address`, lowercase, when it was a name; `None` for an IP
+    /// literal.
+    pub host: Option<String>,
     /// Relative share of requests, 1..=1000 (default 1).
     pub weight: NonZeroU32,
 }

@@ -94,6 +94,32 @@ pub(crate) struct RawListener {
     pub max_request_line: Option<Typed<RawSize>>,
     pub max_header_bytes: Option<Typed<RawSize>>,
     pub max_request_body: Option<Typed<RawSize>>,
+    pub tls: Option<At<RawListenerTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    expecting = "a TLS table such as { certificates = [{ cert = \"api.pem\", key = \"api.key\" }] }"
+)]
+pub(crate) struct RawListenerTls {
+    /// Required, at least one.
+    pub certificates: Option<List<At<RawCertKey>>>,
+    pub client_ca: Option<Typed<String>>,
+    pub client_auth: Option<Typed<String>>,
+    pub min_version: Option<Typed<String>>,
+    pub handshake_timeout: Option<Typed<String>>,
+    pub session_tickets: Option<Typed<bool>>,
+    pub session_cache: Option<Typed<i64>>,
+    pub client_cert_header: Option<Typed<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a certificate such as { cert = \"api.pem\", key = \"api.key\" }")]
+pub(crate) struct RawCertKey {
+    /// Required.
+    pub cert: Option<Typed<String>>,
+    /// Required.
+    pub key: Option<Typed<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +140,17 @@ pub(crate) struct RawUpstream {
     pub circuit_breaker: Option<At<RawCircuitBreaker>>,
     pub health_check: Option<At<RawHealthCheck>>,
     pub outlier_detection: Option<At<RawOutlierDetection>>,
+    pub tls: Option<At<RawUpstreamTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a TLS table such as { ca = \"internal-ca.pem\", sni = \"orders.internal\" }")]
+pub(crate) struct RawUpstreamTls {
+    pub ca: Option<Typed<String>>,
+    pub sni: Option<Typed<String>>,
+    /// With `key`, or neither.
+    pub cert: Option<Typed<String>>,
+    pub key: Option<Typed<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,7 +16,8 @@ use crate::raw::{
     RawMetrics, RawRateLimit, RawRedirect, RawRespond, RawRoute, RawRuntime, RawUpstream,
 };
 
-use crate::raw::{RawCircuitBreaker, RawHealthCheck, RawOutlierDetection};
+use crate::raw::{RawCertKey, RawCircuitBreaker, RawHealthCheck, RawOutlierDetection};
+use crate::raw::{RawListenerTls, RawUpstreamTls};
 
 /// A document read as far as validation.
 pub(crate) struct Read<'s> {
@@ -266,11 +267,14 @@ fn known_keys(parent: &[Segment]) -> Option<&'static [&'static str]> {
         ["metrics"] => fields::<RawMetrics>(),
         ["access_log"] => fields::<RawAccessLog>(),
         ["listeners"] => fields::<RawListener>(),
+        ["listeners", "tls"] => fields::<RawListenerTls>(),
+        ["listeners", "tls", "certificates"] => fields::<RawCertKey>(),
         ["upstreams"] => fields::<RawUpstream>(),
         ["upstreams", "endpoints"] => fields::<RawEndpoint>(),
         ["upstreams", "circuit_breaker"] => fields::<RawCircuitBreaker>(),
         ["upstreams", "health_check"] => fields::<RawHealthCheck>(),
         ["upstreams", "outlier_detection"] => fields::<RawOutlierDetection>(),
+        ["upstreams", "tls"] => fields::<RawUpstreamTls>(),
         ["routes"] => fields::<RawRoute>(),
         ["routes", "headers"] => fields::<RawHeaderMatch>(),
         ["routes", "respond"] => fields::<RawRespond>(),

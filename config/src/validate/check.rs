@@ -78,6 +78,13 @@ impl Ctx<'_> {
         Some(PathBuf::from(raw.get_ref()))
     }
 
+    /// A file the config names, read at load: a non-empty path, resolved from the config
+    /// file's folder when relative.
+    pub(super) fn file(&mut self, raw: &Spanned<String>, key: String) -> Option<PathBuf> {
+        let path = self.path(raw, key)?;
+        Some(self.base.join(path))
+    }
+
     /// An integer in `min..=max`, or `default` when absent.
     pub(super) fn int(
         &mut self,
@@ -233,7 +240,7 @@ pub(super) fn host_match(text: &str) -> Result<HostMatch, String> {
 }
 
 /// Checks a lower-case DNS host name (RFC 1123 labels).
-fn host_name(name: &str) -> Result<(), &'static str> {
+pub(super) fn host_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         return Err("it is empty");
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::tls::listener_tls;
 use super::Ctx;
 use crate::model::Listener;
 use crate::raw::{At, List, RawListener, Typed};
@@ -111,6 +112,7 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &List<At<RawListener>>) -> Vec<L
                 }
             }
         }
+        let tls = listener_tls(ctx, &prefix, l.tls.as_ref());
         let listener = (|| {
             Some(Listener {
                 name: name?,
@@ -123,6 +125,7 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &List<At<RawListener>>) -> Vec<L
                 max_request_line: line?,
                 max_header_bytes: head?,
                 max_request_body: body?,
+                tls: tls?,
             })
         })();
         valid.extend(listener);

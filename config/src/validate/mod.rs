@@ -8,9 +8,11 @@ mod check;
 mod limit;
 mod listener;
 mod path;
+mod pem;
 mod protect;
 mod retry;
 mod route;
+mod tls;
 mod upstream;
 
 #[cfg(test)]
@@ -18,7 +20,7 @@ pub(crate) mod test_util;
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
@@ -39,6 +41,8 @@ use crate::read::{locate, Doc, Read};
 pub(crate) struct Ctx<'a> {
     /// The running config's route regexes by anchored pattern, for a reload to reuse.
     running_regexes: HashMap<&'a str, &'a regex::Regex>,
+    /// The folder relative file paths (certificates, keys) resolve from.
+    base: PathBuf,
     file: &'a str,
     lines: &'a Lines<'a>,
     doc: &'a Doc<'a>,
@@ -166,6 +170,7 @@ pub(crate) fn validate(
         .collect();
     let mut ctx = Ctx {
         running_regexes,
+        base: base_folder(file),
         file,
         lines: &read.lines,
         doc: &read.doc,
@@ -205,6 +210,23 @@ pub(crate) fn validate(
         }),
         // Every `None` above comes with a recorded error.
         _ => unreachable!("a check failed without reporting an error"),
+    }
+}
+
+/// The folder of the config file `file`, absolute where the current folder is known; the
+/// current folder when `file` names none (`t.toml`) or is not a path (`<default>`).
+fn base_folder(file: &str) -> PathBuf {
+    let folder = match Path::new(file).parent() {
+        Some(folder) if !file.starts_with('<') => folder,
+        _ => Path::new(""),
+    };
+    if folder.is_absolute() {
+        return folder.to_owned();
+    }
+    match std::env::current_dir() {
+        Ok(current) if folder.as_os_str().is_empty() => current,
+        Ok(current) => current.join(folder),
+        Err(_) => folder.to_owned(),
     }
 }
 

@@ -26,3 +26,38 @@ pub(crate) fn one_error(src: &str) -> String {
     assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
     errors.remove(0)
 }
+
+/// A folder of its own under the system's temporary folder, removed when dropped.
+pub(crate) struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// `name` keeps tests that run at once apart; the process id keeps runs apart.
+    pub(crate) fn new(name: &str) -> TempDir {
+        let path =
+            std::env::temp_dir().join(format!("ringway-config-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// Writes `contents` to `name` in this folder (making the folders on the way) and
+    /// returns its path.
+    pub(crate) fn write(&self, name: &str, contents: &str) -> std::path::PathBuf {
+        let path = self.0.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,6 +1,7 @@
 //! `[[upstreams]]`: named groups of endpoints, and how connections to them behave.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use toml::Spanned;
 
 use super::check::is_token;
 use super::protect::{circuit_breaker, health_check, outlier_detection};
+use super::tls::upstream_tls;
 use super::Ctx;
 use crate::model::{Balance, Endpoint, HashKey, Upstream};
 use crate::raw::{At, List, RawEndpoint, RawUpstream, Typed};
@@ -67,6 +69,7 @@ pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<At<RawUpstream>>) -> Vec<U
         let breaker = circuit_breaker(ctx, &prefix, u.circuit_breaker.as_ref());
         let health = health_check(ctx, &prefix, u.health_check.as_ref());
         let outlier = outlier_detection(ctx, &prefix, u.outlier_detection.as_ref());
+        let tls = upstream_tls(ctx, &prefix, u.tls.as_ref());
         let upstream = (|| {
             Some(Upstream {
                 name: name?,
@@ -80,6 +83,7 @@ pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<At<RawUpstream>>) -> Vec<U
                 circuit_breaker: breaker?,
                 health_check: health?,
                 outlier_detection: outlier?,
+                tls: tls?,
             })
         })();
         valid.extend(upstream);
@@ -161,7 +165,9 @@ fn endpoints(ctx: &mut Ctx<'_>, upstream: usize, raw: &[At<RawEndpoint>]) -> Opt
         let key = |field: &str| format!("{prefix}.{field}");
         let table = (spanned, prefix.as_str());
         let mut address = None;
+        let mut host = None;
         if let Some(raw_address) = ctx.required(e.address.as_ref(), table, "address") {
+            host = host_as_written(raw_address.get_ref());
             address = ctx.address(raw_address, key("address"));
             if let Some(addr) = address {
                 if addr.port() == 0 {
@@ -177,11 +183,24 @@ fn endpoints(ctx: &mut Ctx<'_>, upstream: usize, raw: &[At<RawEndpoint>]) -> Opt
             .int(e.weight.as_ref(), key("weight"), 1, (1, 1000))
             .and_then(|w| NonZeroU32::new(u32::try_from(w).ok()?));
         match (address, weight) {
-            (Some(address), Some(weight)) => endpoints.push(Endpoint { address, weight }),
+            (Some(address), Some(weight)) => endpoints.push(Endpoint {
+                address,
+                host,
+                weight,
+            }),
             _ => all_valid = false,
         }
     }
     all_valid.then_some(endpoints)
+}
+
+/// The host of a `host:port` address as written, lower-cased; `None` for an IP literal.
+fn host_as_written(address: &str) -> Option<String> {
+    if address.parse::<SocketAddr>().is_ok() {
+        return None;
+    }
+    let (host, _port) = address.rsplit_once(':')?;
+    Some(host.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -350,6 +369,21 @@ mod tests {
                 "t.toml:11:25: upstreams[1].max_idle_per_endpoint: must be at least 0, got -1",
             ]
         );
+    }
+
+    #[test]
+    fn endpoint_host_is_kept_for_names_only() {
+        let src = format!(
+            "{BASE}[[upstreams]]\nname = \"u\"\nendpoints = [\n  {{ address = \"LocalHost:9000\" }},\n  \
+             {{ address = \"127.0.0.1:9001\" }},\n  {{ address = \"[::1]:9002\" }},\n]\n"
+        );
+        let config = parse_ok(&src);
+        let endpoints = &config.upstreams[0].endpoints;
+        assert_eq!(endpoints[0].host.as_deref(), Some("localhost"));
+        assert_eq!(endpoints[0].address, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(endpoints[1].host, None);
+        assert_eq!(endpoints[2].host, None);
+        assert_eq!(config.upstreams[0].tls, None);
     }
 
     #[test]
