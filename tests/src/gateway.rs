@@ -135,6 +135,13 @@ impl Gateway {
         Gateway::start_bin(&gateway_bin(), driver, shards, toml, &[])
     }
 
+    /// [`Gateway::start_shards`] with the config file written into `dir` (e.g. a Pki's
+    /// directory, so the config names certificate files relative to itself) instead of the
+    /// temp dir. The file is removed on drop; `dir` is left as it is.
+    pub fn start_in(driver: Driver, shards: usize, dir: &Path, toml: &str) -> Gateway {
+        Gateway::start_bin_in(&gateway_bin(), Some(dir), driver, shards, toml, &[])
+    }
+
     /// The text written for `toml`: `[runtime]`, the `[control]` socket (unless `toml` has
     /// its own table), then `toml` with `{listen}`, `{listen2}` and `{admin}` replaced, and
     /// `{control_socket}` by the socket path the harness picked (for a test's own `[control]`
@@ -175,6 +182,18 @@ impl Gateway {
         toml: &str,
         env: &[(&str, &str)],
     ) -> Gateway {
+        Gateway::start_bin_in(bin, None, driver, shards, toml, env)
+    }
+
+    /// [`Gateway::start_bin`] with the config file in `config_dir` (default: the temp dir).
+    fn start_bin_in(
+        bin: &Path,
+        config_dir: Option<&Path>,
+        driver: Driver,
+        shards: usize,
+        toml: &str,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
             let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -183,7 +202,10 @@ impl Gateway {
             let control_socket = TempPath::new("sock");
             let addrs = [addr, addr2, admin];
             let text = Gateway::render(toml, driver, shards, control_socket.path(), addrs);
-            let config = TempPath::new("toml");
+            let config = match config_dir {
+                Some(dir) => TempPath::new_in(dir, "toml"),
+                None => TempPath::new("toml"),
+            };
             std::fs::write(config.path(), &text).expect("write the gateway config");
 
             let mut gateway = Gateway::spawn(bin, config, control_socket, addrs, env);
@@ -385,6 +407,15 @@ mod tests {
         assert!(config.exists());
         drop(gw);
         assert!(!config.exists(), "the config file is removed on drop");
+    }
+
+    #[test]
+    fn the_config_can_be_written_into_a_directory() {
+        let dir = crate::TempDir::new("d");
+        let bin = script("echo 'ringway ready' >&2; exec sleep 30");
+        let gw = Gateway::start_bin_in(bin.path(), Some(dir.path()), Driver::Epoll, 1, "", &[]);
+        assert_eq!(gw.config_path().parent(), Some(dir.path()));
+        assert!(gw.config_path().exists());
     }
 
     #[test]

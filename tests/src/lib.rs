@@ -142,11 +142,16 @@ pub struct TempPath {
 impl TempPath {
     /// A fresh path `ringway-test-PID-N.EXT` (nothing is created).
     pub fn new(ext: &str) -> TempPath {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("ringway-test-{}-{n}.{ext}", std::process::id());
         TempPath {
-            path: std::env::temp_dir().join(name),
+            path: unique_temp_path(ext),
+        }
+    }
+
+    /// The same name in `dir` instead of the temp dir.
+    pub fn new_in(dir: &std::path::Path, ext: &str) -> TempPath {
+        let path = unique_temp_path(ext);
+        TempPath {
+            path: dir.join(path.file_name().expect("a file name")),
         }
     }
 
@@ -158,6 +163,40 @@ impl TempPath {
 impl Drop for TempPath {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// `ringway-test-PID-N.EXT` in the temp dir, N counting the calls in this process.
+fn unique_temp_path(ext: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = format!("ringway-test-{}-{n}.{ext}", std::process::id());
+    std::env::temp_dir().join(name)
+}
+
+/// A directory in the temp dir with a name unique to this process and call, created empty
+/// and removed with everything in it on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates `ringway-test-PID-N.EXT/` (e.g. `ext` = `"pki"`), or panics.
+    pub fn new(ext: &str) -> TempDir {
+        let path = unique_temp_path(ext);
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
@@ -223,6 +262,15 @@ mod tests {
         for port in ports {
             TcpListener::bind(("127.0.0.1", port)).expect("a free port binds");
         }
+    }
+
+    #[test]
+    fn temp_dirs_are_removed_with_their_files() {
+        let dir = TempDir::new("d");
+        std::fs::write(dir.path().join("f"), "x").unwrap();
+        let kept = dir.path().to_path_buf();
+        drop(dir);
+        assert!(!kept.exists());
     }
 
     #[test]
