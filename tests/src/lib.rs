@@ -23,12 +23,14 @@ mod gateway;
 mod reply;
 #[cfg(test)]
 mod selftest;
+pub mod tls;
 mod upstream;
 
 pub use client::{get, Client, Response, Transport};
 pub use control::{run_ctl, CtlOutput};
 pub use gateway::{gateway_bin, Gateway};
 pub use reply::{reason, Reply};
+pub use tls::{CertFiles, Pki, TlsClient, TlsConn, TlsUpstream};
 pub use upstream::{Blackhole, Received, Upstream};
 
 use std::collections::HashSet;
