@@ -1,7 +1,8 @@
 //! The integration-test harness: it starts the real `ringway` binary on 127.0.0.1 with ports it
 //! picks, real upstreams ([`Upstream`], a small hand-written HTTP/1.1 server whose replies each
 //! test scripts) and a raw-socket [`Client`], so the tests in `tests/tests/` see the gateway
-//! exactly as a user's clients and services do.
+//! exactly as a user's clients and services do. [`tls`] adds the same over TLS: certificates
+//! made at test time, a rustls client, a TLS upstream, and the OpenSSL command-line tools.
 //!
 //! Threading model: plain std threads and blocking sockets, no async runtime. The upstream
 //! runs one thread per accepted connection; the gateway's stderr is drained by one thread.
