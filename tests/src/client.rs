@@ -324,7 +324,13 @@ impl<S: Transport> Client<S> {
                 .map_err(|_| invalid(format!("bad content-length {first:?}")))?;
             self.read_exact_into(len, &mut resp.body)
         } else {
-            self.reader.read_to_end(&mut resp.body).map(|_| ())
+            match self.reader.read_to_end(&mut resp.body) {
+                // Only TLS reads say this: the peer closed without `close_notify`.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(invalid(format!(
+                    "a body read until close ended without TLS close_notify ({e})"
+                ))),
+                other => other.map(|_| ()),
+            }
         }
     }
 

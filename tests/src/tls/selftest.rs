@@ -5,6 +5,17 @@ use super::*;
 use crate::{get, Reply};
 use std::time::Duration;
 
+#[test]
+fn the_harness_types_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pki>();
+    send_sync::<CertFiles>();
+    send_sync::<TlsClient>();
+    send_sync::<TlsUpstream>();
+    fn send<T: Send>() {}
+    send::<TlsConn>();
+}
+
 fn echo(req: &crate::Received) -> Reply {
     Reply::ok(&format!("{} {}", req.method, req.target))
 }
