@@ -1,7 +1,8 @@
 //! `ringway-perf idle`: opens many keep-alive connections, sends one request on each (so the
 //! server holds each in its keep-alive state, as after real traffic), then holds them open
 //! and idle. Prints `ready OPEN FAILED` on stdout once every connection has been tried, so a
-//! script can then read the server's memory; exits after `--hold` (or when killed).
+//! script can then read the server's memory; exits after `--hold` (or when killed). On an
+//! `https://` URL each connection is a TLS session (a full handshake each unless `--resume`).
 
 use std::cell::Cell;
 use std::io::Write as _;
@@ -9,13 +10,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::load::response::{ResponseReader, MAX_HEAD};
+use crate::load::stream::Stream;
 use crate::target::{parse_cores, parse_duration, Cores, Target};
+use crate::tls::{TlsArgs, TlsClient};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -35,10 +36,19 @@ pub struct Args {
     /// CPU to pin the one thread to.
     #[arg(long, value_parser = parse_cores)]
     cores: Option<Cores>,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
+
+/// Connect, read and write timeout of each connection's one request.
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn run(args: Args) -> Result<()> {
     let target = Target::parse(&args.url, 0)?;
+    let tls = match target.tls {
+        true => Some(TlsClient::new(&args.tls, &target.host)?),
+        false => None,
+    };
     crate::raise_fd_limit(args.connections + 64);
     let placement = match args.cores.as_ref().map(|c| c.0.as_slice()) {
         Some([core, ..]) => Placement::Fixed(*core),
@@ -47,7 +57,7 @@ pub fn run(args: Args) -> Result<()> {
     let handle = LocalExecutorBuilder::new(placement)
         .name("idle")
         .spawn(move || async move {
-            let target = Rc::new(target);
+            let target = Rc::new((target, tls));
             let gate = Rc::new(Semaphore::new(args.concurrency.max(1) as u64));
             let open = Rc::new(Cell::new(0u64));
             let failed = Rc::new(Cell::new(0u64));
@@ -57,7 +67,7 @@ pub fn run(args: Args) -> Result<()> {
                     (target.clone(), gate.clone(), open.clone(), failed.clone());
                 tasks.push(glommio::spawn_local(async move {
                     let permit = gate.acquire_permit(1).await;
-                    let stream = one_request(&target).await;
+                    let stream = one_request(&target.0, target.1.as_ref()).await;
                     drop(permit);
                     match &stream {
                         Ok(_) => open.set(open.get() + 1),
@@ -84,8 +94,11 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// Connects, sends one request, reads its response, and returns the connection.
-async fn one_request(target: &Target) -> std::io::Result<TcpStream> {
-    let mut stream = TcpStream::connect(target.addr).await?;
+async fn one_request(target: &Target, tls: Option<&TlsClient>) -> std::io::Result<Stream> {
+    let mut stream = Stream::open(target, tls, TIMEOUT)
+        .await
+        .map_err(|kind| std::io::Error::other(format!("{kind:?}")))?
+        .stream;
     stream.write_all(&target.request).await?;
     let mut buf = vec![0u8; MAX_HEAD];
     let mut filled = 0;

@@ -3,7 +3,8 @@
 //! - `stub`: an upstream that answers every request with a fixed-size body as fast as it can
 //!   (thread per core, monoio), so that a proxy in front of it is the bottleneck.
 //! - `load`: the load generator (thread per core, glommio): open loop at a fixed rate with
-//!   coordinated-omission-corrected latency, or closed loop for maximum throughput.
+//!   coordinated-omission-corrected latency, or closed loop for maximum throughput; over
+//!   plain TCP or TLS (a cheap rustls client, for handshakes per second).
 //! - `idle`: holds many idle keep-alive connections open, to measure a server's memory per
 //!   connection.
 //! - `relay`: a blind one-to-one TCP relay, the floor under any proxy's CPU per request.
@@ -20,6 +21,7 @@ mod relay;
 mod routes;
 mod stub;
 mod target;
+mod tls;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

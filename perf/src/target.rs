@@ -1,5 +1,6 @@
-//! The target of a load: an `http://` URL turned into an address and the request bytes sent
-//! on every request; and the command-line value parsers the subcommands share.
+//! The target of a load: an `http://` or `https://` URL turned into an address and the
+//! request bytes sent on every request; and the command-line value parsers the subcommands
+//! share.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -9,17 +10,26 @@ use anyhow::{bail, Context, Result};
 #[derive(Debug, Clone)]
 pub struct Target {
     pub addr: SocketAddr,
+    /// `https://`: TLS over the connection.
+    pub tls: bool,
+    /// The URL's host, without brackets or port (the TLS server name by default).
+    pub host: String,
     /// The whole request, head and body, written as is for every request.
     pub request: Vec<u8>,
 }
 
 impl Target {
-    /// `url` is `http://HOST[:PORT][/PATH[?QUERY]]`; with `body` > 0 the request is a POST
-    /// with that many bytes, else a GET.
+    /// `url` is `http[s]://HOST[:PORT][/PATH[?QUERY]]`; with `body` > 0 the request is a
+    /// POST with that many bytes, else a GET.
     pub fn parse(url: &str, body: usize) -> Result<Target> {
-        let rest = url
-            .strip_prefix("http://")
-            .with_context(|| format!("{url}: only http:// URLs are supported"))?;
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else {
+            let rest = url
+                .strip_prefix("http://")
+                .with_context(|| format!("{url}: only http:// and https:// URLs are supported"))?;
+            (false, rest)
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -27,11 +37,17 @@ impl Target {
         if authority.is_empty() || authority.contains('@') {
             bail!("{url}: expected http://HOST[:PORT]/PATH");
         }
-        let with_port = if authority.ends_with(']') || !authority.contains(':') {
-            format!("{authority}:80")
+        let bare_host = authority.ends_with(']') || !authority.contains(':');
+        let with_port = if bare_host {
+            format!("{authority}:{}", if tls { 443 } else { 80 })
         } else {
             authority.to_string()
         };
+        let host = match with_port.rsplit_once(':') {
+            Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+            None => &with_port,
+        }
+        .to_string();
         let addr = with_port
             .to_socket_addrs()
             .with_context(|| format!("{url}: cannot resolve {authority}"))?
@@ -39,6 +55,8 @@ impl Target {
             .with_context(|| format!("{url}: {authority} has no address"))?;
         Ok(Target {
             addr,
+            tls,
+            host,
             request: request(authority, path, body),
         })
     }
@@ -122,7 +140,14 @@ mod tests {
         assert!(t.request.ends_with(b"content-length: 3\r\n\r\nxxx"));
         let t = Target::parse("http://[::1]:9/", 0).expect("valid");
         assert_eq!(t.addr, "[::1]:9".parse().expect("literal"));
-        assert!(Target::parse("https://127.0.0.1/", 0).is_err());
+        assert!(!t.tls);
+        assert_eq!(t.host, "::1");
+        let t = Target::parse("https://localhost/", 0).expect("valid");
+        assert!(t.tls);
+        assert_eq!((t.host.as_str(), t.addr.port()), ("localhost", 443));
+        let t = Target::parse("https://127.0.0.1:8443/", 0).expect("valid");
+        assert_eq!((t.host.as_str(), t.addr.port()), ("127.0.0.1", 8443));
+        assert!(Target::parse("ftp://127.0.0.1/", 0).is_err());
         assert!(Target::parse("http:///x", 0).is_err());
     }
 

@@ -1,6 +1,6 @@
 //! One keep-alive connection of a load run, on one thread's glommio executor: send a request
 //! when it is due (or at once in closed loop), read the response, record, repeat; reconnect
-//! after any error.
+//! after any error, and after `--requests-per-connection` responses.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -8,14 +8,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 use glommio::timer::sleep;
 use hdrhistogram::Histogram;
 
 use super::response::{Response, ResponseReader, MAX_HEAD};
 use super::schedule::{latency_us, Schedule};
 use super::stats::{ErrorKind, Stats};
+use super::stream::Stream;
 use super::Plan;
 
 /// Read buffer per connection: a whole head fits; bodies stream through it.
@@ -47,6 +46,31 @@ impl Thread {
         }
     }
 
+    /// Opens a connection (on TLS with its handshake, counted); after a failure, counts it
+    /// and pauses a little, so a refused port is not hammered in a tight loop.
+    async fn open(&self) -> Option<Stream> {
+        let plan = &self.plan;
+        match Stream::open(&plan.target, plan.tls.as_ref(), plan.timeout).await {
+            Ok(opened) => {
+                if let Some(resumed) = opened.resumed {
+                    if Instant::now() >= plan.window_start {
+                        let mut stats = self.stats.borrow_mut();
+                        match resumed {
+                            true => stats.handshakes_resumed += 1,
+                            false => stats.handshakes_full += 1,
+                        }
+                    }
+                }
+                Some(opened.stream)
+            }
+            Err(kind) => {
+                self.error(kind);
+                sleep(CONNECT_BACKOFF).await;
+                None
+            }
+        }
+    }
+
     fn error(&self, kind: ErrorKind) {
         if Instant::now() >= self.plan.window_start {
             self.stats.borrow_mut().errors.add(kind);
@@ -62,60 +86,77 @@ pub async fn run(thread: Rc<Thread>, index: u64) {
         .map(|rate| Schedule::new(plan.start, rate, plan.connections, index));
     let mut buf = vec![0u8; BUF].into_boxed_slice();
     let mut sent = 0u64;
-    'connect: while Instant::now() < plan.end {
-        let mut stream = match TcpStream::connect_timeout(plan.target.addr, plan.timeout).await {
-            Ok(stream) => stream,
-            Err(_) => {
-                thread.error(ErrorKind::Connect);
-                sleep(CONNECT_BACKOFF).await;
+    let mut stream: Option<Stream> = None;
+    // Responses on the current connection.
+    let mut served = 0u64;
+    loop {
+        // Keep-alive: connect ahead of the first request (and again after an error).
+        // With --requests-per-connection, connect when a request is due instead, so that its
+        // latency includes the connect and the handshake.
+        if stream.is_none() && plan.requests_per_connection.is_none() {
+            if Instant::now() >= plan.end {
+                break;
+            }
+            stream = thread.open().await;
+            served = 0;
+            if stream.is_none() {
                 continue;
             }
+        }
+        let counted_from = match &schedule {
+            Some(schedule) => {
+                let due = schedule.due(sent);
+                if due >= plan.end {
+                    break;
+                }
+                wait_until(due).await;
+                due
+            }
+            None => {
+                wait_until(plan.start).await;
+                let now = Instant::now();
+                if now >= plan.end {
+                    break;
+                }
+                now
+            }
         };
-        // Failing to set these only costs accuracy; the run goes on.
-        let _ = stream.set_nodelay(true);
-        let _ = stream.set_read_timeout(Some(plan.timeout));
-        let _ = stream.set_write_timeout(Some(plan.timeout));
-        let mut conn = Conn {
-            stream: &mut stream,
+        let conn = match &mut stream {
+            Some(conn) => conn,
+            None => {
+                served = 0;
+                match thread.open().await {
+                    Some(opened) => stream.insert(opened),
+                    None => continue,
+                }
+            }
+        };
+        sent += 1;
+        if let Err(e) = conn.write_all(&plan.target.request).await {
+            thread.error(classify(&e, ErrorKind::Write));
+            stream = None;
+            continue;
+        }
+        let mut reader = Reader {
+            stream: conn,
             buf: &mut buf,
             filled: 0,
             reader: ResponseReader::default(),
         };
-        loop {
-            let counted_from = match &schedule {
-                Some(schedule) => {
-                    let due = schedule.due(sent);
-                    if due >= plan.end {
-                        break 'connect;
+        match reader.response().await {
+            Ok(response) => {
+                thread.record(counted_from, &response);
+                served += 1;
+                let spent = plan.requests_per_connection.is_some_and(|n| served >= n);
+                if response.close || spent {
+                    if let Some(conn) = stream.take() {
+                        conn.close().await;
                     }
-                    wait_until(due).await;
-                    due
                 }
-                None => {
-                    wait_until(plan.start).await;
-                    let now = Instant::now();
-                    if now >= plan.end {
-                        break 'connect;
-                    }
-                    now
-                }
-            };
-            sent += 1;
-            if let Err(e) = conn.stream.write_all(&plan.target.request).await {
-                thread.error(classify(&e, ErrorKind::Write));
-                continue 'connect;
             }
-            match conn.response().await {
-                Ok(response) => {
-                    thread.record(counted_from, &response);
-                    if response.close {
-                        continue 'connect;
-                    }
-                }
-                Err(kind) => {
-                    thread.error(kind);
-                    continue 'connect;
-                }
+            Err(kind) => {
+                thread.error(kind);
+                stream = None;
             }
         }
     }
@@ -140,15 +181,16 @@ fn classify(e: &io::Error, otherwise: ErrorKind) -> ErrorKind {
     }
 }
 
-struct Conn<'a> {
-    stream: &'a mut TcpStream,
+/// Reads the responses of one connection.
+struct Reader<'a> {
+    stream: &'a mut Stream,
     buf: &'a mut [u8],
     /// Bytes of `buf` holding data not yet consumed, from its start.
     filled: usize,
     reader: ResponseReader,
 }
 
-impl Conn<'_> {
+impl Reader<'_> {
     /// Reads one whole response; bytes past it stay in the buffer for the next.
     async fn response(&mut self) -> Result<Response, ErrorKind> {
         loop {

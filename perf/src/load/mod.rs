@@ -6,12 +6,16 @@
 //!
 //! Open loop with `--rate` (latency from each request's due time: see [`schedule`]), closed
 //! loop without. A run is `--warmup` (not recorded) then `--duration` (recorded).
+//! `https://` URLs go over TLS ([`crate::tls`]); `--requests-per-connection 1` makes every
+//! request open a connection of its own (on TLS: a handshake per request, full or, with
+//! `--resume`, resumed).
 
 mod conn;
 mod report;
 pub mod response;
 pub mod schedule;
 mod stats;
+pub mod stream;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -23,6 +27,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
 
 use crate::target::{parse_cores, parse_duration, Cores, Target};
+use crate::tls::{TlsArgs, TlsClient};
 use stats::Stats;
 
 #[derive(Debug, clap::Args)]
@@ -48,6 +53,12 @@ pub struct Args {
     /// Request body bytes: a POST with content-length when above 0, else a GET.
     #[arg(long, default_value_t = 0)]
     body: usize,
+    /// Close each connection after this many responses and open a new one (1: a connection,
+    /// and on https:// a TLS handshake, per request). Default: keep-alive, unlimited.
+    #[arg(long)]
+    requests_per_connection: Option<u64>,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Connect, read and write timeout.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     timeout: Duration,
@@ -65,7 +76,10 @@ pub struct Args {
 /// What every thread of a run knows.
 pub struct Plan {
     target: Target,
+    /// Set on `https://` URLs.
+    tls: Option<TlsClient>,
     rate: Option<u64>,
+    requests_per_connection: Option<u64>,
     connections: u64,
     timeout: Duration,
     /// Requests start here (and an open-loop schedule counts from here).
@@ -91,6 +105,13 @@ pub fn run(args: Args) -> Result<()> {
     if args.rate == Some(0) {
         bail!("--rate must be above 0 (leave it out for closed loop)");
     }
+    if args.requests_per_connection == Some(0) {
+        bail!("--requests-per-connection must be above 0 (leave it out for keep-alive)");
+    }
+    let tls = match target.tls {
+        true => Some(TlsClient::new(&args.tls, &target.host)?),
+        false => None,
+    };
     crate::raise_fd_limit(args.connections + 64);
     // Time to start the executors and connect before the first request is due.
     let lead = Duration::from_millis(200) + Duration::from_micros(50 * args.connections);
@@ -98,7 +119,9 @@ pub fn run(args: Args) -> Result<()> {
     let window_start = start + args.warmup;
     let plan = Arc::new(Plan {
         target,
+        tls,
         rate: args.rate,
+        requests_per_connection: args.requests_per_connection,
         connections: args.connections,
         timeout: args.timeout,
         start,
@@ -107,6 +130,7 @@ pub fn run(args: Args) -> Result<()> {
     });
     let log_start = SystemTime::now() + (window_start - Instant::now());
 
+    let cpu_before = process_cpu();
     let (tx, rx) = mpsc::channel::<Interval>();
     let mut handles = Vec::with_capacity(args.threads);
     for t in 0..args.threads {
@@ -134,6 +158,9 @@ pub fn run(args: Args) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("a load thread failed: {e}"))?;
         total.merge(&stats);
     }
+    let cpu = process_cpu()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let summary = report::Summary {
         url: &args.url,
         connections: args.connections,
@@ -141,6 +168,9 @@ pub fn run(args: Args) -> Result<()> {
         rate: args.rate,
         duration: args.duration,
         warmup: args.warmup,
+        requests_per_connection: args.requests_per_connection,
+        tls: plan.tls.is_some(),
+        busy: cpu.map(|cpu| cpu.as_secs_f64() / (plan.end - plan.start).as_secs_f64()),
         stats: &total,
     };
     if args.json {
@@ -212,4 +242,15 @@ async fn report_intervals(shared: Rc<conn::Thread>, tx: mpsc::Sender<Interval>) 
         });
         shared.interval_index.set(index + 1);
     }
+}
+
+/// CPU time (user + system) of this process so far, from `/proc/self/stat` (clock ticks,
+/// 100 per second on Linux); `None` where that cannot be read.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }

@@ -27,6 +27,13 @@ pub struct Summary<'a> {
     pub rate: Option<u64>,
     pub duration: Duration,
     pub warmup: Duration,
+    /// Requests per connection before it is closed (None: unlimited, keep-alive).
+    pub requests_per_connection: Option<u64>,
+    /// `https://`: the handshake counts are printed.
+    pub tls: bool,
+    /// CPU time of the load generator (all threads) over the run, warm-up included, as a
+    /// share of one core: near `threads`, the generator itself was the limit.
+    pub busy: Option<f64>,
     pub stats: &'a Stats,
 }
 
@@ -51,6 +58,9 @@ impl Summary<'_> {
             self.duration.as_secs_f64(),
             self.warmup.as_secs_f64(),
         );
+        if let Some(n) = self.requests_per_connection {
+            let _ = writeln!(out, "  a new connection every {n} request(s)");
+        }
         let _ = writeln!(
             out,
             "  requests  {} ({:.0} req/s), {:.1} MB of bodies",
@@ -61,11 +71,12 @@ impl Summary<'_> {
         let e = &s.errors;
         let _ = writeln!(
             out,
-            "  errors    connect {}, read {}, write {}, timeout {}, status {}{}",
+            "  errors    connect {}, read {}, write {}, timeout {}, tls {}, status {}{}",
             e.connect,
             e.read,
             e.write,
             e.timeout,
+            e.tls,
             e.status,
             if self.rate.is_some() {
                 format!("; unsent (behind schedule) {}", s.unsent)
@@ -73,6 +84,22 @@ impl Summary<'_> {
                 String::new()
             }
         );
+        if self.tls {
+            let _ = writeln!(
+                out,
+                "  tls       handshakes {:.0}/s: full {}, resumed {}",
+                (s.handshakes_full + s.handshakes_resumed) as f64 / self.duration.as_secs_f64(),
+                s.handshakes_full,
+                s.handshakes_resumed
+            );
+        }
+        if let Some(busy) = self.busy {
+            let _ = writeln!(
+                out,
+                "  cpu       the generator was busy {:.0}% of one core",
+                busy * 100.0
+            );
+        }
         out.push_str("  latency  ");
         for (name, q) in PERCENTILES {
             let _ = write!(
@@ -104,8 +131,15 @@ impl Summary<'_> {
         );
         let _ = write!(
             out,
-            "\"errors\":{{\"connect\":{},\"read\":{},\"write\":{},\"timeout\":{},\"status\":{},\"total\":{}}},\"latency_us\":{{",
-            e.connect, e.read, e.write, e.timeout, e.status, e.total()
+            "\"handshakes\":{{\"full\":{},\"resumed\":{}}},\"generator_busy\":{},",
+            s.handshakes_full,
+            s.handshakes_resumed,
+            self.busy.map_or("null".to_string(), |b| format!("{b:.3}"))
+        );
+        let _ = write!(
+            out,
+            "\"errors\":{{\"connect\":{},\"read\":{},\"write\":{},\"timeout\":{},\"tls\":{},\"status\":{},\"total\":{}}},\"latency_us\":{{",
+            e.connect, e.read, e.write, e.timeout, e.tls, e.status, e.total()
         );
         for (name, q) in PERCENTILES {
             let _ = write!(
@@ -204,6 +238,9 @@ mod tests {
             rate: Some(10),
             duration: Duration::from_secs(1),
             warmup: Duration::ZERO,
+            requests_per_connection: None,
+            tls: true,
+            busy: Some(0.5),
             stats: &stats,
         };
         let json = summary.json();
@@ -215,6 +252,9 @@ mod tests {
             "\"p50\":300,",
             "\"max\":900,",
             "\"mode\":\"open\"",
+            "\"handshakes\":{\"full\":0,\"resumed\":0}",
+            "\"tls\":0,",
+            "\"generator_busy\":0.500,",
         ] {
             assert!(json.contains(field), "{field} in {json}");
         }

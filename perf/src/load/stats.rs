@@ -15,6 +15,9 @@ pub enum ErrorKind {
     Read,
     Write,
     Timeout,
+    /// A TLS handshake that failed: an alert, a bad record, or the connection closed or reset
+    /// during it.
+    Tls,
 }
 
 /// Failures, by kind. `status` counts responses that arrived with a status outside 2xx
@@ -25,6 +28,7 @@ pub struct Errors {
     pub read: u64,
     pub write: u64,
     pub timeout: u64,
+    pub tls: u64,
     pub status: u64,
 }
 
@@ -35,11 +39,12 @@ impl Errors {
             ErrorKind::Read => self.read += 1,
             ErrorKind::Write => self.write += 1,
             ErrorKind::Timeout => self.timeout += 1,
+            ErrorKind::Tls => self.tls += 1,
         }
     }
 
     pub fn total(&self) -> u64 {
-        self.connect + self.read + self.write + self.timeout + self.status
+        self.connect + self.read + self.write + self.timeout + self.tls + self.status
     }
 
     fn merge(&mut self, other: &Errors) {
@@ -47,6 +52,7 @@ impl Errors {
         self.read += other.read;
         self.write += other.write;
         self.timeout += other.timeout;
+        self.tls += other.tls;
         self.status += other.status;
     }
 }
@@ -65,6 +71,9 @@ pub struct Stats {
     /// Open loop: requests that were due before the end but never sent (the target could
     /// not keep up with the schedule on the connections given).
     pub unsent: u64,
+    /// TLS handshakes completed in the measured window: full ones, and resumed ones.
+    pub handshakes_full: u64,
+    pub handshakes_resumed: u64,
 }
 
 impl Default for Stats {
@@ -76,6 +85,8 @@ impl Default for Stats {
             body_bytes: 0,
             errors: Errors::default(),
             unsent: 0,
+            handshakes_full: 0,
+            handshakes_resumed: 0,
         }
     }
 }
@@ -99,6 +110,8 @@ impl Stats {
         self.body_bytes += other.body_bytes;
         self.errors.merge(&other.errors);
         self.unsent += other.unsent;
+        self.handshakes_full += other.handshakes_full;
+        self.handshakes_resumed += other.handshakes_resumed;
     }
 }
 
@@ -116,11 +129,14 @@ mod tests {
         b.record(300, 204, 5);
         b.errors.add(ErrorKind::Connect);
         b.unsent = 7;
+        b.errors.add(ErrorKind::Tls);
+        b.handshakes_resumed = 2;
         a.merge(&b);
         assert_eq!(a.responses, 3);
         assert_eq!(a.body_bytes, 15);
         assert_eq!(a.errors.status, 1);
-        assert_eq!(a.errors.total(), 3);
+        assert_eq!((a.errors.tls, a.errors.total()), (1, 4));
+        assert_eq!(a.handshakes_resumed, 2);
         assert_eq!(a.unsent, 7);
         assert_eq!(a.latency.len(), 3);
         assert_eq!(a.latency.max(), 300);

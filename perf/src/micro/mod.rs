@@ -1,7 +1,10 @@
 //! Micro-benchmarks of the hot pieces, in-process: request head parsing, routing among
 //! 10,000 routes, endpoint picks of each load-balancing policy, histogram recording, and what
 //! a reload of 10,000 routes costs a shard. Each case runs in batches for a fixed time; the
-//! report is the median and the spread of the batches' ns per operation.
+//! report is the median and the spread of the batches' ns per operation. `--tls` runs the
+//! TLS handshake cases of [`tls`] instead.
+
+mod tls;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -18,6 +21,10 @@ pub struct Args {
     /// Time per case.
     #[arg(long, default_value = "2")]
     seconds: u64,
+    /// Time TLS handshakes in memory (server CPU per handshake, aws-lc-rs vs ring) instead of
+    /// the hot path.
+    #[arg(long)]
+    tls: bool,
 }
 
 const SMALL_HEAD: &[u8] = b"GET /users/42 HTTP/1.1\r\nHost: api.example.com\r\nAccept: */*\r\n\r\n";
@@ -123,6 +130,9 @@ fn ten_thousand_routes() -> Result<Router> {
 
 pub fn run(args: Args) -> Result<()> {
     let time = Duration::from_secs(args.seconds);
+    if args.tls {
+        return tls::run(time);
+    }
     let limits = RequestLimits {
         max_request_line: 8192,
         max_head: 32768,
@@ -237,8 +247,8 @@ fn shard_epochs(time: Duration) -> Result<()> {
     const RENAMED: usize = 2_000;
     let kept = routes_config("r", ROUTES)?;
     let epochs = [
-        Arc::new(Epoch::compile(1, kept.clone())),
-        Arc::new(Epoch::compile(2, kept)),
+        Arc::new(Epoch::compile(1, kept.clone()).expect("compiles")),
+        Arc::new(Epoch::compile(2, kept).expect("compiles")),
     ];
     let (tx, _rx) = crossbeam_channel::unbounded();
     let shard = Shard::new(0, epochs[0].clone(), tx, None);
@@ -286,7 +296,7 @@ fn shard_epochs(time: Duration) -> Result<()> {
             for (i, route) in config.routes.iter_mut().take(RENAMED).enumerate() {
                 route.name = format!("renamed-{k}-{i}");
             }
-            Ok(Arc::new(Epoch::compile(3 + k, config)))
+            Ok(Arc::new(Epoch::compile(3 + k, config).expect("compiles")))
         })
         .collect::<Result<_>>()?;
     let mut times = Vec::new();
