@@ -54,51 +54,10 @@ RESULTS=${RESULTS:-perf/results/latest.md}
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-WORK=$(mktemp -d /tmp/ringway-compare.XXXXXX)
-declare -A MAIN_PID=() # name -> pid of each process started and not yet stopped
-POLICY_RC_CREATED=0
-cleanup() {
-    local pid
-    for pid in "${MAIN_PID[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    sleep 0.3
-    for pid in "${MAIN_PID[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if ((POLICY_RC_CREATED)); then rm -f /usr/sbin/policy-rc.d; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+source perf/common.sh
 
-log() { printf '%s\n' "$*" >&2; }
-
-# ---------------------------------------------------------------------------- setup
-install_missing() {
-    local need=()
-    command -v nginx >/dev/null || need+=(nginx)
-    command -v haproxy >/dev/null || need+=(haproxy)
-    ((${#need[@]})) || return 0
-    log "installing ${need[*]} from Debian packages"
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        # Keep the packages from starting their system services: we start our own.
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        POLICY_RC_CREATED=1
-    fi
-    apt-get update -qq
-    local pkgs=()
-    for p in "${need[@]}"; do
-        if [[ $p == nginx ]]; then pkgs+=(nginx-light); else pkgs+=("$p"); fi
-    done
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null ||
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-}
 install_missing
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-FD_LIMIT=$(ulimit -n)
-if ((FD_LIMIT < 2 * IDLE_CONNECTIONS + 1000)); then
-    log "open-file limit $FD_LIMIT is too low for IDLE_CONNECTIONS=$IDLE_CONNECTIONS"
-    exit 1
-fi
+raise_fd_limit "$IDLE_CONNECTIONS"
 if ((!SKIP_BUILD)); then
     cargo build --release -q -p ringway-control -p ringway-perf
 fi
@@ -219,39 +178,6 @@ backend big
 EOF
 }
 
-wait_port() { # name port: until it accepts, up to 10 s, while the process lives
-    local i
-    for i in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi
-        kill -0 "${MAIN_PID[$1]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    log "$1: nothing listens on port $2; its log:"
-    cat "$WORK/$1.log" >&2 || true
-    exit 1
-}
-
-start() { # name cores command...: runs it pinned, in the background, remembers its pid
-    local name=$1 cores=$2
-    shift 2
-    taskset -c "$cores" "$@" >"$WORK/$name.log" 2>&1 &
-    MAIN_PID[$name]=$!
-}
-
-stop() { # name
-    local pid=${MAIN_PID[$1]:-}
-    [[ -n $pid ]] || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    local i
-    for i in $(seq 30); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    unset "MAIN_PID[$1]"
-}
-
 start_target() {
     case $1 in
     stub) ;; # the stubs run the whole time
@@ -274,37 +200,8 @@ start_target() {
     done
 }
 
-pids_of() { # target: every process of it (nginx: master and workers)
-    local t=$1 main
-    if [[ $t == stub ]]; then main=${MAIN_PID[stub-small]}; else main=${MAIN_PID[$t]}; fi
-    echo "$main"
-    pgrep -P "$main" || true
-}
-
-cpu_ticks() { # target [user]: utime + stime (or utime alone) of all its processes
-    local total=0 pid fields='$14 + $15'
-    [[ ${2:-} == user ]] && fields='$14'
-    for pid in $(pids_of "$1"); do
-        total=$((total + $(awk "{print $fields}" "/proc/$pid/stat")))
-    done
-    echo "$total"
-}
-
-rss_kib() { # target: resident memory of all its processes
-    local total=0 pid
-    for pid in $(pids_of "$1"); do
-        total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")))
-    done
-    echo "$total"
-}
-
-jget() { # json key -> number
-    grep -o "\"$2\":[0-9.]*" <<<"$1" | head -1 | cut -d: -f2
-}
-
 RAW=$WORK/raw.tsv # round  metric  target  value
 : >"$RAW"
-record() { printf '%s\t%s\t%s\t%s\n' "$ROUND" "$1" "$2" "$3" >>"$RAW"; }
 
 load() { # target path [rate]: one load run; prints its JSON line
     local rate_args=()
@@ -321,12 +218,6 @@ note_errors() { # target json
     record errors "$1" "$errors"
     record unsent "$1" "$unsent"
     if ((errors > 0 || unsent > 0)); then log "  $1: $errors errors, $unsent unsent: $2"; fi
-}
-
-rotate() { # round -> the targets, starting at a different one each round
-    local -a t=($TARGETS)
-    local n=${#t[@]} i
-    for ((i = 0; i < n; i++)); do echo "${t[$(((i + $1) % n))]}"; done
 }
 
 # ---------------------------------------------------------------------------- rounds
@@ -384,47 +275,15 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     done
     for t in $order; do
         [[ $t == floor ]] && continue
-        before=$(rss_kib "$t")
-        rm -f "$WORK/idle.out"
-        taskset -c "$GEN_CORES" "$PERF" idle --url "$(url "$t" /)" --connections "$IDLE_CONNECTIONS" \
-            --cores "$GEN_CORES" --hold 60s >"$WORK/idle.out" 2>&1 &
-        MAIN_PID[idle]=$!
-        for i in $(seq 300); do
-            grep -q '^ready' "$WORK/idle.out" 2>/dev/null && break
-            kill -0 "${MAIN_PID[idle]}" 2>/dev/null || break
-            sleep 0.1
-        done
-        sleep 0.5 # let the server settle after the last request
-        after=$(rss_kib "$t")
-        read -r _ open failed < <(grep '^ready' "$WORK/idle.out" || echo "ready 0 $IDLE_CONNECTIONS")
-        stop idle
-        per=$(awk -v d=$((after - before)) -v n="$open" 'BEGIN { printf "%d", (n > 0 ? d * 1024 / n : 0) }')
+        per=$(idle_memory "$t" "$(url "$t" /)")
         record idle "$t" "$per"
-        if ((failed > 0)); then
-            log "  idle: $t: $failed of $IDLE_CONNECTIONS connections failed:"
-            cat "$WORK/idle.out" >&2
-        fi
-        log "  idle $t $per B/conn ($open open)"
+        log "  idle $t $per B/conn"
         sleep 0.5
     done
     for t in $order; do stop "$t"; done
 done
 
 # ---------------------------------------------------------------------------- table
-summary() { # metric target -> "median min max" (empty when none)
-    awk -F'\t' -v m="$1" -v t="$2" '$2 == m && $3 == t { print $4 }' "$RAW" | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR) { med = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print med, v[1], v[NR] } }'
-}
-
-fmt() { # value unit -> short text
-    awk -v v="$1" -v u="$2" 'BEGIN {
-        if (u == "rps") { if (v >= 1000) printf "%.1fk", v / 1000; else printf "%d", v }
-        else if (u == "us") { if (v >= 1000) printf "%.2fms", v / 1000; else printf "%dus", v }
-        else if (u == "cpu") printf "%.2fs", v
-        else if (u == "bytes") { if (v >= 10240) printf "%.1fKiB", v / 1024; else printf "%dB", v }
-        else printf "%s", v }'
-}
-
 ROWS=(
     "max-small|max req/s, 13 B body|rps"
     "max-4k|max req/s, 4 KiB body|rps"
@@ -439,33 +298,7 @@ ROWS=(
     "idle|memory per idle connection|bytes"
 )
 {
-    read -r -a T <<<"$TARGETS"
-    printf '| metric |'
-    for t in "${T[@]}"; do printf ' %s |' "$t"; done
-    printf '\n|---|'
-    for t in "${T[@]}"; do printf -- '---|'; done
-    printf '\n'
-    for row in "${ROWS[@]}"; do
-        IFS='|' read -r metric label unit <<<"$row"
-        printf '| %s |' "$label"
-        read -r nginx_med _ <<<"$(summary "$metric" nginx)"
-        for t in "${T[@]}"; do
-            read -r med lo hi <<<"$(summary "$metric" "$t")"
-            if [[ -z ${med:-} ]]; then printf ' - |'; continue; fi
-            cell="$(fmt "$med" "$unit")"
-            ((ROUNDS > 1)) && cell+=" ($(fmt "$lo" "$unit")-$(fmt "$hi" "$unit"))"
-            if [[ -n ${nginx_med:-} ]] && awk -v n="$nginx_med" 'BEGIN { exit !(n > 0) }'; then
-                cell+=" $(awk -v a="$med" -v b="$nginx_med" 'BEGIN { printf "%.2fx", a / b }')"
-            fi
-            printf ' %s |' "$cell"
-        done
-        printf '\n'
-    done
-    printf '| errors + unsent (all runs) |'
-    for t in "${T[@]}"; do
-        printf ' %s |' "$(awk -F'\t' -v t="$t" '($2 == "errors" || $2 == "unsent") && $3 == t { s += $4 } END { print s + 0 }' "$RAW")"
-    done
-    printf '\n\n'
+    print_table
     rates=$(awk -F'\t' '$3 == "all" { printf "%s%s", sep, $4; sep = ", " }' "$RAW")
     echo "Medians of $ROUNDS round(s) (min-max) and the ratio to nginx's median." \
         "Fixed rates, 50% and 90% of each round's nginx max req/s (13 B): $rates."
@@ -475,13 +308,4 @@ ROWS=(
         "memory: $IDLE_CONNECTIONS idle keep-alive connections, RSS growth of all the proxy's processes."
 } >"$WORK/table.md"
 
-mkdir -p "$(dirname "$RESULTS")"
-{
-    echo "# perf/compare.sh: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
-    echo
-    echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), $(nproc) CPUs, $(uname -r)"
-    echo
-    cat "$WORK/table.md"
-} >"$RESULTS"
-cp "$RAW" "${RESULTS%.md}.tsv"
-cat "$RESULTS"
+write_results "$WORK/table.md"

@@ -14,12 +14,16 @@
 //! (the server's session cache), kept in memory per process; without it every connection
 //! makes a full handshake.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use aws_lc_rs::agreement;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{Resumption, Tls12Resumption};
+use rustls::client::{
+    ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls12Resumption,
+    Tls13ClientSessionValue,
+};
 use rustls::crypto::aws_lc_rs::{self as provider, cipher_suite};
 use rustls::crypto::{ActiveKeyExchange, CryptoProvider, SharedSecret, SupportedKxGroup};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -100,7 +104,8 @@ pub fn client_config(version: Option<Version>, resume: bool) -> Result<ClientCon
         .with_no_client_auth();
     config.resumption = if resume {
         // Tickets only for TLS 1.3: TLS 1.2 resumes by session ID, from the server's cache.
-        Resumption::in_memory_sessions(1024).tls12_resumption(Tls12Resumption::SessionIdOnly)
+        Resumption::store(Arc::new(Sessions::default()))
+            .tls12_resumption(Tls12Resumption::SessionIdOnly)
     } else {
         Resumption::disabled()
     };
@@ -155,6 +160,66 @@ impl ServerCertVerifier for NoVerification {
             SignatureScheme::RSA_PKCS1_SHA512,
             SignatureScheme::ED25519,
         ]
+    }
+}
+
+/// Most TLS 1.3 tickets kept: each new connection takes one and the server sends two more.
+const TICKETS: usize = 1024;
+
+/// The client's sessions, for the one server a run talks to (the server name is ignored).
+/// rustls's own store keeps at most 8 tickets per server: too few when dozens of
+/// connections open at once, and each connection without one makes a full handshake.
+#[derive(Debug, Default)]
+struct Sessions(Mutex<SessionState>);
+
+#[derive(Debug, Default)]
+struct SessionState {
+    kx_hint: Option<NamedGroup>,
+    tls12: Option<Tls12ClientSessionValue>,
+    tls13: VecDeque<Tls13ClientSessionValue>,
+}
+
+impl Sessions {
+    fn state(&self) -> std::sync::MutexGuard<'_, SessionState> {
+        // A panic elsewhere cannot leave the state inconsistent: take it anyway.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl ClientSessionStore for Sessions {
+    fn set_kx_hint(&self, _: ServerName<'static>, group: NamedGroup) {
+        self.state().kx_hint = Some(group);
+    }
+
+    fn kx_hint(&self, _: &ServerName<'_>) -> Option<NamedGroup> {
+        self.state().kx_hint
+    }
+
+    fn set_tls12_session(&self, _: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.state().tls12 = Some(value);
+    }
+
+    fn tls12_session(&self, _: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.state().tls12.clone()
+    }
+
+    fn remove_tls12_session(&self, _: &ServerName<'static>) {
+        self.state().tls12 = None;
+    }
+
+    fn insert_tls13_ticket(&self, _: ServerName<'static>, value: Tls13ClientSessionValue) {
+        let mut state = self.state();
+        if state.tls13.len() == TICKETS {
+            state.tls13.pop_front();
+        }
+        state.tls13.push_back(value);
+    }
+
+    fn take_tls13_ticket(&self, _: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
+        // The newest first: the oldest may have expired.
+        self.state().tls13.pop_back()
     }
 }
 
