@@ -8,6 +8,7 @@ use ringway_config::{Config, RouteAction};
 use crate::http::h1::reason_phrase;
 use crate::policy::rate_limit::LimiterSpec;
 use crate::router::Router;
+use crate::tls::{ClientTls, Kept, ServerTls};
 use crate::upstream::balance::{hash_table, Maglev};
 
 pub struct Epoch {
@@ -28,6 +29,10 @@ pub struct Epoch {
     pub route_ids: AHashMap<String, usize>,
     /// Upstream indexes by name.
     pub upstream_ids: AHashMap<String, usize>,
+    /// Each listener's TLS, by listener index (`None`: plaintext).
+    pub listener_tls: Vec<Option<Arc<ServerTls>>>,
+    /// Each upstream's TLS, by upstream index (`None`: plaintext).
+    pub upstream_tls: Vec<Option<Arc<ClientTls>>>,
 }
 
 pub enum Action {
@@ -54,7 +59,18 @@ pub struct LocalResponse {
 impl Epoch {
     /// Compiles `config`, in time linear in its size; run by the control thread, so that a
     /// shard only swaps one `Arc` for another.
-    pub fn compile(id: u64, config: Config) -> Epoch {
+    pub fn compile(id: u64, config: Config) -> Result<Epoch, String> {
+        Epoch::compile_after(id, config, None)
+    }
+
+    /// [`Epoch::compile`] for a reload of `running`: TLS resumption state (ticket keys,
+    /// session caches) carries over to listeners and upstreams of the same name. Fails only
+    /// when a certificate the loader accepted cannot be used (the message names its file).
+    pub fn compile_after(
+        id: u64,
+        config: Config,
+        running: Option<&Epoch>,
+    ) -> Result<Epoch, String> {
         let listener_names: Vec<String> = config.listeners.iter().map(|l| l.name.clone()).collect();
         let router = Router::new(&config.routes, &listener_names);
         let upstream_ids = indexes(config.upstreams.iter().map(|u| &u.name));
@@ -93,7 +109,41 @@ impl Epoch {
             .filter(|(_, r)| r.max_in_flight.is_some())
             .map(|(i, _)| i)
             .collect();
-        Epoch {
+        let mut kept = Kept::default();
+        if let Some(running) = running {
+            for (l, tls) in running.config.listeners.iter().zip(&running.listener_tls) {
+                if let Some(tls) = tls {
+                    kept.listeners.insert(l.name.as_str(), tls);
+                }
+            }
+            for (u, tls) in running.config.upstreams.iter().zip(&running.upstream_tls) {
+                if let Some(tls) = tls {
+                    kept.upstreams.insert(u.name.as_str(), tls);
+                }
+            }
+        }
+        let listener_tls = config
+            .listeners
+            .iter()
+            .map(|l| match &l.tls {
+                None => Ok(None),
+                Some(tls) => ServerTls::build(tls, kept.listeners.get(l.name.as_str()).copied())
+                    .map(|t| Some(Arc::new(t)))
+                    .map_err(|e| format!("listener {}: {e}", l.name)),
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let upstream_tls = config
+            .upstreams
+            .iter()
+            .map(|u| match &u.tls {
+                None => Ok(None),
+                Some(tls) => ClientTls::build(tls, kept.upstreams.get(u.name.as_str()).copied())
+                    .map(|t| Some(Arc::new(t)))
+                    .map_err(|e| format!("upstream {}: {e}", u.name)),
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        drop(kept);
+        Ok(Epoch {
             id,
             config,
             router,
@@ -103,7 +153,9 @@ impl Epoch {
             concurrency_limited,
             route_ids,
             upstream_ids,
-        }
+            listener_tls,
+            upstream_tls,
+        })
     }
 }
 

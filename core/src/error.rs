@@ -41,7 +41,10 @@ impl ErrorCause {
             ErrorCause::HeadTooLarge => 431,
             ErrorCause::NoRoute => 404,
             ErrorCause::ClientClosed => 0,
-            ErrorCause::ConnectFailed | ErrorCause::UpstreamClosed | ErrorCause::BadResponse => 502,
+            ErrorCause::ConnectFailed
+            | ErrorCause::UpstreamClosed
+            | ErrorCause::BadResponse
+            | ErrorCause::UpstreamTls => 502,
             ErrorCause::ConnectTimeout | ErrorCause::UpstreamTimeout => 504,
             ErrorCause::NoEndpoint | ErrorCause::ConcurrencyLimited => 503,
             ErrorCause::RateLimited => 429,

@@ -17,6 +17,101 @@ use monoio::net::TcpStream;
 use monoio::BufResult;
 
 use crate::shard::coarse::{CoarseTimers, ShutdownGuard};
+use crate::tls::{ClientIdentity, TlsStream};
+
+/// A connection's socket, plain or with TLS on it.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl Stream {
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(t) => t.tcp(),
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// The verified client certificate's identity, on a mutual-TLS connection.
+    pub fn identity(&self) -> Option<&Rc<ClientIdentity>> {
+        match self {
+            Stream::Plain(_) => None,
+            Stream::Tls(t) => t.identity.as_ref(),
+        }
+    }
+
+    /// Waits until a read would find bytes (see `TcpStream::readable`).
+    pub async fn readable(&self, relaxed: bool) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.readable(relaxed).await,
+            Stream::Tls(t) => t.readable(relaxed).await,
+        }
+    }
+
+    /// Lets go of per-request memory while the connection idles.
+    pub fn release(&mut self) {
+        if let Stream::Tls(t) = self {
+            t.release();
+        }
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.tcp().as_raw_fd()
+    }
+}
+
+impl AsyncReadRent for Stream {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(t) => t.read(buf).await,
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.readv(buf).await,
+            Stream::Tls(t) => t.readv(buf).await,
+        }
+    }
+}
+
+impl AsyncWriteRent for Stream {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.write(buf).await,
+            Stream::Tls(t) => t.write(buf).await,
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.writev(buf).await,
+            Stream::Tls(t) => t.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush().await,
+            Stream::Tls(t) => t.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.shutdown().await,
+            Stream::Tls(t) => t.shutdown().await,
+        }
+    }
+}
 
 pub struct ConnBuf {
     vec: Vec<u8>,
@@ -152,7 +247,7 @@ impl ConnBuf {
 /// gives its buffer back (a cancelled write would keep it), and the write reports `TimedOut`.
 /// A write costs a timer slot taken and given back, no waker and no second future to poll.
 pub struct Attached {
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     timers: Rc<CoarseTimers>,
     send_timeout: Duration,
 }
@@ -166,13 +261,22 @@ impl Attached {
         }
     }
 
-    pub fn attach(&mut self, stream: TcpStream) {
+    pub fn attach(&mut self, stream: Stream) {
         debug_assert!(self.stream.is_none());
         self.stream = Some(stream);
     }
 
-    pub fn detach(&mut self) -> Option<TcpStream> {
+    pub fn detach(&mut self) -> Option<Stream> {
         self.stream.take()
+    }
+
+    /// The verified client certificate's identity, on a mutual-TLS connection.
+    pub fn identity(&self) -> Option<&Rc<ClientIdentity>> {
+        self.stream.as_ref().and_then(Stream::identity)
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.stream.as_ref().is_some_and(Stream::is_tls)
     }
 
     /// Bounds each later write (the listener's `send_timeout`).
@@ -189,7 +293,7 @@ impl Attached {
             .shutdown_at(fd, self.timers.after(self.send_timeout))
     }
 
-    fn get(&mut self) -> &mut TcpStream {
+    fn get(&mut self) -> &mut Stream {
         self.stream
             .as_mut()
             .expect("a request state is used only with its connection attached")

@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod router;
 pub mod shard;
 pub mod sys;
+pub mod tls;
 pub mod upstream;
 
 pub use epoch::Epoch;

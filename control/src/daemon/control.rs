@@ -19,7 +19,7 @@ use super::health::{HealthChecker, Probe};
 use super::notify::Notifier;
 use super::quota::Quota;
 use super::{config_view, reload, Command, Request};
-use crate::observe::{Observatory, ProcessInfo};
+use crate::observe::{CertificateInfo, Observatory, ProcessInfo};
 
 /// How long a flush round waits for every shard's report.
 const FLUSH_DEADLINE: Duration = Duration::from_millis(500);
@@ -414,6 +414,7 @@ impl Control {
         let mut info = self.info.clone();
         info.epoch = self.current.id;
         info.draining = self.phase != Phase::Serving;
+        info.certificates = CertificateInfo::of(&self.current.config);
         info
     }
 
@@ -444,7 +445,36 @@ impl Control {
             .config
             .listeners
             .iter()
-            .map(|l| json!({ "name": l.name, "listen": l.listen.to_string() }))
+            .map(|l| {
+                let mut listener = json!({ "name": l.name, "listen": l.listen.to_string() });
+                if let Some(tls) = &l.tls {
+                    listener["tls"] = json!({
+                        "client_ca": tls.client_ca.as_ref().map(|ca| ca.file.display().to_string()),
+                        "min_version": match tls.min_version {
+                            ringway_config::TlsVersion::V1_2 => "1.2",
+                            ringway_config::TlsVersion::V1_3 => "1.3",
+                        },
+                    });
+                }
+                listener
+            })
+            .collect();
+        let now_unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let certificates: Vec<Value> = info
+            .certificates
+            .iter()
+            .map(|c| {
+                json!({
+                    c.owner_kind: c.owner,
+                    "file": c.file,
+                    "subject": c.subject,
+                    "names": c.names,
+                    "not_after_unix_s": c.not_after,
+                    "expires_in_days": (c.not_after - now_unix) as f64 / 86_400.0,
+                })
+            })
             .collect();
         let started_unix = info
             .started_wall
@@ -465,6 +495,7 @@ impl Control {
             "started_unix_s": started_unix,
             "shards": shards,
             "listeners": listeners,
+            "certificates": certificates,
             "connections": connections,
             "reloads": { "ok": info.reloads_ok, "failed": info.reloads_failed },
             "retired_epochs": self.retired.len(),

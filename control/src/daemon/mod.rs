@@ -127,7 +127,13 @@ pub fn run(path: Option<PathBuf>, config: Config) -> ExitCode {
         .collect();
     let socket_path = config.control.socket.clone();
     let admin_addr = config.admin.as_ref().map(|a| a.listen);
-    let epoch = Arc::new(Epoch::compile(1, config));
+    let epoch = match Epoch::compile(1, config) {
+        Ok(epoch) => Arc::new(epoch),
+        Err(e) => {
+            tracing::error!("{source}: {e}");
+            return ExitCode::from(1);
+        }
+    };
     // Shards send acks and one report per flush round: a small buffer is plenty, and the
     // loop never stops reading it.
     let (events, events_rx) = crossbeam_channel::bounded(1024);
@@ -160,6 +166,7 @@ pub fn run(path: Option<PathBuf>, config: Config) -> ExitCode {
         draining: false,
         reloads_ok: 0,
         reloads_failed: 0,
+        certificates: Vec::new(),
     };
     let draining = Arc::new(AtomicBool::new(false));
     let (commands, commands_rx) = crossbeam_channel::bounded::<Request>(256);

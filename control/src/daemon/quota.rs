@@ -190,7 +190,7 @@ mod tests {
              respond = {{ status = 200 }}\nrate_limit = {limit}\n"
         );
         let config = ringway_config::parse(&toml, "t.toml").unwrap();
-        Arc::new(Epoch::compile(1, config))
+        Arc::new(Epoch::compile(1, config).expect("compiles"))
     }
 
     fn id(epoch: &Epoch) -> u64 {

@@ -13,7 +13,7 @@ use socket2::{Domain, Socket, Type};
 
 use super::background::Background;
 
-/// [`prepare`] and [`Epoch::compile`] of the file at `path` as epoch `id`, on the
+/// [`prepare`] and [`Epoch::compile_after`] of the file at `path` as epoch `id`, on the
 /// background thread: the new epoch and the warnings, or the errors.
 pub fn load_epoch(
     background: &Background,
@@ -22,9 +22,11 @@ pub fn load_epoch(
     id: u64,
 ) -> Result<(Arc<Epoch>, Vec<String>), Vec<String>> {
     background.run(move || {
-        let loaded = prepare(&path, &running.config).map(|prepared| {
-            let epoch = Arc::new(Epoch::compile(id, prepared.config));
-            (epoch, prepared.warnings)
+        let loaded = prepare(&path, &running.config).and_then(|prepared| {
+            let source = prepared.config.source.clone();
+            let epoch = Epoch::compile_after(id, prepared.config, Some(&running))
+                .map_err(|e| vec![format!("{source}: {e}")])?;
+            Ok((Arc::new(epoch), prepared.warnings))
         });
         // The parse's garbage (the TOML document is several times the file) goes back.
         ringway_core::sys::release_free_memory();

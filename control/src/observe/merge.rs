@@ -32,6 +32,10 @@ pub struct Totals {
 pub struct ListenerTotals {
     pub accepted: u64,
     pub refused: u64,
+    pub tls_handshakes: u64,
+    pub tls_resumed: u64,
+    /// Failed handshakes by `tls::Refusal` (`as usize`).
+    pub tls_refused: [u64; ringway_core::tls::Refusal::COUNT],
     /// The latest `open` gauge each shard reported, by shard index.
     pub open_by_shard: BTreeMap<usize, u64>,
 }
@@ -45,6 +49,11 @@ impl ListenerTotals {
     fn absorb(&mut self, shard: usize, stats: &ListenerStats) {
         self.accepted += stats.accepted;
         self.refused += stats.refused;
+        self.tls_handshakes += stats.tls_handshakes;
+        self.tls_resumed += stats.tls_resumed;
+        for (total, n) in self.tls_refused.iter_mut().zip(stats.tls_refused) {
+            *total += n;
+        }
         self.open_by_shard.insert(shard, stats.open);
     }
 }

@@ -42,6 +42,48 @@ pub struct ProcessInfo {
     pub draining: bool,
     pub reloads_ok: u64,
     pub reloads_failed: u64,
+    /// The running config's certificates (listeners' and upstreams' client certificates).
+    pub certificates: Vec<CertificateInfo>,
+}
+
+/// One certificate the running config serves or presents, for `status` and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateInfo {
+    /// `"listener"` or `"upstream"`.
+    pub owner_kind: &'static str,
+    pub owner: String,
+    pub file: String,
+    pub subject: String,
+    pub names: Vec<String>,
+    /// notAfter, seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+impl CertificateInfo {
+    /// Every certificate of `config`, listeners first, in file order.
+    pub fn of(config: &ringway_config::Config) -> Vec<CertificateInfo> {
+        let info = |owner_kind, owner: &str, cert: &ringway_config::CertKey| CertificateInfo {
+            owner_kind,
+            owner: owner.to_owned(),
+            file: cert.cert_file.display().to_string(),
+            subject: cert.subject.clone(),
+            names: cert.names.clone(),
+            not_after: cert.not_after,
+        };
+        let listeners = config.listeners.iter().flat_map(|l| {
+            let certs = l
+                .tls
+                .as_ref()
+                .map(|t| t.certificates.as_slice())
+                .unwrap_or_default();
+            certs.iter().map(|c| info("listener", &l.name, c))
+        });
+        let upstreams = config.upstreams.iter().filter_map(|u| {
+            let cert = u.tls.as_ref()?.client_cert.as_ref()?;
+            Some(info("upstream", &u.name, cert))
+        });
+        listeners.chain(upstreams).collect()
+    }
 }
 
 /// Cumulative, merged statistics of every shard, keyed by route, upstream and listener name.

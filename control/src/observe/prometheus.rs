@@ -9,6 +9,7 @@ use std::time::UNIX_EPOCH;
 
 use hdrhistogram::Histogram;
 use ringway_core::metrics::{new_histogram, ErrorCause, Latency, TrafficStats};
+use ringway_core::tls::Refusal;
 
 use super::merge::Totals;
 use super::stats_json::STATUS_CLASSES;
@@ -31,6 +32,7 @@ pub fn render(totals: &Totals, info: &ProcessInfo) -> String {
     routes(&mut out, totals);
     upstreams(&mut out, totals);
     listeners(&mut out, totals);
+    certificates(&mut out, info);
     out.text.push_str(&totals.protection.prometheus());
     out.text.push_str(&totals.limits.prometheus());
     out.header(
@@ -255,6 +257,59 @@ fn listeners(out: &mut Out, totals: &Totals) {
     for (name, l) in &totals.listeners {
         let labels = [("listener", name.as_str())];
         out.sample("ringway_connections_refused_total", &labels, l.refused);
+    }
+    out.header(
+        "ringway_tls_handshakes_total",
+        "counter",
+        "TLS handshakes completed, by listener and whether they resumed a session.",
+    );
+    for (name, l) in &totals.listeners {
+        let full = l.tls_handshakes - l.tls_resumed.min(l.tls_handshakes);
+        let labels = |resumed| [("listener", name.as_str()), ("resumed", resumed)];
+        out.sample("ringway_tls_handshakes_total", &labels("false"), full);
+        out.sample(
+            "ringway_tls_handshakes_total",
+            &labels("true"),
+            l.tls_resumed,
+        );
+    }
+    out.header(
+        "ringway_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed, by listener and reason (timeout, plain_http, not_tls, \
+         closed, client_certificate, protocol); only reasons seen at least once.",
+    );
+    for (name, l) in &totals.listeners {
+        for (reason, n) in Refusal::ALL.iter().zip(l.tls_refused) {
+            if n > 0 {
+                let labels = [("listener", name.as_str()), ("reason", reason.as_str())];
+                out.sample("ringway_tls_handshake_failures_total", &labels, n);
+            }
+        }
+    }
+}
+
+fn certificates(out: &mut Out, info: &ProcessInfo) {
+    out.header(
+        "ringway_tls_certificate_expiry_seconds",
+        "gauge",
+        "When each certificate of the running config expires (notAfter), in seconds since the \
+         Unix epoch, by its listener (or upstream, for client certificates), file, subject \
+         and names.",
+    );
+    for c in &info.certificates {
+        let names = c.names.join(",");
+        let labels = [
+            (c.owner_kind, c.owner.as_str()),
+            ("file", c.file.as_str()),
+            ("subject", c.subject.as_str()),
+            ("names", names.as_str()),
+        ];
+        out.sample_f64(
+            "ringway_tls_certificate_expiry_seconds",
+            &labels,
+            c.not_after as f64,
+        );
     }
 }
 

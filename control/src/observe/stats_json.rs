@@ -29,7 +29,19 @@ pub fn render(totals: &Totals, info: &ProcessInfo) -> Value {
         .listeners
         .iter()
         .map(|(name, l)| {
-            let value = json!({"open": l.open(), "accepted": l.accepted, "refused": l.refused});
+            let mut value = json!({"open": l.open(), "accepted": l.accepted, "refused": l.refused});
+            if l.tls_handshakes > 0 || l.tls_refused.iter().any(|&n| n > 0) {
+                let failures: Map<String, Value> = (ringway_core::tls::Refusal::ALL.iter())
+                    .zip(l.tls_refused)
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(r, n)| (r.as_str().to_owned(), Value::from(n)))
+                    .collect();
+                value["tls"] = json!({
+                    "handshakes": l.tls_handshakes,
+                    "resumed": l.tls_resumed,
+                    "failures": failures,
+                });
+            }
             (name.clone(), value)
         })
         .collect();

@@ -66,6 +66,14 @@ fn info() -> ProcessInfo {
         draining: false,
         reloads_ok: 3,
         reloads_failed: 1,
+        certificates: vec![CertificateInfo {
+            owner_kind: "listener",
+            owner: "edge".into(),
+            file: "/etc/ringway/api.pem".into(),
+            subject: "CN=api.example".into(),
+            names: vec!["api.example".into(), "*.api.example".into()],
+            not_after: 1_800_000_000,
+        }],
     }
 }
 
@@ -174,6 +182,7 @@ fn listener_open_is_the_latest_gauge_per_shard_summed() {
         accepted,
         refused,
         open,
+        ..Default::default()
     };
     let mut with_listeners = |shard, stats: Vec<(&str, ListenerStats)>| {
         let mut r = report(shard, vec![]);
@@ -338,6 +347,7 @@ fn busy_observatory() -> Observatory {
                 accepted: 10,
                 refused: 1,
                 open: 4,
+                ..Default::default()
             },
         )];
         r.unrouted = traffic(400, &[15]);

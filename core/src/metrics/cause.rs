@@ -34,10 +34,13 @@ pub enum ErrorCause {
     RateLimited,
     /// Refused at the route's `max_in_flight` (503).
     ConcurrencyLimited,
+    /// The TLS handshake with the upstream failed: its certificate did not verify, or the
+    /// protocol did not agree (502).
+    UpstreamTls,
 }
 
 impl ErrorCause {
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
     pub const ALL: [ErrorCause; ErrorCause::COUNT] = [
         ErrorCause::BadRequest,
         ErrorCause::ClientTimeout,
@@ -55,6 +58,7 @@ impl ErrorCause {
         ErrorCause::CircuitOpen,
         ErrorCause::RateLimited,
         ErrorCause::ConcurrencyLimited,
+        ErrorCause::UpstreamTls,
     ];
 
     /// The label value in metrics and the `cause` field of the access log.
@@ -76,6 +80,7 @@ impl ErrorCause {
             ErrorCause::CircuitOpen => "circuit_open",
             ErrorCause::RateLimited => "rate_limited",
             ErrorCause::ConcurrencyLimited => "concurrency_limited",
+            ErrorCause::UpstreamTls => "upstream_tls",
         }
     }
 

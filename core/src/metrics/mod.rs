@@ -98,6 +98,13 @@ pub struct ListenerStats {
     pub refused: u64,
     /// Connections open now (a gauge, not a delta).
     pub open: u64,
+    /// TLS handshakes completed since the previous report, and of them those that resumed a
+    /// session.
+    pub tls_handshakes: u64,
+    pub tls_resumed: u64,
+    /// TLS handshakes that failed, by [`Refusal`](crate::tls::Refusal) (`as usize`), since the
+    /// previous report.
+    pub tls_refused: [u64; crate::tls::Refusal::COUNT],
 }
 
 /// What a shard reports to the control thread: deltas since its previous report, keyed by the

@@ -8,10 +8,8 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use monoio::net::TcpStream;
-
 use super::{Downstream, RequestLog};
-use crate::io::{Attached, ConnBuf};
+use crate::io::{Attached, ConnBuf, Stream};
 use crate::shard::coarse::CoarseTimers;
 use crate::shard::signal::Signal;
 
@@ -42,7 +40,7 @@ impl DownstreamPool {
     }
 
     /// A request state for the connection `stream` from `peer`.
-    pub(crate) fn take(&self, stream: TcpStream, peer: SocketAddr) -> Box<Downstream> {
+    pub(crate) fn take(&self, stream: Stream, peer: SocketAddr) -> Box<Downstream> {
         let mut d = self.free.borrow_mut().pop().unwrap_or_else(|| {
             Box::new(Downstream {
                 stream: Attached::new(self.timers.clone()),
@@ -66,9 +64,12 @@ impl DownstreamPool {
     /// Takes back a request state whose buffer holds nothing unconsumed, and gives back its
     /// connection's socket. States whose buffers a large head or body made grow, or that lost
     /// their read buffer (to a cancelled read), are dropped rather than kept.
-    pub(crate) fn put(&self, mut d: Box<Downstream>) -> Option<TcpStream> {
+    pub(crate) fn put(&self, mut d: Box<Downstream>) -> Option<Stream> {
         debug_assert!(d.buf.is_empty());
-        let stream = d.stream.detach();
+        let mut stream = d.stream.detach();
+        if let Some(stream) = &mut stream {
+            stream.release();
+        }
         let mut free = self.free.borrow_mut();
         let read = d.buf.capacity();
         if free.len() < KEEP && read != 0 && read <= READ_BUF && d.out.capacity() <= 4 * OUT_BUF {
@@ -99,8 +100,12 @@ mod tests {
         rt.block_on(async {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
-            let socket =
-                || TcpStream::from_std(std::net::TcpStream::connect(addr).unwrap()).unwrap();
+            let socket = || {
+                Stream::Plain(
+                    monoio::net::TcpStream::from_std(std::net::TcpStream::connect(addr).unwrap())
+                        .unwrap(),
+                )
+            };
             let pool = DownstreamPool::new(false, Signal::new(), CoarseTimers::new());
             let d = pool.take(socket(), addr);
             let ptr: *const Downstream = &*d;

@@ -20,7 +20,7 @@ use monoio::net::TcpStream;
 use ringway_config::{Balance, Listener, Retry, Upstream};
 
 use super::body::{buffer_request_body, relay_response_body, send_request_body, MAX_TRAILER};
-use super::head::{write_client_head, write_upstream_head, ClientFraming};
+use super::head::{write_client_head, write_upstream_head, ClientFraming, Forwarded};
 use super::retry::{self, Failure, Replay};
 use super::{local, respond_static, After, Downstream};
 use crate::error::{Error, ProxyError};
@@ -28,12 +28,14 @@ use crate::http::h1::{
     parse_response, BodyKind, ChunkedScanner, Method, RequestHead, ResponseBody, ResponseHead,
     Version,
 };
+use crate::io::Stream;
 use crate::io::{write_static, write_vec, ConnBuf};
 use crate::metrics::ErrorCause;
 use crate::shard::coarse::{CoarseTimers, Elapsed};
 use crate::shard::{Shard, ShardEpoch, UpstreamSlot};
+use crate::tls::ClientTls;
 use crate::upstream::balance::request_key_hash;
-use crate::upstream::{Outcome, Pick, UpstreamConn};
+use crate::upstream::{Outcome, Pick, PoolKey, UpstreamConn};
 
 /// Largest response head accepted from an upstream.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -72,7 +74,6 @@ struct Notes {
 struct Answered {
     conn: UpstreamConn,
     resp: ResponseHead,
-    addr: SocketAddr,
     pick: Pick,
 }
 
@@ -136,7 +137,8 @@ async fn fail(shard: &Shard, d: &mut Downstream, e: Error) -> After {
 /// upstream, ended it before a response head.
 fn error_outcome(e: &ProxyError) -> Option<Outcome> {
     Some(match e.cause {
-        ErrorCause::ConnectFailed => Outcome::ConnectFailed,
+        // A certificate that does not verify is the endpoint's failure like a refused connect.
+        ErrorCause::ConnectFailed | ErrorCause::UpstreamTls => Outcome::ConnectFailed,
         ErrorCause::ConnectTimeout => Outcome::ConnectTimeout,
         ErrorCause::UpstreamTimeout => Outcome::Timeout,
         ErrorCause::UpstreamClosed => Outcome::Reset,
@@ -166,14 +168,19 @@ async fn prepare(
     cfg: &Listener,
 ) -> Result<Request, Error> {
     d.out.clear();
-    write_upstream_head(
-        &mut d.out,
-        d.buf.data(),
-        head,
-        &d.headers,
-        d.peer.ip(),
-        |out| out.extend_from_slice(&d.request_id),
-    );
+    let client_cert_header = cfg
+        .tls
+        .as_ref()
+        .and_then(|t| t.client_cert_header.as_deref());
+    let fwd = Forwarded {
+        client_ip: d.peer.ip(),
+        tls: d.stream.is_tls(),
+        client_cert: client_cert_header
+            .map(|name| (name, d.stream.identity().map(|id| &*id.header_value))),
+    };
+    write_upstream_head(&mut d.out, d.buf.data(), head, &d.headers, &fwd, |out| {
+        out.extend_from_slice(&d.request_id)
+    });
     let has_body = !matches!(head.body, BodyKind::None | BodyKind::Length(0));
     if head.expect_continue && has_body {
         d.written += local::CONTINUE.len() as u64;
@@ -239,6 +246,7 @@ async fn exchange(
     cfg: &Listener,
 ) -> Result<After, Error> {
     let up_cfg = &sep.epoch.config.upstreams[upstream];
+    let up_tls = sep.epoch.upstream_tls[upstream].as_deref();
     let route_cfg = &sep.epoch.config.routes[route];
     let route_state = match &d.log.route_slot {
         Some(slot) => slot.state.clone(),
@@ -266,11 +274,17 @@ async fn exchange(
                 None,
             ));
         };
-        let addr = up_cfg.endpoints[pick.endpoint].address;
+        let endpoint = &up_cfg.endpoints[pick.endpoint];
+        let addr = endpoint.address;
+        let target = Target {
+            addr,
+            host: endpoint.host.as_deref(),
+            tls: up_tls,
+        };
         d.log.endpoint = Some(addr);
         let per_try = policy.and_then(|p| p.per_try_timeout);
         let deadline = retry::try_deadline(now, per_try, up_cfg.request_timeout, total);
-        let result = attempt(shard, d, req, up_cfg, addr, cfg, deadline).await;
+        let result = attempt(shard, d, req, up_cfg, &target, cfg, deadline).await;
         now = Instant::now();
         let failure = match &result {
             Ok((_, resp, _)) => {
@@ -308,18 +322,13 @@ async fn exchange(
                 resp.keep_alive = false;
                 req.keep_alive = false;
             }
-            break Answered {
-                conn,
-                resp,
-                addr,
-                pick,
-            };
+            break Answered { conn, resp, pick };
         };
         tracing::debug!(shard = shard.index, %addr, try_ = tries, "retrying");
         shard.record_route(&route_state, |s| s.retries += 1);
         up.stats.borrow_mut().retries += 1;
         if let Ok((conn, resp, _)) = result {
-            discard(shard, conn, &resp, addr, up_cfg);
+            discard(shard, conn, &resp, up_cfg);
         }
         previous = Some(pick.endpoint);
         drop(pick);
@@ -338,17 +347,7 @@ async fn exchange(
             Box::pin(monoio::time::sleep_until(at(wake))).await;
         }
     };
-    let result = relay(
-        shard,
-        d,
-        req,
-        answered.conn,
-        answered.resp,
-        up_cfg,
-        answered.addr,
-        started,
-    )
-    .await;
+    let result = relay(shard, d, req, answered.conn, answered.resp, up_cfg, started).await;
     // Least request counted the exchange as in flight from the pick; it has ended, however it
     // ended (the guard also drops if this future is dropped mid-exchange).
     drop(answered.pick);
@@ -358,13 +357,7 @@ async fn exchange(
 
 /// Drops a response that is being retried: its connection goes back to the pool when the
 /// response ended within what was already read, else it is closed.
-fn discard(
-    shard: &Shard,
-    mut conn: UpstreamConn,
-    resp: &ResponseHead,
-    addr: SocketAddr,
-    up_cfg: &Upstream,
-) {
+fn discard(shard: &Shard, mut conn: UpstreamConn, resp: &ResponseHead, up_cfg: &Upstream) {
     conn.buf.consume(resp.head_len);
     let rest = match resp.body {
         ResponseBody::None => Some(0),
@@ -375,7 +368,6 @@ fn discard(
         conn.buf.consume(n);
         if conn.buf.is_empty() {
             shard.pool.borrow_mut().checkin(
-                addr,
                 conn,
                 up_cfg.max_idle_per_endpoint,
                 up_cfg.pool_idle_timeout,
@@ -392,20 +384,22 @@ async fn attempt(
     d: &mut Downstream,
     req: Request,
     up_cfg: &Upstream,
-    addr: SocketAddr,
+    target: &Target<'_>,
     cfg: &Listener,
     deadline: Instant,
 ) -> Result<(UpstreamConn, ResponseHead, Notes), Error> {
     let mut fresh_only = false;
+    let addr = target.addr;
+    let key = target.key();
     loop {
         let pooled = if fresh_only {
             None
         } else {
-            shard.pool.borrow_mut().checkout(addr)
+            shard.pool.borrow_mut().checkout(key)
         };
         let mut conn = match pooled {
             Some(conn) => conn,
-            None => connect(&shard.timers, addr, up_cfg, deadline).await?,
+            None => connect(&shard.timers, target, key, up_cfg, deadline).await?,
         };
         match send_and_read_head(d, &mut conn, req, up_cfg, cfg, deadline).await {
             Ok((resp, notes)) => return Ok((conn, resp, notes)),
@@ -433,7 +427,6 @@ async fn relay(
     mut conn: UpstreamConn,
     resp: ResponseHead,
     up_cfg: &Upstream,
-    addr: SocketAddr,
     started: Instant,
 ) -> Result<After, Error> {
     if let Some(n) = req.buffered_body {
@@ -477,7 +470,6 @@ async fn relay(
     let relayed = relay_response_body(d, &mut conn, body, framing, up_cfg.idle_timeout).await?;
     if resp.keep_alive && relayed.upstream_clean {
         shard.pool.borrow_mut().checkin(
-            addr,
             conn,
             up_cfg.max_idle_per_endpoint,
             up_cfg.pool_idle_timeout,
@@ -490,28 +482,72 @@ async fn relay(
     })
 }
 
+/// Where one try goes: an endpoint, and the TLS it is reached with.
+struct Target<'a> {
+    addr: SocketAddr,
+    /// The endpoint's host name as configured (the default server name for TLS).
+    host: Option<&'a str>,
+    tls: Option<&'a ClientTls>,
+}
+
+impl Target<'_> {
+    fn key(&self) -> PoolKey {
+        (self.addr, self.tls.map_or(0, |tls| tls.pool_key(self.host)))
+    }
+}
+
 async fn connect(
     timers: &Rc<CoarseTimers>,
-    addr: SocketAddr,
+    target: &Target<'_>,
+    key: PoolKey,
     up_cfg: &Upstream,
     deadline: Instant,
 ) -> Result<UpstreamConn, Error> {
     let limit = deadline.min(Instant::now() + up_cfg.connect_timeout);
-    match timers.within(limit, TcpStream::connect_addr(addr)).await {
+    let stream = match timers
+        .within(limit, TcpStream::connect_addr(target.addr))
+        .await
+    {
+        Err(_) => {
+            return Err(ProxyError::new(
+                ErrorCause::ConnectTimeout,
+                "upstream connect timeout",
+                None,
+            ))
+        }
+        Ok(Err(e)) => {
+            return Err(ProxyError::new(
+                ErrorCause::ConnectFailed,
+                "upstream connect failed",
+                Some(e),
+            ))
+        }
+        Ok(Ok(stream)) => stream,
+    };
+    let _ = stream.set_nodelay(true);
+    let Some(tls) = target.tls else {
+        return Ok(UpstreamConn::new(Stream::Plain(stream), key));
+    };
+    let name = tls.server_name(target.host, target.addr);
+    // The handshake shares the connect timeout: both are the cost of a new connection.
+    match timers
+        .within(limit, crate::tls::connect(stream, tls, name))
+        .await
+    {
         Err(_) => Err(ProxyError::new(
             ErrorCause::ConnectTimeout,
-            "upstream connect timeout",
+            "upstream TLS handshake timeout",
             None,
         )),
-        Ok(Err(e)) => Err(ProxyError::new(
-            ErrorCause::ConnectFailed,
-            "upstream connect failed",
-            Some(e),
-        )),
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok(UpstreamConn::new(stream))
+        Ok(Err(e)) => {
+            tracing::debug!(addr = %target.addr, error = %e, "upstream TLS handshake failed");
+            Err(ProxyError::new(
+                ErrorCause::UpstreamTls,
+                "upstream TLS handshake failed",
+                Some(e),
+            ))
         }
+        Ok(Ok(stream)) => Ok(UpstreamConn::new(Stream::Tls(Box::new(stream)), key)),
     }
 }
 
@@ -538,9 +574,14 @@ async fn stream_body_watching(
         )
     };
     let timers = d.timers.clone();
-    let watcher = crate::sys::dup_socket(&conn.stream).and_then(TcpStream::from_std);
+    // A TLS stream cannot be read through a second descriptor: its records go through
+    // rustls. Such a connection sends the body whole first.
+    let watcher = match &conn.stream {
+        Stream::Plain(tcp) => crate::sys::dup_socket(tcp).and_then(TcpStream::from_std),
+        Stream::Tls(_) => Err(std::io::ErrorKind::Unsupported.into()),
+    };
     let Ok(mut watcher) = watcher else {
-        // Out of descriptors: send without watching, as before.
+        // Out of descriptors, or TLS: send without watching.
         let send = send_request_body(d, conn, body, cfg, up_cfg.idle_timeout);
         timers
             .within(deadline, send)

@@ -36,13 +36,24 @@ fn join_values(out: &mut Vec<u8>, src: &[u8], headers: &[HeaderRef], kind: Heade
     any
 }
 
+/// What the gateway tells the upstream about the client connection.
+pub struct Forwarded<'a> {
+    pub client_ip: IpAddr,
+    /// The client connection is TLS (`x-forwarded-proto: https`).
+    pub tls: bool,
+    /// The listener's `client_cert_header` (lower-case), and the verified client
+    /// certificate's identity to put in it, if the client presented one. Whatever the
+    /// client sent under that name is dropped, so the upstream can trust it.
+    pub client_cert: Option<(&'a str, Option<&'a [u8]>)>,
+}
+
 /// The request head sent upstream. `request_id` writes a fresh id when the client sent none.
 pub fn write_upstream_head(
     out: &mut Vec<u8>,
     src: &[u8],
     head: &RequestHead,
     headers: &[HeaderRef],
-    client_ip: IpAddr,
+    fwd: &Forwarded<'_>,
     request_id: impl FnOnce(&mut Vec<u8>),
 ) {
     out.extend_from_slice(head.method_span.get(src));
@@ -68,15 +79,28 @@ pub fn write_upstream_head(
             HeaderKind::XRequestId => has_id = true,
             _ => {}
         }
-        push_header(out, h.name.get(src), h.value.get(src));
+        let name = h.name.get(src);
+        if let Some((own, _)) = fwd.client_cert {
+            if name.eq_ignore_ascii_case(own.as_bytes()) {
+                continue;
+            }
+        }
+        push_header(out, name, h.value.get(src));
     }
     out.extend_from_slice(b"x-forwarded-for: ");
     if join_values(out, src, headers, HeaderKind::XForwardedFor) {
         out.extend_from_slice(b", ");
     }
-    push_ip(out, client_ip);
+    push_ip(out, fwd.client_ip);
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+    out.extend_from_slice(if fwd.tls {
+        b"x-forwarded-proto: https\r\n"
+    } else {
+        b"x-forwarded-proto: http\r\n"
+    });
+    if let Some((name, Some(identity))) = fwd.client_cert {
+        push_header(out, name.as_bytes(), identity);
+    }
     if let Some(host) = head.host {
         push_header(out, b"x-forwarded-host", host.get(src));
     }

@@ -15,12 +15,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
-use monoio::net::TcpStream;
 use ringway_config::{Listener, RateLimit};
 
 use crate::epoch::{Action, LocalResponse};
 use crate::http::h1::{parse_request, BodyKind, HeaderRef, Method, RequestHead, RequestLimits};
-use crate::io::{write_static, write_vec, Attached, ConnBuf};
+use crate::io::{write_static, write_vec, Attached, ConnBuf, Stream};
 use crate::metrics::ErrorCause;
 use crate::policy::rate_limit::response::write_429;
 use crate::policy::rate_limit::Verdict;
@@ -95,13 +94,13 @@ impl Peer {
 /// lives.
 pub struct Conn {
     /// `None` only while a request state holds the socket.
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     peer: Peer,
     listener: Rc<ListenerHandle>,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, peer: SocketAddr, listener: Rc<ListenerHandle>) -> Conn {
+    pub fn new(stream: Stream, peer: SocketAddr, listener: Rc<ListenerHandle>) -> Conn {
         listener.open.set(listener.open.get() + 1);
         listener.shard_open.set(listener.shard_open.get() + 1);
         Conn {
@@ -109,6 +108,27 @@ impl Conn {
             peer: Peer::new(peer),
             listener,
         }
+    }
+}
+
+impl Conn {
+    /// A connection still in its TLS handshake: counted open, no stream yet.
+    pub fn handshaking(peer: SocketAddr, listener: Rc<ListenerHandle>) -> Conn {
+        listener.open.set(listener.open.get() + 1);
+        listener.shard_open.set(listener.shard_open.get() + 1);
+        Conn {
+            stream: None,
+            peer: Peer::new(peer),
+            listener,
+        }
+    }
+
+    pub fn set_stream(&mut self, stream: Stream) {
+        self.stream = Some(stream);
+    }
+
+    pub fn listener_name(&self) -> &str {
+        &self.listener.name
     }
 }
 
@@ -559,7 +579,7 @@ async fn close_downstream(shard: &Shard, mut d: Box<Downstream>) {
 /// Closes a connection gracefully: shut the write side, then read and drop what the client is
 /// still sending (bounded in time and bytes) so that the kernel does not answer it with a reset
 /// that could destroy the response in flight.
-pub async fn linger_close(mut stream: TcpStream, buf: Option<ConnBuf>) {
+pub async fn linger_close<S: AsyncReadRent + AsyncWriteRent>(mut stream: S, buf: Option<ConnBuf>) {
     let mut buf = buf.unwrap_or_else(|| ConnBuf::with_capacity(4096));
     linger(&mut stream, &mut buf).await;
 }

@@ -19,8 +19,10 @@ use super::link::{FromShard, ShardInbox, ToShard};
 const IDLE_TASK_MAX: usize = 1024;
 use super::signal::Signal;
 use super::{Ready, ShardInfo, StartError};
+use crate::io::Stream;
 use crate::proxy::ListenerHandle;
 use crate::shard::Shard;
+use crate::tls::{self, Refusal, ServerTls, TlsStream};
 use crate::{io, proxy, Epoch};
 
 /// One bound listener on this shard.
@@ -245,25 +247,96 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, handle: Rc<Listene
                     continue;
                 }
                 shard.listener_event(name, |l| l.accepted += 1);
-                let mut conn = proxy::Conn::new(stream, peer, handle.clone());
+                let tls = sep
+                    .listener_index(name)
+                    .and_then(|i| sep.epoch.listener_tls[i].clone());
+                drop(sep);
                 let shard = shard.clone();
-                // The task captures the shard and the connection, and uses both in place:
-                // every idle connection holds its task, and a value moved into a local would
-                // sit in it beside the captured one.
-                let task = async move { proxy::serve(&shard, &mut conn).await };
-                // Every idle connection holds this task: keep it small (see `proxy::serve`).
-                debug_assert!(
-                    std::mem::size_of_val(&task) <= IDLE_TASK_MAX,
-                    "connection task of {} bytes",
-                    std::mem::size_of_val(&task)
-                );
-                monoio::spawn(task);
+                let handle = handle.clone();
+                match tls {
+                    None => {
+                        let mut conn = proxy::Conn::new(Stream::Plain(stream), peer, handle);
+                        // The task captures the shard and the connection, and uses both in
+                        // place: every idle connection holds its task, and a value moved into
+                        // a local would sit in it beside the captured one.
+                        let task = async move { proxy::serve(&shard, &mut conn).await };
+                        // Every idle connection holds this task: keep it small (see
+                        // `proxy::serve`).
+                        debug_assert!(
+                            std::mem::size_of_val(&task) <= IDLE_TASK_MAX,
+                            "connection task of {} bytes",
+                            std::mem::size_of_val(&task)
+                        );
+                        monoio::spawn(task);
+                    }
+                    Some(tls) => {
+                        // Counted open from the accept, so that handshakes in progress count
+                        // against `max_connections` and a drain waits for them.
+                        let mut conn = proxy::Conn::handshaking(peer, handle);
+                        let task = async move {
+                            // Boxed: the handshake's state is freed when it ends, not kept in
+                            // the task of an idle connection.
+                            let done = Box::pin(handshake(&shard, stream, tls, &conn)).await;
+                            if let Some(stream) = done {
+                                conn.set_stream(Stream::Tls(stream));
+                                proxy::serve(&shard, &mut conn).await;
+                            }
+                        };
+                        debug_assert!(
+                            std::mem::size_of_val(&task) <= IDLE_TASK_MAX,
+                            "connection task of {} bytes",
+                            std::mem::size_of_val(&task)
+                        );
+                        monoio::spawn(task);
+                    }
+                }
             }
             Err(e) => {
                 // Out of descriptors or memory: back off briefly rather than spin.
                 tracing::warn!(shard = shard.index, error = %e, "accept failed");
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
+        }
+    }
+}
+
+/// The server side of a TLS handshake, bounded by the listener's `handshake_timeout`;
+/// counted either way.
+async fn handshake(
+    shard: &Shard,
+    stream: TcpStream,
+    tls: Arc<ServerTls>,
+    conn: &proxy::Conn,
+) -> Option<Box<TlsStream>> {
+    let deadline = std::time::Instant::now() + tls.handshake_timeout;
+    let accepted = shard
+        .timers
+        .within(deadline, tls::accept(stream, &tls))
+        .await;
+    let name = conn.listener_name();
+    match accepted {
+        Ok(Ok(stream)) => {
+            let resumed =
+                stream.connection().handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            shard.listener_event(name, |l| {
+                l.tls_handshakes += 1;
+                l.tls_resumed += u64::from(resumed);
+            });
+            Some(Box::new(stream))
+        }
+        Ok(Err(refusal)) => {
+            tracing::debug!(
+                shard = shard.index,
+                listener = name,
+                reason = refusal.as_str(),
+                "TLS handshake refused"
+            );
+            shard.listener_event(name, |l| l.tls_refused[refusal as usize] += 1);
+            None
+        }
+        Err(_) => {
+            shard.listener_event(name, |l| l.tls_refused[Refusal::Timeout as usize] += 1);
+            None
         }
     }
 }

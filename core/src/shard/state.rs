@@ -215,8 +215,7 @@ impl Shard {
             .map(|(name, l)| {
                 let mut report = l.clone();
                 report.open = open.get(name).map_or(0, |c| c.get() as u64);
-                l.accepted = 0;
-                l.refused = 0;
+                *l = ListenerStats::default();
                 (name.clone(), report)
             })
             .collect();
@@ -287,7 +286,12 @@ mod tests {
 
     fn shard(config: ringway_config::Config) -> Shard {
         let (tx, _rx) = crossbeam_channel::bounded(1);
-        Shard::new(0, Arc::new(Epoch::compile(1, config)), tx, None)
+        Shard::new(
+            0,
+            Arc::new(Epoch::compile(1, config).expect("compiles")),
+            tx,
+            None,
+        )
     }
 
     #[test]
@@ -328,7 +332,7 @@ mod tests {
                 .endpoint
         };
         assert_eq!(pick(&first), 0);
-        shard.install(Arc::new(Epoch::compile(2, config)));
+        shard.install(Arc::new(Epoch::compile(2, config).expect("compiles")));
         let second = shard.epoch();
         assert!(Rc::ptr_eq(
             &first.route(&shard, 0).state,
@@ -360,7 +364,7 @@ mod tests {
         };
         let compile = |id, check: &str| {
             let config = ringway_config::parse(&toml(check), "t.toml").unwrap();
-            Arc::new(Epoch::compile(id, config))
+            Arc::new(Epoch::compile(id, config).expect("compiles"))
         };
         let checked = "health_check = { path = \"/h\" }";
         let shard = shard(ringway_config::parse(&toml(checked), "t.toml").unwrap());
@@ -442,7 +446,9 @@ mod tests {
         }
         assert_eq!(shard.book_len(), (10, 1));
         // Every route renamed: the install itself makes and frees nothing.
-        shard.install(Arc::new(Epoch::compile(2, many_routes("b", 100))));
+        shard.install(Arc::new(
+            Epoch::compile(2, many_routes("b", 100)).expect("compiles"),
+        ));
         assert_eq!(shard.book_len(), (10, 1));
         // A request of the old epoch still holds it: its routes' state stays.
         let _ = shard.take_report();

@@ -12,4 +12,4 @@ pub use balance::{AllEligible, Balancer, Eligible, Pick};
 pub use breaker::BreakerState;
 pub use guard::{Eligibility, GuardReport, Outcome, UpstreamGuard};
 pub use health::HealthTable;
-pub use pool::{Pool, UpstreamConn};
+pub use pool::{Pool, PoolKey, UpstreamConn};

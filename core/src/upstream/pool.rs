@@ -9,26 +9,31 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ahash::AHashMap;
-use monoio::net::TcpStream;
-
-use crate::io::ConnBuf;
+use crate::io::{ConnBuf, Stream};
 use crate::sys::{liveness, Liveness};
+use ahash::AHashMap;
 
 /// Bytes of the read buffer each upstream connection owns.
 pub const UPSTREAM_BUF: usize = 16 * 1024;
 
+/// What a pooled connection is good for: an endpoint address, and the TLS it speaks there
+/// (0: plaintext; else a digest of the upstream's TLS settings and the server name), so that a
+/// connection is never reused with other TLS settings than it was made with.
+pub type PoolKey = (SocketAddr, u64);
+
 pub struct UpstreamConn {
-    pub stream: TcpStream,
+    pub stream: Stream,
+    pub key: PoolKey,
     pub buf: ConnBuf,
     /// Served at least one exchange before (it came from the pool).
     pub reused: bool,
 }
 
 impl UpstreamConn {
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: Stream, key: PoolKey) -> Self {
         UpstreamConn {
             stream,
+            key,
             buf: ConnBuf::with_capacity(UPSTREAM_BUF),
             reused: false,
         }
@@ -48,12 +53,12 @@ const PEEK_AFTER: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 pub struct Pool {
-    idle: AHashMap<SocketAddr, Vec<Idle>>,
+    idle: AHashMap<PoolKey, Vec<Idle>>,
 }
 
 impl Pool {
-    pub fn checkout(&mut self, addr: SocketAddr) -> Option<UpstreamConn> {
-        let list = self.idle.get_mut(&addr)?;
+    pub fn checkout(&mut self, key: PoolKey) -> Option<UpstreamConn> {
+        let list = self.idle.get_mut(&key)?;
         let now = Instant::now();
         while let Some(idle) = list.pop() {
             let fresh = now.duration_since(idle.since) < PEEK_AFTER;
@@ -67,18 +72,13 @@ impl Pool {
     }
 
     /// Keeps `conn` for reuse unless the endpoint already has `max_idle` idle connections.
-    pub fn checkin(
-        &mut self,
-        addr: SocketAddr,
-        mut conn: UpstreamConn,
-        max_idle: usize,
-        idle_timeout: Duration,
-    ) {
-        let list = self.idle.entry(addr).or_default();
+    pub fn checkin(&mut self, mut conn: UpstreamConn, max_idle: usize, idle_timeout: Duration) {
+        let list = self.idle.entry(conn.key).or_default();
         if list.len() >= max_idle {
             return;
         }
         conn.buf.clear();
+        conn.stream.release();
         let now = Instant::now();
         list.push(Idle {
             conn,

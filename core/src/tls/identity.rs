@@ -1,0 +1,110 @@
+//! The identity of a verified client certificate (mutual TLS): what later policies read and
+//! what the listener's `client_cert_header` carries upstream.
+//!
+//! The header value follows Envoy's `x-forwarded-client-cert` element syntax, so upstreams
+//! that parse that can parse this: `Hash=<sha256 hex of the DER>;Subject="<RFC 4514>"`,
+//! then one `URI=`, `DNS=` or `Email=` pair per subjectAltName entry of those kinds.
+
+use std::fmt::Write as _;
+
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// RFC 4514 text of the subject.
+    pub subject: String,
+    /// subjectAltName entries: DNS names, URIs, e-mail addresses.
+    pub dns: Vec<String>,
+    pub uris: Vec<String>,
+    pub emails: Vec<String>,
+    /// SHA-256 of the certificate's DER, lower-case hex.
+    pub fingerprint: String,
+    /// The forwarded header's value, made once per connection.
+    pub header_value: Box<[u8]>,
+}
+
+impl ClientIdentity {
+    /// The identity in `der`, a certificate rustls has verified; `None` if it does not parse
+    /// (it did for the verifier, so that does not happen).
+    pub fn of(der: &[u8]) -> Option<ClientIdentity> {
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        let subject = printable(&cert.subject().to_string());
+        let (mut dns, mut uris, mut emails) = (Vec::new(), Vec::new(), Vec::new());
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(n) => dns.push(printable(n)),
+                    GeneralName::URI(u) => uris.push(printable(u)),
+                    GeneralName::RFC822Name(e) => emails.push(printable(e)),
+                    _ => {}
+                }
+            }
+        }
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+        let mut fingerprint = String::with_capacity(64);
+        for b in digest.as_ref() {
+            let _ = write!(fingerprint, "{b:02x}");
+        }
+        let mut value = format!("Hash={fingerprint};Subject=\"");
+        for c in subject.chars() {
+            if c == '"' || c == '\\' {
+                value.push('\\');
+            }
+            value.push(c);
+        }
+        value.push('"');
+        for (key, list) in [("URI", &uris), ("DNS", &dns), ("Email", &emails)] {
+            for item in list {
+                // `;` and `,` separate elements; such a name is left out rather than escaped.
+                if !item.contains([';', ',', '"']) {
+                    let _ = write!(value, ";{key}={item}");
+                }
+            }
+        }
+        Some(ClientIdentity {
+            subject,
+            dns,
+            uris,
+            emails,
+            fingerprint,
+            header_value: value.into_bytes().into_boxed_slice(),
+        })
+    }
+}
+
+/// `s` without control characters (a header value must not break its line).
+fn printable(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_sans_and_fingerprint() {
+        let mut params = rcgen::CertificateParams::new(vec!["client.example".into()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "partner \"one\"");
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            rcgen::Ia5String::try_from("spiffe://acme/gw").unwrap(),
+        ));
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let id = ClientIdentity::of(cert.der()).unwrap();
+        assert_eq!(id.subject, "CN=partner \"one\"");
+        assert_eq!(id.dns, ["client.example"]);
+        assert_eq!(id.uris, ["spiffe://acme/gw"]);
+        assert_eq!(id.fingerprint.len(), 64);
+        let value = String::from_utf8(id.header_value.to_vec()).unwrap();
+        assert_eq!(
+            value,
+            format!(
+                "Hash={};Subject=\"CN=partner \\\"one\\\"\";URI=spiffe://acme/gw;DNS=client.example",
+                id.fingerprint
+            )
+        );
+    }
+}

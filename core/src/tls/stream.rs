@@ -1,0 +1,320 @@
+//! A TLS connection over a monoio socket, in monoio's rent model: rustls does the protocol
+//! (it is sans-I/O), this drives the socket.
+//!
+//! Reads take ciphertext from the socket into a scratch buffer, hand it to rustls and give
+//! the caller the plaintext; writes give rustls the plaintext and send the records it makes.
+//! The scratch buffers come from a per-thread free list while a request is in progress and
+//! go back to it when the connection idles ([`TlsStream::release`]), so an idle TLS
+//! connection holds its socket and rustls's state, no buffer of ours.
+//!
+//! A peer that ends the TCP stream without a `close_notify` alert reads as the end of the
+//! stream: HTTP's own framing tells a truncated message from a complete one, and most clients
+//! close that way.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use monoio::BufResult;
+use rustls::Connection;
+
+/// Bytes asked of the socket per read: one full TLS record and its header.
+const READ_CHUNK: usize = 16 * 1024 + 5 + 256;
+/// Records gathered into one socket write, at most.
+const WRITE_GATHER: usize = 64 * 1024;
+/// Scratch buffers kept per thread for reuse.
+const KEEP_SCRATCH: usize = 64;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn scratch() -> Vec<u8> {
+    SCRATCH
+        .with(|s| s.borrow_mut().pop())
+        .unwrap_or_else(|| Vec::with_capacity(READ_CHUNK))
+}
+
+fn give_back(mut vec: Vec<u8>) {
+    if vec.capacity() == 0 || vec.capacity() > 4 * WRITE_GATHER {
+        return;
+    }
+    vec.clear();
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < KEEP_SCRATCH {
+            s.push(vec);
+        }
+    });
+}
+
+pub struct TlsStream {
+    io: TcpStream,
+    conn: Connection,
+    /// Ciphertext read from the socket; `rbuf[rpos..]` is not yet taken by rustls.
+    rbuf: Vec<u8>,
+    rpos: usize,
+    /// Records on their way to the socket.
+    wbuf: Vec<u8>,
+    /// The socket reached its end.
+    eof: bool,
+    /// Plaintext rustls holds that no read has taken yet.
+    plaintext: usize,
+    /// The verified client certificate's identity (mutual TLS), set by the handshake.
+    pub identity: Option<std::rc::Rc<super::ClientIdentity>>,
+}
+
+impl TlsStream {
+    pub fn new(io: TcpStream, conn: Connection) -> TlsStream {
+        TlsStream {
+            io,
+            conn,
+            rbuf: Vec::new(),
+            rpos: 0,
+            wbuf: Vec::new(),
+            eof: false,
+            plaintext: 0,
+            identity: None,
+        }
+    }
+
+    pub fn tcp(&self) -> &TcpStream {
+        &self.io
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Returns the scratch buffers while the connection idles. Ciphertext not yet given to
+    /// rustls keeps its buffer.
+    pub fn release(&mut self) {
+        if self.rpos >= self.rbuf.len() {
+            give_back(std::mem::take(&mut self.rbuf));
+            self.rpos = 0;
+        }
+        give_back(std::mem::take(&mut self.wbuf));
+    }
+
+    /// Waits until the socket is readable, or at once when a read would find bytes without
+    /// asking the socket (ciphertext not yet decrypted, plaintext not yet taken).
+    pub async fn readable(&self, relaxed: bool) -> io::Result<()> {
+        if self.rpos < self.rbuf.len() || self.plaintext > 0 {
+            return Ok(());
+        }
+        self.io.readable(relaxed).await
+    }
+
+    /// Drives the handshake to its end.
+    pub async fn handshake(&mut self) -> io::Result<()> {
+        while self.conn.is_handshaking() {
+            if self.conn.wants_write() {
+                self.flush_tls().await?;
+                continue;
+            }
+            if self.eof {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed the connection during the handshake",
+                ));
+            }
+            self.fill().await?;
+        }
+        // TLS 1.3 tickets, and the last flight of a TLS 1.2 server.
+        if self.conn.wants_write() {
+            self.flush_tls().await?;
+        }
+        Ok(())
+    }
+
+    /// Hands rustls ciphertext: what is buffered, else one read of the socket. Errors of the
+    /// protocol are sent to the peer as an alert (best effort) and returned.
+    async fn fill(&mut self) -> io::Result<()> {
+        if self.rpos >= self.rbuf.len() && !self.eof {
+            let mut vec = std::mem::take(&mut self.rbuf);
+            if vec.capacity() == 0 {
+                vec = scratch();
+            }
+            vec.clear();
+            if vec.capacity() < READ_CHUNK {
+                vec.reserve_exact(READ_CHUNK - vec.capacity());
+            }
+            self.rpos = 0;
+            let (res, vec) = self.io.read(vec).await;
+            self.rbuf = vec;
+            match res {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) => {
+                    self.rbuf.clear();
+                    return Err(e);
+                }
+            }
+        }
+        if self.rpos < self.rbuf.len() {
+            let mut rest = &self.rbuf[self.rpos..];
+            let taken = self.conn.read_tls(&mut rest)?;
+            self.rpos += taken;
+        } else if self.eof {
+            // Tells rustls the stream ended.
+            let _ = self.conn.read_tls(&mut io::empty());
+        }
+        match self.conn.process_new_packets() {
+            Ok(state) => {
+                self.plaintext = state.plaintext_bytes_to_read();
+                Ok(())
+            }
+            Err(e) => {
+                // The alert rustls queued says why; the connection is over either way.
+                let _ = self.flush_tls().await;
+                Err(io::Error::new(io::ErrorKind::InvalidData, e))
+            }
+        }
+    }
+
+    /// Sends every record rustls has queued.
+    async fn flush_tls(&mut self) -> io::Result<()> {
+        while self.conn.wants_write() {
+            let mut vec = std::mem::take(&mut self.wbuf);
+            if vec.capacity() == 0 {
+                vec = scratch();
+            }
+            vec.clear();
+            while self.conn.wants_write() && vec.len() < WRITE_GATHER {
+                self.conn.write_tls(&mut vec)?;
+            }
+            let (res, vec) = self.io.write_all(vec).await;
+            self.wbuf = vec;
+            res?;
+        }
+        Ok(())
+    }
+
+    /// Reads plaintext into `dst`; Ok(0) at the end of the stream.
+    async fn read_into(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.conn.reader().read(dst) {
+                Ok(n) => {
+                    self.plaintext = self.plaintext.saturating_sub(n);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.plaintext = 0,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e),
+            }
+            if self.conn.wants_write() {
+                self.flush_tls().await?;
+            }
+            if self.eof && self.rpos >= self.rbuf.len() {
+                // rustls was told; a reader that still would block has nothing more coming.
+                let _ = self.conn.read_tls(&mut io::empty());
+                let _ = self.conn.process_new_packets();
+                match self.conn.reader().read(dst) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) => return Err(e),
+                }
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Encrypts `src` (as much as rustls takes) and sends it.
+    async fn write_from(&mut self, src: &[u8]) -> io::Result<usize> {
+        let n = self.conn.writer().write(src)?;
+        self.flush_tls().await?;
+        Ok(n)
+    }
+
+    /// Sends `close_notify`, then shuts the socket's write side.
+    pub async fn close(&mut self) -> io::Result<()> {
+        self.conn.send_close_notify();
+        let flushed = self.flush_tls().await;
+        let shut = self.io.shutdown().await;
+        flushed.and(shut)
+    }
+}
+
+impl Drop for TlsStream {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl AsyncReadRent for TlsStream {
+    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        let total = buf.bytes_total();
+        // SAFETY: `write_ptr` is valid for `bytes_total` bytes, which rustls only writes.
+        let dst = unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), total) };
+        match self.read_into(dst).await {
+            Ok(n) => {
+                // SAFETY: `n` bytes were written at the start of the buffer.
+                unsafe { buf.set_init(n) };
+                (Ok(n), buf)
+            }
+            Err(e) => (Err(e), buf),
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        let ptr = buf.write_iovec_ptr();
+        let len = buf.write_iovec_len();
+        if len == 0 {
+            return (Ok(0), buf);
+        }
+        // SAFETY: the iovecs are valid; only the first is filled (a short read is allowed).
+        let first = unsafe { *ptr };
+        let dst =
+            unsafe { std::slice::from_raw_parts_mut(first.iov_base.cast::<u8>(), first.iov_len) };
+        match self.read_into(dst).await {
+            Ok(n) => {
+                // SAFETY: `n` bytes were written at the start of the first iovec.
+                unsafe { buf.set_init(n) };
+                (Ok(n), buf)
+            }
+            Err(e) => (Err(e), buf),
+        }
+    }
+}
+
+impl AsyncWriteRent for TlsStream {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: `read_ptr` is valid for `bytes_init` initialised bytes.
+        let src = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+        let res = self.write_from(src).await;
+        (res, buf)
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        let ptr = buf.read_iovec_ptr();
+        let len = buf.read_iovec_len();
+        let mut taken = 0;
+        for i in 0..len {
+            // SAFETY: `len` valid iovecs of initialised bytes.
+            let iov = unsafe { *ptr.add(i) };
+            let src = unsafe { std::slice::from_raw_parts(iov.iov_base.cast::<u8>(), iov.iov_len) };
+            match self.conn.writer().write(src) {
+                Ok(n) => {
+                    taken += n;
+                    if n < src.len() {
+                        break;
+                    }
+                }
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        let res = self.flush_tls().await.map(|()| taken);
+        (res, buf)
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        self.flush_tls().await
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        self.close().await
+    }
+}
