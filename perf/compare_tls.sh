@@ -2,7 +2,7 @@
 # Ringway's TLS termination side by side with nginx (OpenSSL) and HAProxy, in one command, on
 # loopback, on the same certificates.
 #
-#   perf/compare_tls.sh                       # 3 rounds, about 9 minutes
+#   perf/compare_tls.sh                       # 3 rounds, about 6 minutes
 #   DURATION=2s ROUNDS=1 perf/compare_tls.sh  # a quick look
 #
 # Targets, each terminating TLS on two listeners (one with an ECDSA P-256 certificate, one

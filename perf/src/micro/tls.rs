@@ -66,7 +66,7 @@ pub fn run(time: Duration) -> Result<()> {
         ("ring", ring::default_provider(), ring::Ticketer::new),
     ];
     println!(
-        "{:<44} {:>12} {:>14} {:>12}",
+        "{:<54} {:>10} {:>16} {:>10}",
         "server side of a handshake, in memory", "server us", "(min - max)", "client us"
     );
     for (key_name, alg) in keys {
@@ -89,7 +89,7 @@ pub fn run(time: Duration) -> Result<()> {
                 let client = Arc::new(client_config(Some(case.version), case.resume)?);
                 let (server_us, min, max, client_us) = measure(time, &client, &server, case)?;
                 println!(
-                    "{:<44} {server_us:>12.1} {:>14} {client_us:>12.1}",
+                    "{:<54} {server_us:>10.1} {:>16} {client_us:>10.1}",
                     format!("{provider_name}, {key_name}, {}", case.name),
                     format!("({min:.1} - {max:.1})"),
                 );
