@@ -25,8 +25,11 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use ringway_config::{Config, HealthCheck};
+use ringway_config::{Config, HealthCheck, UpstreamTls};
+use ringway_core::io::Stream;
+use ringway_core::tls::ClientTls;
 use ringway_core::upstream::HealthTable;
+use rustls_pki_types::ServerName;
 
 use crate::observe::EndpointHealth;
 
@@ -42,6 +45,8 @@ enum Command {
         id: u64,
         address: SocketAddr,
         config: HealthCheck,
+        /// The upstream's TLS and the endpoint's server name: checks speak what requests do.
+        tls: Option<(Arc<ClientTls>, ServerName<'static>)>,
     },
     Stop(u64),
 }
@@ -58,6 +63,9 @@ pub struct Probe {
 struct Check {
     id: u64,
     config: HealthCheck,
+    /// The upstream's `tls` and the endpoint's host name the check was started with.
+    tls: Option<UpstreamTls>,
+    host: Option<String>,
     healthy: bool,
     /// Passed or failed checks in a row (the one not counting is 0).
     passes: u32,
@@ -118,7 +126,7 @@ impl HealthChecker {
                 continue;
             };
             for e in &u.endpoints {
-                wanted.insert((u.name.clone(), e.address), check);
+                wanted.insert((u.name.clone(), e.address), (check, &u.tls, &e.host));
             }
         }
         let commands = &self.commands;
@@ -129,11 +137,26 @@ impl HealthChecker {
             }
             keep
         });
-        for (key, config) in wanted {
+        for (key, (config, tls, host)) in wanted {
             let before = self.checks.get(&key);
-            if before.is_some_and(|check| check.config == *config) {
+            if before.is_some_and(|c| c.config == *config && c.tls == *tls && c.host == *host) {
                 continue;
             }
+            let client = match tls {
+                None => None,
+                // Built per check (not shared with the epoch): checks are few and rare, and
+                // this way a check never holds an epoch's state alive.
+                Some(cfg) => match ClientTls::build(cfg, None) {
+                    Ok(client) => {
+                        let name = client.server_name(host.as_deref(), key.1);
+                        Some((Arc::new(client), name))
+                    }
+                    Err(e) => {
+                        tracing::warn!(upstream = %key.0, error = %e, "health check without TLS settings");
+                        None
+                    }
+                },
+            };
             let healthy = before.is_none_or(|check| check.healthy);
             let id = self.next_id;
             self.next_id += 1;
@@ -144,10 +167,13 @@ impl HealthChecker {
                 id,
                 address: key.1,
                 config: config.clone(),
+                tls: client,
             });
             let check = Check {
                 id,
                 config: config.clone(),
+                tls: tls.clone(),
+                host: host.clone(),
                 healthy,
                 passes: 0,
                 failures: 0,
@@ -252,10 +278,12 @@ fn run(commands: Receiver<Command>, results: Sender<Probe>) {
                         id,
                         address,
                         config,
+                        tls,
                     }) => {
                         let stopped = Rc::new(Cell::new(false));
                         running.insert(id, stopped.clone());
-                        monoio::spawn(checks(id, address, config, results.clone(), stopped));
+                        let results = results.clone();
+                        monoio::spawn(checks(id, address, config, tls, results, stopped));
                     }
                     Ok(Command::Stop(id)) => {
                         if let Some(stopped) = running.remove(&id) {
@@ -277,11 +305,13 @@ async fn checks(
     id: u64,
     address: SocketAddr,
     config: HealthCheck,
+    tls: Option<(Arc<ClientTls>, ServerName<'static>)>,
     results: Sender<Probe>,
     stopped: Rc<Cell<bool>>,
 ) {
+    let tls = tls.as_ref().map(|(client, name)| (&**client, name));
     loop {
-        let (passed, detail) = match check(address, &config).await {
+        let (passed, detail) = match check(address, &config, tls).await {
             Ok(status) => (config.expects(status), format!("status {status}")),
             Err(why) => (false, why),
         };
@@ -295,8 +325,13 @@ async fn checks(
     }
 }
 
-/// One check: `GET path` to `address`; the response's status, or why there is none.
-pub async fn check(address: SocketAddr, config: &HealthCheck) -> Result<u16, String> {
+/// One check: `GET path` to `address` (over TLS when `tls` is given); the response's status,
+/// or why there is none.
+pub async fn check(
+    address: SocketAddr,
+    config: &HealthCheck,
+    tls: Option<(&ClientTls, &ServerName<'static>)>,
+) -> Result<u16, String> {
     let io = |what: &str, e: std::io::Error| format!("{what}: {}", e.kind());
     let host = config.host.clone().unwrap_or_else(|| address.to_string());
     let request = format!(
@@ -305,10 +340,22 @@ pub async fn check(address: SocketAddr, config: &HealthCheck) -> Result<u16, Str
         config.path
     );
     let exchange = async {
-        let mut stream = TcpStream::connect_addr(address)
+        let tcp = TcpStream::connect_addr(address)
             .await
             .map_err(|e| io("connect", e))?;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let mut stream = match tls {
+            None => Stream::Plain(tcp),
+            Some((client, name)) => {
+                let tls = ringway_core::tls::connect(tcp, client, name.clone())
+                    .await
+                    .map_err(|e| match ringway_core::tls::tls_error(&e) {
+                        Some(e) => format!("tls: {e}"),
+                        None => io("tls", e),
+                    })?;
+                Stream::Tls(Box::new(tls))
+            }
+        };
         let (written, _) = stream.write_all(request.into_bytes()).await;
         written.map_err(|e| io("write", e))?;
         let mut head: Vec<u8> = Vec::with_capacity(256);
@@ -375,7 +422,7 @@ mod tests {
             .enable_timer()
             .build()
             .unwrap()
-            .block_on(check(address, config))
+            .block_on(check(address, config, None))
     }
 
     /// How long a test waits, at most, for the checking threads' results.
