@@ -237,20 +237,23 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, handle: Rc<Listene
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let sep = shard.epoch();
-                let max = sep.listener_index(name).map_or(usize::MAX, |i| {
+                let index = sep.listener_index(name);
+                let max = index.map_or(usize::MAX, |i| {
                     sep.epoch.config.listeners[i].max_connections.get()
                 });
+                let tls = index.and_then(|i| sep.epoch.listener_tls[i].clone());
+                drop(sep);
                 // The cap is per listener and shard: count this listener's connections.
                 if handle.open.get() >= max {
                     shard.listener_event(name, |l| l.refused += 1);
-                    monoio::spawn(refuse_busy(stream));
+                    // A TLS client could not read a plain 503: it is closed without one
+                    // (a handshake is the costly part such a cap protects from).
+                    if tls.is_none() {
+                        monoio::spawn(refuse_busy(stream));
+                    }
                     continue;
                 }
                 shard.listener_event(name, |l| l.accepted += 1);
-                let tls = sep
-                    .listener_index(name)
-                    .and_then(|i| sep.epoch.listener_tls[i].clone());
-                drop(sep);
                 let shard = shard.clone();
                 let handle = handle.clone();
                 match tls {
