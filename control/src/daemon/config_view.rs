@@ -28,6 +28,7 @@ pub fn render(config: &Config) -> Value {
                 "max_request_line": l.max_request_line,
                 "max_header_bytes": l.max_header_bytes,
                 "max_request_body": l.max_request_body,
+                "tls": l.tls.as_ref().map(listener_tls),
             })
         })
         .collect();
@@ -39,8 +40,15 @@ pub fn render(config: &Config) -> Value {
                 "name": u.name,
                 "endpoints": u.endpoints.iter().map(|e| json!({
                     "address": e.address.to_string(),
+                    "host": e.host,
                     "weight": e.weight.get(),
                 })).collect::<Vec<_>>(),
+                "tls": u.tls.as_ref().map(|t| json!({
+                    "ca": t.ca.as_ref().map(|ca| ca.file.display().to_string()),
+                    "sni": t.sni,
+                    "cert": t.client_cert.as_ref().map(|c| c.cert_file.display().to_string()),
+                    "key": t.client_cert.as_ref().map(|c| c.key_file.display().to_string()),
+                })),
                 "connect_timeout": duration(u.connect_timeout),
                 "request_timeout": duration(u.request_timeout),
                 "idle_timeout": duration(u.idle_timeout),
@@ -109,6 +117,31 @@ pub fn render(config: &Config) -> Value {
     }
     redact(&mut out);
     out
+}
+
+/// Files by their resolved paths; the keys' bytes are never shown.
+fn listener_tls(t: &ringway_config::ListenerTls) -> Value {
+    json!({
+        "certificates": t.certificates.iter().map(|c| json!({
+            "cert": c.cert_file.display().to_string(),
+            "key": c.key_file.display().to_string(),
+            "names": c.names,
+            "not_after_unix_s": c.not_after,
+        })).collect::<Vec<_>>(),
+        "client_ca": t.client_ca.as_ref().map(|ca| ca.file.display().to_string()),
+        "client_auth": match t.client_auth {
+            ringway_config::ClientAuth::Required => "required",
+            ringway_config::ClientAuth::Optional => "optional",
+        },
+        "client_cert_header": t.client_cert_header,
+        "min_version": match t.min_version {
+            ringway_config::TlsVersion::V1_2 => "1.2",
+            ringway_config::TlsVersion::V1_3 => "1.3",
+        },
+        "handshake_timeout": duration(t.handshake_timeout),
+        "session_tickets": t.session_tickets,
+        "session_cache": t.session_cache,
+    })
 }
 
 fn route(r: &ringway_config::Route) -> Value {
