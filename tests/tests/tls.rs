@@ -1,0 +1,312 @@
+//! TLS on a listener (issue 11): which certificate SNI picks, ALPN, the TLS versions and
+//! `min_version`, and mutual TLS with the client's identity forwarded in a header. The other
+//! TLS files: `tls_resume.rs` (resumption across shards and reloads), `tls_bad_input.rs`
+//! (what is not a TLS handshake), `tls_upstream.rs` (TLS to upstreams), `tls_reload.rs`
+//! (certificate reloads) and `tls_tools.rs` (openssl and curl against the gateway).
+
+mod tls_common;
+
+use ringway_tests::tls::{tls_proxy_toml, CertSpec, TlsVersion};
+use ringway_tests::{both_drivers, get, CertFiles, Gateway, Pki, TlsClient, Upstream};
+use tls_common::{echo, wait_metrics, OBSERVE};
+
+/// A client that accepts any certificate, sending `name` as SNI (`None`: no SNI), so the test
+/// sees which certificate the gateway picked.
+fn curious(name: Option<&str>) -> TlsClient {
+    let builder = TlsClient::builder().accept_any_certificate();
+    match name {
+        Some(name) => builder.server_name(name),
+        // No name: the address is what is verified (nothing is), and rustls sends no SNI.
+        None => builder,
+    }
+    .build()
+}
+
+both_drivers!(sni_picks_exact_then_wildcard_else_the_first, |driver| {
+    let pki = Pki::new("sni");
+    let a = pki.issue_server(&["a.test"]);
+    let b = pki.issue_server(&["b.test", "*.wild.test"]);
+    let up = Upstream::start(echo);
+    let gw = Gateway::start(driver, &tls_proxy_toml(&[&a, &b], "", up.addr(), ""));
+
+    let (first, second) = (a.info().names, b.info().names);
+    let cases: [(Option<&str>, &Vec<String>); 8] = [
+        (None, &first),
+        (Some("unknown.test"), &first),
+        (Some("a.test"), &first),
+        (Some("b.test"), &second),
+        (Some("x.wild.test"), &second),
+        // Names match without regard to case.
+        (Some("X.Wild.TEST"), &second),
+        // A wildcard stands for one label only.
+        (Some("a.b.wild.test"), &first),
+        (Some("wild.test"), &first),
+    ];
+    for (i, (name, expected)) in cases.iter().enumerate() {
+        let mut conn = curious(*name)
+            .connect(gw.addr())
+            .unwrap_or_else(|e| panic!("SNI {name:?}: {e}"));
+        assert_eq!(&conn.peer_names(), *expected, "SNI {name:?}");
+        assert_eq!(conn.alpn().as_deref(), Some("http/1.1"), "SNI {name:?}");
+        let path = format!("/sni/{i}");
+        let resp = conn.request(&get(name.unwrap_or("h"), &path));
+        assert_eq!(resp.status, 200, "SNI {name:?}: {}", resp.text());
+        assert_eq!(resp.text(), format!("GET {path}"));
+    }
+    // The same with verifying clients: each name's certificate verifies for it.
+    for name in ["a.test", "b.test", "x.wild.test"] {
+        let mut conn = TlsClient::new(&pki, name)
+            .connect(gw.addr())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(conn.request(&get(name, "/verified")).status, 200, "{name}");
+    }
+    let why = TlsClient::new(&pki, "a.b.wild.test").connect_err(gw.addr());
+    assert!(why.contains("certificate not valid for name"), "{why}");
+
+    let received = up.received();
+    assert_eq!(received.len(), cases.len() + 3);
+    for r in &received {
+        assert_eq!(r.header_all("x-forwarded-proto"), ["https"], "{}", r.target);
+    }
+});
+
+both_drivers!(alpn_is_http_1_1_and_both_versions_serve, |driver| {
+    let pki = Pki::new("versions");
+    let cert = pki.issue_server(&["v.test"]);
+    let up = Upstream::start(echo);
+    let gw = Gateway::start(driver, &tls_proxy_toml(&[&cert], "", up.addr(), ""));
+
+    for version in [TlsVersion::Tls12, TlsVersion::Tls13] {
+        for alpn in [&["http/1.1"][..], &["h2", "http/1.1"], &[]] {
+            let client = TlsClient::builder()
+                .trust(&pki)
+                .server_name("v.test")
+                .version(version)
+                .alpn(alpn)
+                .build();
+            let case = format!("{version:?}, ALPN offer {alpn:?}");
+            let mut conn = client
+                .connect(gw.addr())
+                .unwrap_or_else(|e| panic!("{case}: {e}"));
+            assert_eq!(conn.protocol_version(), version, "{case}");
+            let chosen = (!alpn.is_empty()).then(|| "http/1.1".to_string());
+            assert_eq!(conn.alpn(), chosen, "{case}");
+            // Keep-alive: two requests on the connection.
+            for path in ["/one", "/two"] {
+                let resp = conn.request(&get("v.test", path));
+                assert_eq!(resp.text(), format!("GET {path}"), "{case}");
+            }
+        }
+    }
+    assert_eq!(up.requests(), 2 * 3 * 2);
+});
+
+both_drivers!(min_version_1_3_refuses_a_tls_1_2_client, |driver| {
+    let pki = Pki::new("min");
+    let cert = pki.issue_server(&["m.test"]);
+    let up = Upstream::start(echo);
+    let toml =
+        OBSERVE.to_string() + &tls_proxy_toml(&[&cert], "min_version = \"1.3\"", up.addr(), "");
+    let gw = Gateway::start(driver, &toml);
+
+    let client = |version| {
+        TlsClient::builder()
+            .trust(&pki)
+            .server_name("m.test")
+            .version(version)
+            .build()
+    };
+    let why = client(TlsVersion::Tls12).connect_err(gw.addr());
+    assert!(why.contains("ProtocolVersion"), "{why}");
+    let mut conn = client(TlsVersion::Tls13).connect(gw.addr()).unwrap();
+    assert_eq!(conn.protocol_version(), TlsVersion::Tls13);
+    assert_eq!(conn.request(&get("m.test", "/")).status, 200);
+    assert_eq!(up.requests(), 1);
+    wait_metrics(
+        &gw,
+        &[
+            (
+                "ringway_tls_handshake_failures_total",
+                &[("listener", "main"), ("reason", "protocol")],
+                1.0,
+            ),
+            (
+                "ringway_tls_handshakes_total",
+                &[("listener", "main"), ("resumed", "false")],
+                1.0,
+            ),
+        ],
+    );
+});
+
+/// What the upstream should get in `x-client-cert` for `cert`, issued by a [`Pki`] (subject
+/// `CN=<name>, O=ringway tests` in DER order): Envoy's XFCC element syntax, the subject in
+/// RFC 4514 form, which writes the RDNs last first (`O=...,CN=...`) without spaces after
+/// the commas, and a `DNS=` pair per DNS name.
+fn xfcc(cert: &CertFiles) -> String {
+    let mut value = format!(
+        "Hash={};Subject=\"O=ringway tests,CN={}\"",
+        cert.sha256(),
+        cert.spec.common_name
+    );
+    for name in &cert.spec.names {
+        value.push_str(&format!(";DNS={name}"));
+    }
+    value
+}
+
+/// Checks what of `values` (every `x-client-cert` an upstream got) does not depend on how
+/// the subject is written: one value, `cert`'s hash first, its DNS names last. The exact value
+/// is checked by each test at its end, after everything else, so that a wrong subject does
+/// not hide other failures.
+#[track_caller]
+fn assert_identity_parts(values: &[&str], cert: &CertFiles, what: &str) {
+    assert_eq!(values.len(), 1, "{what}: {values:?}");
+    let prefix = format!("Hash={};Subject=\"", cert.sha256());
+    assert!(values[0].starts_with(&prefix), "{what}: {values:?}");
+    let sans: String = cert
+        .spec
+        .names
+        .iter()
+        .map(|n| format!(";DNS={n}"))
+        .collect();
+    assert!(
+        values[0].ends_with(&format!("\"{sans}")),
+        "{what}: {values:?}"
+    );
+}
+
+/// A request that brings its own (forged) identity headers.
+fn forged_request(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: a.test\r\nx-client-cert: Hash=00;Subject=\"CN=root\"\r\n\
+         X-Client-Cert: By=spoofed\r\n\r\n"
+    )
+}
+
+/// A client trusting `pki`, pinned to `version`, presenting `cert` when given.
+fn mtls_client(pki: &Pki, version: TlsVersion, cert: Option<&CertFiles>) -> TlsClient {
+    let builder = TlsClient::builder()
+        .trust(pki)
+        .server_name("a.test")
+        .version(version);
+    match cert {
+        Some(cert) => builder.client_cert(cert),
+        None => builder,
+    }
+    .build()
+}
+
+both_drivers!(mtls_required_refuses_without_a_good_certificate, |driver| {
+    let pki = Pki::new("mtls");
+    let server = pki.issue_server(&["a.test"]);
+    let alice = pki.issue(&CertSpec::client("alice").names(&["alice.client.test"]));
+    let mallory = Pki::new("stranger").issue_client("mallory");
+    let up = Upstream::start(echo);
+    let tls = format!(
+        "client_ca = \"{}\"\nclient_cert_header = \"x-client-cert\"",
+        pki.ca_file().display()
+    );
+    let toml = OBSERVE.to_string() + &tls_proxy_toml(&[&server], &tls, up.addr(), "");
+    let gw = Gateway::start(driver, &toml);
+
+    for version in [TlsVersion::Tls13, TlsVersion::Tls12] {
+        let why = mtls_client(&pki, version, None).connect_err(gw.addr());
+        assert!(why.contains("received fatal alert"), "{version:?}: {why}");
+        let why = mtls_client(&pki, version, Some(&mallory)).connect_err(gw.addr());
+        assert!(why.contains("received fatal alert"), "{version:?}: {why}");
+
+        let mut conn = mtls_client(&pki, version, Some(&alice))
+            .connect(gw.addr())
+            .unwrap_or_else(|e| panic!("{version:?}: alice: {e}"));
+        assert!(conn.client_cert_requested());
+        for path in ["/plain", "/forged"] {
+            let req = if path == "/plain" {
+                get("a.test", path)
+            } else {
+                forged_request(path)
+            };
+            let resp = conn.request(&req);
+            assert_eq!(resp.text(), format!("GET {path}"), "{version:?}");
+        }
+    }
+    let received = up.received();
+    assert_eq!(received.len(), 4, "only alice's requests arrive");
+    for r in &received {
+        // The client's own x-client-cert never passes.
+        assert_identity_parts(&r.header_all("x-client-cert"), &alice, &r.target);
+        assert_eq!(r.header_all("x-forwarded-proto"), ["https"]);
+    }
+    wait_metrics(
+        &gw,
+        &[
+            (
+                "ringway_tls_handshake_failures_total",
+                &[("listener", "main"), ("reason", "client_certificate")],
+                4.0,
+            ),
+            (
+                "ringway_tls_handshakes_total",
+                &[("listener", "main"), ("resumed", "false")],
+                2.0,
+            ),
+        ],
+    );
+    for r in &received {
+        assert_eq!(
+            r.header_all("x-client-cert"),
+            [xfcc(&alice)],
+            "{}",
+            r.target
+        );
+    }
+});
+
+both_drivers!(
+    mtls_optional_lets_anonymous_clients_in_without_the_header,
+    |driver| {
+        let pki = Pki::new("optional");
+        let server = pki.issue_server(&["a.test"]);
+        let alice = pki.issue_client("alice");
+        let mallory = Pki::new("stranger").issue_client("mallory");
+        let up = Upstream::start(echo);
+        let tls = format!(
+        "client_ca = \"{}\"\nclient_auth = \"optional\"\nclient_cert_header = \"x-client-cert\"",
+        pki.ca_file().display()
+    );
+        let gw = Gateway::start(driver, &tls_proxy_toml(&[&server], &tls, up.addr(), ""));
+
+        for version in [TlsVersion::Tls13, TlsVersion::Tls12] {
+            let mut anonymous = mtls_client(&pki, version, None)
+                .connect(gw.addr())
+                .unwrap_or_else(|e| panic!("{version:?}: no certificate: {e}"));
+            assert!(anonymous.client_cert_requested(), "{version:?}");
+            let resp = anonymous.request(&forged_request("/anonymous"));
+            assert_eq!(resp.text(), "GET /anonymous", "{version:?}");
+
+            let mut conn = mtls_client(&pki, version, Some(&alice))
+                .connect(gw.addr())
+                .unwrap_or_else(|e| panic!("{version:?}: alice: {e}"));
+            let resp = conn.request(&forged_request("/alice"));
+            assert_eq!(resp.text(), "GET /alice", "{version:?}");
+
+            // A certificate that is presented must verify, optional or not.
+            let why = mtls_client(&pki, version, Some(&mallory)).connect_err(gw.addr());
+            assert!(why.contains("received fatal alert"), "{version:?}: {why}");
+        }
+        let received = up.received();
+        assert_eq!(received.len(), 4);
+        for r in &received {
+            let values = r.header_all("x-client-cert");
+            match r.target.as_str() {
+                "/alice" => assert_identity_parts(&values, &alice, "/alice"),
+                _ => assert!(values.is_empty(), "{}: {values:?}", r.target),
+            }
+        }
+        let alice_seen: Vec<_> = received.iter().filter(|r| r.target == "/alice").collect();
+        assert_eq!(alice_seen.len(), 2);
+        for r in alice_seen {
+            assert_eq!(r.header_all("x-client-cert"), [xfcc(&alice)]);
+        }
+    }
+);
