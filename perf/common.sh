@@ -174,6 +174,8 @@ print_table() { # the ROWS over TARGETS: median (min-max) and the ratio to nginx
     printf '\n'
     for row in "${ROWS[@]}"; do
         IFS='|' read -r metric label unit <<<"$row"
+        # A metric no run recorded (a test left out) gets no row.
+        awk -F'\t' -v m="$metric" '$2 == m { found = 1 } END { exit !found }' "$RAW" || continue
         printf '| %s |' "$label"
         read -r nginx_med _ <<<"$(summary "$metric" nginx)"
         for t in "${T[@]}"; do
