@@ -169,3 +169,112 @@ impl TlsStream {
         self.tcp.write_all(&self.out).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead as _, BufReader};
+    use std::net::TcpListener;
+    use std::sync::Arc;
+
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+    use super::*;
+    use crate::tls::{TlsArgs, Version};
+
+    /// A rustls server on a thread: answers one GET per connection with a 200, for
+    /// `connections` connections; tickets on (TLS 1.3) and a session cache (TLS 1.2).
+    fn server(connections: usize) -> std::net::SocketAddr {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .expect("server config");
+        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().expect("ticketer");
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for _ in 0..connections {
+                let (tcp, _) = listener.accept().expect("accept");
+                let conn = ServerConnection::new(config.clone()).expect("server connection");
+                let mut tls = BufReader::new(StreamOwned::new(conn, tcp));
+                let mut line = String::new();
+                while tls.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let tls = tls.get_mut();
+                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                let _ = tls.flush();
+                // Until the client's close_notify.
+                let _ = tls.read(&mut [0u8; 64]);
+            }
+        });
+        addr
+    }
+
+    /// Opens `n` connections one after the other, each with one request; returns whether each
+    /// handshake resumed.
+    fn client(version: Version, n: usize) -> Vec<Option<bool>> {
+        let addr = server(n);
+        let target =
+            Target::parse(&format!("https://localhost:{}/", addr.port()), 0).expect("target");
+        let args = TlsArgs {
+            tls_version: Some(version),
+            resume: true,
+            server_name: None,
+        };
+        let tls = TlsClient::new(&args, &target.host).expect("client");
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let mut resumed = Vec::new();
+                for _ in 0..n {
+                    let opened = Stream::open(&target, Some(&tls), Duration::from_secs(5))
+                        .await
+                        .expect("handshake");
+                    let mut stream = opened.stream;
+                    stream.write_all(&target.request).await.expect("request");
+                    let mut response = Vec::new();
+                    let mut buf = [0u8; 256];
+                    while !response.ends_with(b"ok") {
+                        let read = stream.read(&mut buf).await.expect("response");
+                        assert!(read > 0, "the response ended early");
+                        response.extend_from_slice(&buf[..read]);
+                    }
+                    assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
+                    stream.close().await;
+                    resumed.push(opened.resumed);
+                }
+                resumed
+            })
+            .expect("executor")
+            .join()
+            .expect("client thread")
+    }
+
+    #[test]
+    fn tls13_requests_and_resumes_by_ticket() {
+        assert_eq!(
+            client(Version::Tls13, 3),
+            [Some(false), Some(true), Some(true)]
+        );
+    }
+
+    #[test]
+    fn tls12_requests_and_resumes_by_session_id() {
+        assert_eq!(
+            client(Version::Tls12, 3),
+            [Some(false), Some(true), Some(true)]
+        );
+    }
+}
