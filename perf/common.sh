@@ -185,7 +185,10 @@ print_table() { # the ROWS over TARGETS: median (min-max) and the ratio to nginx
                 continue
             fi
             cell="$(fmt "$med" "$unit")"
-            ((ROUNDS > 1)) && cell+=" ($(fmt "$lo" "$unit")-$(fmt "$hi" "$unit"))"
+            # Shares (pct) pool every run of a round: their spread shows even in one round.
+            if ((ROUNDS > 1)) || [[ $unit == pct ]]; then
+                cell+=" ($(fmt "$lo" "$unit")-$(fmt "$hi" "$unit"))"
+            fi
             if [[ $unit != pct && $unit != count && -n ${nginx_med:-} ]] && awk -v n="$nginx_med" 'BEGIN { exit !(n > 0) }'; then
                 cell+=" $(awk -v a="$med" -v b="$nginx_med" 'BEGIN { printf "%.2fx", a / b }')"
             fi

@@ -320,8 +320,8 @@ ROWS=(
     "cpu-resumed13|proxy CPU per resumed handshake, TLS 1.3|us"
     "cpu-resumed12|proxy CPU per resumed handshake, TLS 1.2|us"
     "cpu-keepalive|proxy CPU per keep-alive request|us"
-    "proxy-busy|proxy's core busy (runs' median, min-max)|pct"
-    "gen-busy|generator's core busy (runs' median, min-max)|pct"
+    "proxy-busy|proxy's core busy, all runs (median, min-max)|pct"
+    "gen-busy|generator's core busy, all runs (median, min-max)|pct"
     "not-resumed|handshakes not resumed in resumed tests|count"
 )
 {
@@ -330,7 +330,9 @@ ROWS=(
         "$HS_CONNECTIONS concurrent connections, each one handshake, one GET and a close;" \
         "keep-alive: $CONNECTIONS connections; each run $DURATION measured after $WARMUP warm-up."
     echo "Client: ringway-perf load, X25519, AES-128-GCM, no certificate checks. A run measures" \
-        "the proxy while the proxy's core, not the generator's, is the busy one."
+        "the proxy while the proxy's core, not the generator's, is the busy one; a proxy core well" \
+        "under 100% with the generator's under it too means something else took the CPU (the" \
+        "script's log names the run)."
     echo "Layout: load generator on CPU $GEN_CORES ($GEN_THREADS thread(s)), proxy on CPU $PROXY_CORES," \
         "stub on CPU $STUB_CORES; memory: $IDLE_CONNECTIONS idle TLS 1.3 connections, RSS growth of" \
         "all the proxy's processes. $(openssl version | awk '{print $1, $2}') beside nginx and HAProxy."
