@@ -91,14 +91,18 @@ both_drivers!(alpn_is_http_1_1_and_both_versions_serve, |driver| {
             assert_eq!(conn.protocol_version(), version, "{case}");
             let chosen = (!alpn.is_empty()).then(|| "http/1.1".to_string());
             assert_eq!(conn.alpn(), chosen, "{case}");
-            // Keep-alive: two requests on the connection.
-            for path in ["/one", "/two"] {
-                let resp = conn.request(&get("v.test", path));
-                assert_eq!(resp.text(), format!("GET {path}"), "{case}");
-            }
+            // Keep-alive: two requests on the connection, the second claiming plain HTTP.
+            let resp = conn.request(&get("v.test", "/one"));
+            assert_eq!(resp.text(), "GET /one", "{case}");
+            let forged = "GET /two HTTP/1.1\r\nHost: v.test\r\nX-Forwarded-Proto: http\r\n\r\n";
+            assert_eq!(conn.request(forged).text(), "GET /two", "{case}");
         }
     }
-    assert_eq!(up.requests(), 2 * 3 * 2);
+    let received = up.received();
+    assert_eq!(received.len(), 2 * 3 * 2);
+    for r in &received {
+        assert_eq!(r.header_all("x-forwarded-proto"), ["https"], "{}", r.target);
+    }
 });
 
 both_drivers!(min_version_1_3_refuses_a_tls_1_2_client, |driver| {
