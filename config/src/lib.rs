@@ -37,6 +37,8 @@ use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
+/// The subject of a DER certificate as RFC 4514 text, as [`CertKey::subject`] has it.
+pub use validate::certificate_subject;
 
 /// The bundled configuration, served when no file is given: one listener on
 /// 127.0.0.1:8080 answering every request with a short page.

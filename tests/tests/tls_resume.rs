@@ -127,6 +127,11 @@ both_drivers!(
     }
 );
 
+// Tickets off: TLS 1.3 resumes by an id into the shared session cache (stateful tickets).
+both_drivers!(tls13_without_ticket_keys_resumes_from_the_cache, |driver| {
+    resumes_across_shards(driver, TlsVersion::Tls13, false);
+});
+
 both_drivers!(tls12_tickets_resume_across_shards_and_reloads, |driver| {
     resumes_across_shards(driver, TlsVersion::Tls12, true);
 });

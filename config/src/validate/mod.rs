@@ -9,6 +9,7 @@ mod limit;
 mod listener;
 mod path;
 mod pem;
+pub use pem::certificate_subject;
 mod protect;
 mod retry;
 mod route;

@@ -206,6 +206,13 @@ fn names(cert: &X509Certificate<'_>) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// The subject of the certificate `der` as RFC 4514 text (see [`rfc4514`]); `None` when it
+/// does not parse.
+pub fn certificate_subject(der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    Some(rfc4514(cert.subject()))
+}
+
 /// A distinguished name as RFC 4514 text: the last RDN first, `,` between RDNs, `+` inside
 /// one; the short names of RFC 4514 section 3 or a dotted OID; string values escaped, other
 /// values (and values of dotted types) as `#` and the hex of their DER.

@@ -74,7 +74,7 @@ impl Refusal {
 }
 
 const PLAIN_HTTP: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n\
-content-length: 51\r\nconnection: close\r\n\r\n400 Bad Request: plain HTTP sent to an HTTPS port\n";
+content-length: 50\r\nconnection: close\r\n\r\n400 Bad Request: plain HTTP sent to an HTTPS port\n";
 
 /// Performs the server side of a handshake on `io` with the listener's `tls`.
 pub async fn accept(mut io: TcpStream, tls: &ServerTls) -> Result<TlsStream, Refusal> {
@@ -140,5 +140,21 @@ async fn send_alert(io: &mut TcpStream, write: impl FnOnce(&mut Vec<u8>) -> io::
     let mut out = Vec::new();
     if write(&mut out).is_ok() && !out.is_empty() {
         let _ = io.write_all(out).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PLAIN_HTTP;
+
+    #[test]
+    fn plain_http_answer_is_framed_right() {
+        let text = std::str::from_utf8(PLAIN_HTTP).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap();
+        assert_eq!(length.parse::<usize>().unwrap(), body.len());
     }
 }

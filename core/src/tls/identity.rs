@@ -29,7 +29,7 @@ impl ClientIdentity {
     /// (it did for the verifier, so that does not happen).
     pub fn of(der: &[u8]) -> Option<ClientIdentity> {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
-        let subject = printable(&cert.subject().to_string());
+        let subject = printable(&ringway_config::certificate_subject(der)?);
         let (mut dns, mut uris, mut emails) = (Vec::new(), Vec::new(), Vec::new());
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for name in &san.value.general_names {
@@ -94,7 +94,10 @@ mod tests {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         let id = ClientIdentity::of(cert.der()).unwrap();
-        assert_eq!(id.subject, "CN=partner \"one\"");
+        assert_eq!(
+            id.subject, "CN=partner \\\"one\\\"",
+            "RFC 4514 escapes the quotes"
+        );
         assert_eq!(id.dns, ["client.example"]);
         assert_eq!(id.uris, ["spiffe://acme/gw"]);
         assert_eq!(id.fingerprint.len(), 64);
@@ -102,7 +105,7 @@ mod tests {
         assert_eq!(
             value,
             format!(
-                "Hash={};Subject=\"CN=partner \\\"one\\\"\";URI=spiffe://acme/gw;DNS=client.example",
+                r#"Hash={};Subject="CN=partner \\\"one\\\"";URI=spiffe://acme/gw;DNS=client.example"#,
                 id.fingerprint
             )
         );

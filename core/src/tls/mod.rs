@@ -176,10 +176,6 @@ impl ServerTls {
         };
         if let Some(t) = &tickets {
             config.ticketer = t.clone();
-            // TLS 1.3: one ticket per full handshake is what a resuming client needs.
-            config.send_tls13_tickets = 1;
-        } else {
-            config.send_tls13_tickets = 0;
         }
         let sessions = match kept {
             Some(k) if k.session_cache == cfg.session_cache => k.sessions.clone(),
@@ -190,6 +186,9 @@ impl ServerTls {
             Some(s) => s.clone() as Arc<dyn StoresServerSessions>,
             None => Arc::new(rustls::server::NoServerSessionStorage {}),
         };
+        // TLS 1.3 resumes by a ticket: sealed by the ticket keys, else (tickets off) an id
+        // into the session cache. One per full handshake is what a resuming client needs.
+        config.send_tls13_tickets = usize::from(tickets.is_some() || sessions.is_some());
         Ok(ServerTls {
             config: Arc::new(config),
             handshake_timeout: cfg.handshake_timeout,
