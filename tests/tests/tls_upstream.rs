@@ -227,3 +227,40 @@ both_drivers!(
         }
     }
 );
+
+both_drivers!(health_checks_speak_tls_to_a_tls_upstream, |driver| {
+    let pki = Pki::new("health");
+    let up = TlsUpstream::start(&pki.issue_server(&[BACKEND]), echo);
+    let extra = format!(
+        "health_check = {{ path = \"/health\", interval = \"100ms\", unhealthy_threshold = 1 }}\n{}",
+        tls_to(&pki, BACKEND)
+    );
+    let gw = Gateway::start(
+        driver,
+        &format!("{OBSERVE}{}", proxy_toml(up.addr(), &extra)),
+    );
+    up.wait_until("two health checks", Duration::from_secs(10), |u| {
+        u.received()
+            .iter()
+            .filter(|r| r.target == "/health")
+            .count()
+            >= 2
+    });
+    assert!(
+        up.handshakes()
+            .iter()
+            .all(|h| h.error.is_none() && h.sni.as_deref() == Some(BACKEND)),
+        "{:?}",
+        up.handshakes()
+    );
+    let endpoint = up.addr().to_string();
+    wait_metrics(
+        &gw,
+        &[(
+            "ringway_upstream_endpoint_healthy",
+            &[("upstream", "backend"), ("endpoint", endpoint.as_str())],
+            1.0,
+        )],
+    );
+    assert_eq!(request(&gw, "/after").status, 200);
+});
