@@ -33,6 +33,10 @@ pub struct Epoch {
     pub listener_tls: Vec<Option<Arc<ServerTls>>>,
     /// Each upstream's TLS, by upstream index (`None`: plaintext).
     pub upstream_tls: Vec<Option<Arc<ClientTls>>>,
+    /// Request headers no client may send upstream: every listener's `client_cert_header`,
+    /// this epoch's and the running one's (a reload that renames one must not turn the old
+    /// name into a header clients can forge while upstreams still trust it).
+    pub reserved_headers: Vec<Box<str>>,
 }
 
 pub enum Action {
@@ -143,6 +147,16 @@ impl Epoch {
             })
             .collect::<Result<Vec<_>, String>>()?;
         drop(kept);
+        let mut reserved_headers: Vec<Box<str>> = running
+            .map(|r| r.reserved_headers.clone())
+            .unwrap_or_default();
+        for l in &config.listeners {
+            if let Some(name) = l.tls.as_ref().and_then(|t| t.client_cert_header.as_deref()) {
+                if !reserved_headers.iter().any(|r| &**r == name) {
+                    reserved_headers.push(name.into());
+                }
+            }
+        }
         Ok(Epoch {
             id,
             config,
@@ -155,6 +169,7 @@ impl Epoch {
             upstream_ids,
             listener_tls,
             upstream_tls,
+            reserved_headers,
         })
     }
 }

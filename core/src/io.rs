@@ -53,6 +53,23 @@ impl Stream {
         }
     }
 
+    /// Whether input no read has taken is waiting (see `TlsStream::has_pending_input`);
+    /// plain sockets keep theirs in the kernel, where the pool's peek sees it.
+    pub fn has_pending_input(&self) -> bool {
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(t) => t.has_pending_input(),
+        }
+    }
+
+    /// The stream ended without the peer's `close_notify` (TLS only).
+    pub fn ended_uncleanly(&self) -> bool {
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(t) => t.ended_uncleanly(),
+        }
+    }
+
     /// Lets go of per-request memory while the connection idles.
     pub fn release(&mut self) {
         if let Stream::Tls(t) = self {
@@ -355,7 +372,14 @@ impl AsyncWriteRent for Attached {
     }
 
     fn shutdown(&mut self) -> impl std::future::Future<Output = io::Result<()>> {
-        self.get().shutdown()
+        // Over TLS a shutdown writes close_notify first: bounded like any write.
+        let guard = self.send_guard();
+        let shutdown = self.get().shutdown();
+        async move {
+            let res = shutdown.await;
+            drop(guard);
+            res
+        }
     }
 }
 

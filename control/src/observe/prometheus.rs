@@ -277,7 +277,8 @@ fn listeners(out: &mut Out, totals: &Totals) {
         "ringway_tls_handshake_failures_total",
         "counter",
         "TLS handshakes that failed, by listener and reason (timeout, plain_http, not_tls, \
-         closed, client_certificate, protocol); only reasons seen at least once.",
+         closed, client_certificate, certificate_rejected, no_alpn, protocol); only reasons \
+         seen at least once.",
     );
     for (name, l) in &totals.listeners {
         for (reason, n) in Refusal::ALL.iter().zip(l.tls_refused) {

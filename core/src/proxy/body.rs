@@ -268,6 +268,15 @@ pub async fn relay_response_body(
         ResponseBody::UntilClose => {
             loop {
                 if up.buf.is_empty() && read_upstream(&d.timers, up, idle).await? == 0 {
+                    // Over TLS, only close_notify ends such a body: a bare TCP close may be
+                    // anyone on the path cutting it short, and the client must see it cut.
+                    if up.stream.ended_uncleanly() {
+                        return Err(ProxyError::after_head(
+                            ErrorCause::UpstreamClosed,
+                            "upstream TLS stream ended without close_notify in the response body",
+                            None,
+                        ));
+                    }
                     break;
                 }
                 let n = up.buf.len();

@@ -113,7 +113,7 @@ pub(crate) async fn proxy(
         Balance::Hash(key) => request_key_hash(key, d.peer.ip(), d.buf.data(), &d.headers),
         _ => None,
     };
-    let req = match prepare(d, head, policy, cfg).await {
+    let req = match prepare(sep, d, head, policy, cfg).await {
         Ok(req) => req,
         Err(e) => return fail(shard, d, e).await,
     };
@@ -162,6 +162,7 @@ async fn reject(d: &mut Downstream, status: u16) -> After {
 /// 100-continue`, takes the client head out of the buffer and, when the route may retry,
 /// reads a body up to the policy's size whole so that it can be sent again.
 async fn prepare(
+    sep: &ShardEpoch,
     d: &mut Downstream,
     head: &RequestHead,
     policy: Option<&Retry>,
@@ -175,8 +176,8 @@ async fn prepare(
     let fwd = Forwarded {
         client_ip: d.peer.ip(),
         tls: d.stream.is_tls(),
-        client_cert: client_cert_header
-            .map(|name| (name, d.stream.identity().map(|id| &*id.header_value))),
+        client_cert: client_cert_header.zip(d.stream.identity().map(|id| &*id.header_value)),
+        reserved: &sep.epoch.reserved_headers,
     };
     write_upstream_head(&mut d.out, d.buf.data(), head, &d.headers, &fwd, |out| {
         out.extend_from_slice(&d.request_id)

@@ -41,10 +41,22 @@ pub struct Forwarded<'a> {
     pub client_ip: IpAddr,
     /// The client connection is TLS (`x-forwarded-proto: https`).
     pub tls: bool,
-    /// The listener's `client_cert_header` (lower-case), and the verified client
-    /// certificate's identity to put in it, if the client presented one. Whatever the
-    /// client sent under that name is dropped, so the upstream can trust it.
-    pub client_cert: Option<(&'a str, Option<&'a [u8]>)>,
+    /// The listener's `client_cert_header` (lower-case) and the verified client
+    /// certificate's identity to put in it, when the client presented one.
+    pub client_cert: Option<(&'a str, &'a [u8])>,
+    /// Header names (lower-case) the gateway alone may send: every listener's
+    /// `client_cert_header`, on every listener, so that no client can pass one off as its
+    /// own; matched with `_` as `-`, as CGI-style servers read them.
+    pub reserved: &'a [Box<str>],
+}
+
+/// Whether `name` is `reserved` (lower-case), in any case and with `_` for `-`.
+fn is_reserved(name: &[u8], reserved: &str) -> bool {
+    name.len() == reserved.len()
+        && name.iter().zip(reserved.as_bytes()).all(|(&n, &r)| {
+            let n = n.to_ascii_lowercase();
+            n == r || (n == b'_' && r == b'-')
+        })
 }
 
 /// The request head sent upstream. `request_id` writes a fresh id when the client sent none.
@@ -80,10 +92,8 @@ pub fn write_upstream_head(
             _ => {}
         }
         let name = h.name.get(src);
-        if let Some((own, _)) = fwd.client_cert {
-            if name.eq_ignore_ascii_case(own.as_bytes()) {
-                continue;
-            }
+        if fwd.reserved.iter().any(|r| is_reserved(name, r)) {
+            continue;
         }
         push_header(out, name, h.value.get(src));
     }
@@ -98,7 +108,7 @@ pub fn write_upstream_head(
     } else {
         b"x-forwarded-proto: http\r\n"
     });
-    if let Some((name, Some(identity))) = fwd.client_cert {
+    if let Some((name, identity)) = fwd.client_cert {
         push_header(out, name.as_bytes(), identity);
     }
     if let Some(host) = head.host {
@@ -196,4 +206,29 @@ pub fn write_client_head(
         }
     }
     out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_reserved;
+
+    #[test]
+    fn reserved_names_match_in_any_case_and_with_underscores() {
+        for name in [
+            "x-client-cert",
+            "X-Client-Cert",
+            "x_client_cert",
+            "X_CLIENT-cert",
+        ] {
+            assert!(is_reserved(name.as_bytes(), "x-client-cert"), "{name}");
+        }
+        for name in [
+            "x-client-certs",
+            "x-client",
+            "xclient-cert",
+            "x-client-cerT ",
+        ] {
+            assert!(!is_reserved(name.as_bytes(), "x-client-cert"), "{name}");
+        }
+    }
 }

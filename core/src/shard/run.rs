@@ -280,7 +280,10 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, handle: Rc<Listene
                             // Boxed: the handshake's state is freed when it ends, not kept in
                             // the task of an idle connection.
                             let done = Box::pin(handshake(&shard, stream, tls, &conn)).await;
-                            if let Some(stream) = done {
+                            if let Some(mut stream) = done {
+                                // The handshake's buffers go back while the first request
+                                // is awaited.
+                                stream.release();
                                 conn.set_stream(Stream::Tls(stream));
                                 proxy::serve(&shard, &mut conn).await;
                             }

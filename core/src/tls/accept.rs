@@ -6,10 +6,12 @@
 use std::io;
 use std::rc::Rc;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use rustls::server::Acceptor;
 use rustls::Connection;
+
+use ringway_config::ClientAuth;
 
 use super::{ClientIdentity, ServerTls, TlsStream};
 
@@ -30,19 +32,26 @@ pub enum Refusal {
     Closed,
     /// Mutual TLS: no client certificate, or one that does not verify.
     ClientCertificate,
+    /// The client refused the listener's certificate (its alert said so: unknown CA, bad or
+    /// expired certificate, ...).
+    CertificateRejected,
+    /// No protocol in common by ALPN (a client that offers only h2, say).
+    NoAlpn,
     /// Anything else the TLS protocol refuses: no common version or cipher suite, a
     /// malformed message, an alert from the client.
     Protocol,
 }
 
 impl Refusal {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 8;
     pub const ALL: [Refusal; Refusal::COUNT] = [
         Refusal::Timeout,
         Refusal::PlainHttp,
         Refusal::NotTls,
         Refusal::Closed,
         Refusal::ClientCertificate,
+        Refusal::CertificateRejected,
+        Refusal::NoAlpn,
         Refusal::Protocol,
     ];
 
@@ -53,14 +62,26 @@ impl Refusal {
             Refusal::NotTls => "not_tls",
             Refusal::Closed => "closed",
             Refusal::ClientCertificate => "client_certificate",
+            Refusal::CertificateRejected => "certificate_rejected",
+            Refusal::NoAlpn => "no_alpn",
             Refusal::Protocol => "protocol",
         }
     }
 
     fn of_rustls(e: &rustls::Error) -> Refusal {
+        use rustls::AlertDescription as A;
         use rustls::Error as E;
         match e {
             E::NoCertificatesPresented | E::InvalidCertificate(_) => Refusal::ClientCertificate,
+            E::AlertReceived(
+                A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA,
+            ) => Refusal::CertificateRejected,
+            E::NoApplicationProtocol => Refusal::NoAlpn,
             _ => Refusal::Protocol,
         }
     }
@@ -93,6 +114,19 @@ pub async fn accept(mut io: TcpStream, tls: &ServerTls) -> Result<TlsStream, Ref
             // 0x16: a handshake record. An upper-case letter starts an HTTP method.
             if buf[0].is_ascii_uppercase() {
                 let _ = io.write_all(PLAIN_HTTP).await;
+                // Read what the client still sends (bounded; the handshake timeout bounds
+                // the time) so that closing does not reset the answer away.
+                let _ = io.shutdown().await;
+                let mut drained = 0;
+                while drained < 64 * 1024 {
+                    let (res, b) = io.read(buf).await;
+                    buf = b;
+                    match res {
+                        Ok(n) if n > 0 => drained += n,
+                        _ => break,
+                    }
+                    buf.clear();
+                }
                 return Err(Refusal::PlainHttp);
             }
             return Err(Refusal::NotTls);
@@ -126,6 +160,25 @@ pub async fn accept(mut io: TcpStream, tls: &ServerTls) -> Result<TlsStream, Ref
     };
     let mut stream = TlsStream::new(io, Connection::Server(conn));
     stream.handshake().await.map_err(|e| Refusal::of_io(&e))?;
+    if let Some((verifier, auth)) = &tls.client_verifier {
+        if stream.connection().handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            // The session's certificate was verified when it was issued: check it against
+            // today's CAs and clock before trusting it again.
+            match stream.connection().peer_certificates() {
+                Some([leaf, intermediates @ ..]) => {
+                    let now = rustls_pki_types::UnixTime::now();
+                    if verifier
+                        .verify_client_cert(leaf, intermediates, now)
+                        .is_err()
+                    {
+                        return Err(Refusal::ClientCertificate);
+                    }
+                }
+                _ if *auth == ClientAuth::Required => return Err(Refusal::ClientCertificate),
+                _ => {}
+            }
+        }
+    }
     if let Some(leaf) = stream
         .connection()
         .peer_certificates()

@@ -73,14 +73,34 @@ impl ClientIdentity {
     }
 }
 
-/// `s` without control characters (a header value must not break its line).
+/// `s` with control characters and non-ASCII written as `\XX` escapes of their UTF-8 bytes
+/// (RFC 4514's form), so that the header stays one ASCII line and two names that differ only
+/// there stay different.
 fn printable(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).collect()
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii() && !c.is_ascii_control() {
+            out.push(c);
+        } else {
+            let mut utf8 = [0u8; 4];
+            for b in c.encode_utf8(&mut utf8).bytes() {
+                let _ = write!(out, "\\{b:02X}");
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn controls_and_non_ascii_are_escaped_not_dropped() {
+        assert_eq!(printable("ad\u{85}min"), "ad\\C2\\85min");
+        assert_eq!(printable("a\x01b\r\n"), "a\\01b\\0D\\0A");
+        assert_eq!(printable("plain"), "plain");
+    }
 
     #[test]
     fn subject_sans_and_fingerprint() {

@@ -5,8 +5,9 @@
 //! control thread, from certificates the config loader read (so a reload re-reads the files
 //! and new handshakes use the new certificates at once, while established connections keep
 //! theirs). What makes resumption work outlives epochs: a listener's ticket keys and session
-//! cache, and an upstream's client session store, pass from the running epoch to the next
-//! one for the same name ([`Kept`]). All shards share them, so a client resumes on whichever
+//! cache pass from the running epoch to the next one for the same name ([`Kept`]) unless
+//! the reload changed who may connect, and an upstream whose TLS settings did not change
+//! keeps its client config whole (rustls resumes only with the config that made a session). All shards share them, so a client resumes on whichever
 //! shard its next connection lands; the ticket keys rotate every 6 hours (the previous key
 //! still decrypts). Both take a lock per handshake, never per request.
 //!
@@ -17,6 +18,7 @@ mod identity;
 mod sni;
 pub mod stream;
 
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -26,6 +28,7 @@ use ringway_config::{
 };
 use rustls::client::{ClientSessionMemoryCache, Resumption};
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{
     ProducesTickets, ServerSessionMemoryCache, StoresServerSessions, WebPkiClientVerifier,
 };
@@ -71,6 +74,14 @@ pub struct ServerTls {
     tickets: Option<Arc<dyn ProducesTickets>>,
     sessions: Option<Arc<ServerSessionMemoryCache>>,
     session_cache: usize,
+    /// Mutual TLS: the verifier, run again on resumed sessions (rustls restores a resumed
+    /// session's client certificate without checking it against the current CAs or clock),
+    /// and whether a certificate is required.
+    pub(crate) client_verifier: Option<(Arc<dyn ClientCertVerifier>, ClientAuth)>,
+    /// A digest of what decides who may connect (client CAs, client_auth): sessions are
+    /// carried into a new epoch only when it is unchanged, so that a reload that tightens
+    /// mutual TLS is not walked around by resuming an older session.
+    access: u64,
 }
 
 /// An upstream's TLS in one epoch.
@@ -81,7 +92,6 @@ pub struct ClientTls {
     settings: u64,
     /// `sni`, when set: the name every endpoint is sent and verified against.
     pub sni: Option<ServerName<'static>>,
-    sessions: Arc<ClientSessionMemoryCache>,
 }
 
 /// The TLS state of the running epoch that the next one keeps, by listener and upstream name.
@@ -89,6 +99,13 @@ pub struct ClientTls {
 pub struct Kept<'a> {
     pub listeners: AHashMap<&'a str, &'a ServerTls>,
     pub upstreams: AHashMap<&'a str, &'a ClientTls>,
+}
+
+/// A stable, non-zero digest of what `feed` hashes (the same in every epoch of a process).
+fn digest(feed: impl FnOnce(&mut ahash::AHasher)) -> u64 {
+    let mut h = ahash::RandomState::with_seeds(1, 2, 3, 4).build_hasher();
+    feed(&mut h);
+    h.finish() | 1
 }
 
 fn chain(cert: &CertKey) -> Vec<CertificateDer<'static>> {
@@ -151,8 +168,8 @@ impl ServerTls {
         let builder = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(versions(cfg.min_version))
             .map_err(|e| e.to_string())?;
-        let builder = match &cfg.client_ca {
-            None => builder.with_no_client_auth(),
+        let (builder, client_verifier) = match &cfg.client_ca {
+            None => (builder.with_no_client_auth(), None),
             Some(ca) => {
                 let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider());
                 let verifier = match cfg.client_auth {
@@ -162,9 +179,17 @@ impl ServerTls {
                 let verifier = verifier
                     .build()
                     .map_err(|e| format!("{}: {e}", ca.file.display()))?;
-                builder.with_client_cert_verifier(verifier)
+                (
+                    builder.with_client_cert_verifier(verifier.clone()),
+                    Some((verifier, cfg.client_auth)),
+                )
             }
         };
+        let access = digest(|h| {
+            cfg.client_ca.as_ref().map(|ca| &ca.certs).hash(h);
+            (cfg.client_auth == ClientAuth::Required).hash(h);
+        });
+        let kept = kept.filter(|k| k.access == access);
         let mut config = builder.with_cert_resolver(resolver);
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
         let tickets = match (cfg.session_tickets, kept.and_then(|k| k.tickets.clone())) {
@@ -196,6 +221,8 @@ impl ServerTls {
             tickets,
             sessions,
             session_cache: cfg.session_cache,
+            client_verifier,
+            access,
         })
     }
 }
@@ -203,6 +230,29 @@ impl ServerTls {
 impl ClientTls {
     /// Builds an upstream's TLS; `kept` is the same upstream's in the running epoch.
     pub fn build(cfg: &UpstreamTls, kept: Option<&ClientTls>) -> Result<ClientTls, String> {
+        let settings = digest(|h| {
+            cfg.sni.hash(h);
+            cfg.ca.as_ref().map(|ca| &ca.certs).hash(h);
+            cfg.client_cert
+                .as_ref()
+                .map(|c| (&c.chain, &c.key.der))
+                .hash(h);
+        });
+        let sni = match &cfg.sni {
+            None => None,
+            Some(name) => {
+                Some(ServerName::try_from(name.clone()).map_err(|e| format!("sni {name:?}: {e}"))?)
+            }
+        };
+        // rustls resumes a session only with the very verifier and certificate resolver that
+        // made it: unchanged settings keep the running config whole, sessions included.
+        if let Some(kept) = kept.filter(|k| k.settings == settings) {
+            return Ok(ClientTls {
+                config: kept.config.clone(),
+                settings,
+                sni,
+            });
+        }
         let roots = match &cfg.ca {
             Some(ca) => roots(ca)?,
             None => system_roots(),
@@ -218,32 +268,12 @@ impl ClientTls {
                 .map_err(|e| format!("{}: {e}", cert.key_file.display()))?,
         };
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-        let sessions = kept
-            .map(|k| k.sessions.clone())
-            .unwrap_or_else(|| Arc::new(ClientSessionMemoryCache::new(CLIENT_SESSIONS)));
-        config.resumption = Resumption::store(sessions.clone());
-        let sni = match &cfg.sni {
-            None => None,
-            Some(name) => {
-                Some(ServerName::try_from(name.clone()).map_err(|e| format!("sni {name:?}: {e}"))?)
-            }
-        };
-        let settings = {
-            use std::hash::{BuildHasher, Hash, Hasher};
-            let mut h = ahash::RandomState::with_seeds(1, 2, 3, 4).build_hasher();
-            cfg.sni.hash(&mut h);
-            cfg.ca.as_ref().map(|ca| &ca.certs).hash(&mut h);
-            cfg.client_cert
-                .as_ref()
-                .map(|c| (&c.chain, &c.key.der))
-                .hash(&mut h);
-            h.finish() | 1
-        };
+        config.resumption =
+            Resumption::store(Arc::new(ClientSessionMemoryCache::new(CLIENT_SESSIONS)));
         Ok(ClientTls {
             config: Arc::new(config),
             settings,
             sni,
-            sessions,
         })
     }
 
@@ -251,13 +281,10 @@ impl ClientTls {
     pub fn pool_key(&self, host: Option<&str>) -> u64 {
         match host {
             None => self.settings,
-            Some(host) => {
-                use std::hash::{BuildHasher, Hash, Hasher};
-                let mut h = ahash::RandomState::with_seeds(1, 2, 3, 4).build_hasher();
-                self.settings.hash(&mut h);
-                host.hash(&mut h);
-                h.finish() | 1
-            }
+            Some(host) => digest(|h| {
+                self.settings.hash(h);
+                host.hash(h);
+            }),
         }
     }
 

@@ -12,7 +12,7 @@
 //! close that way.
 
 use std::cell::RefCell;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
@@ -62,6 +62,10 @@ pub struct TlsStream {
     eof: bool,
     /// Plaintext rustls holds that no read has taken yet.
     plaintext: usize,
+    /// The peer sent `close_notify`.
+    peer_closed: bool,
+    /// The stream ended without `close_notify`: data may have been cut short.
+    unclean_end: bool,
     /// The verified client certificate's identity (mutual TLS), set by the handshake.
     pub identity: Option<std::rc::Rc<super::ClientIdentity>>,
 }
@@ -76,6 +80,8 @@ impl TlsStream {
             wbuf: Vec::new(),
             eof: false,
             plaintext: 0,
+            peer_closed: false,
+            unclean_end: false,
             identity: None,
         }
     }
@@ -154,9 +160,22 @@ impl TlsStream {
             }
         }
         if self.rpos < self.rbuf.len() {
-            let mut rest = &self.rbuf[self.rpos..];
-            let taken = self.conn.read_tls(&mut rest)?;
-            self.rpos += taken;
+            // rustls takes at most 4 KiB per call: hand it all there is (up to a full record
+            // buffered), then decrypt once.
+            let mut taken_any = false;
+            while self.rpos < self.rbuf.len() {
+                let mut rest = &self.rbuf[self.rpos..];
+                match self.conn.read_tls(&mut rest) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        self.rpos += n;
+                        taken_any = true;
+                    }
+                    // Its buffer is full: what it has is processed first.
+                    Err(_) if taken_any => break,
+                    Err(e) => return Err(e),
+                }
+            }
         } else if self.eof {
             // Tells rustls the stream ended.
             let _ = self.conn.read_tls(&mut io::empty());
@@ -164,6 +183,7 @@ impl TlsStream {
         match self.conn.process_new_packets() {
             Ok(state) => {
                 self.plaintext = state.plaintext_bytes_to_read();
+                self.peer_closed |= state.peer_has_closed();
                 Ok(())
             }
             Err(e) => {
@@ -192,17 +212,38 @@ impl TlsStream {
         Ok(())
     }
 
-    /// Reads plaintext into `dst`; Ok(0) at the end of the stream.
-    async fn read_into(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+    /// Copies plaintext rustls holds into the `len` bytes at `dst`: Some(n), Some(0) at the
+    /// end of the stream, None when rustls holds none yet.
+    fn take_plaintext(&mut self, dst: *mut u8, len: usize) -> io::Result<Option<usize>> {
+        let mut reader = self.conn.reader();
+        let taken = match reader.fill_buf() {
+            Ok(chunk) => {
+                let n = chunk.len().min(len);
+                // SAFETY: the caller gives `len` writable bytes at `dst`; `chunk` is rustls's
+                // own buffer, so the two do not overlap.
+                unsafe { std::ptr::copy_nonoverlapping(chunk.as_ptr(), dst, n) };
+                reader.consume(n);
+                Some(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                self.unclean_end = true;
+                Some(0)
+            }
+            Err(e) => return Err(e),
+        };
+        self.plaintext = match taken {
+            Some(n) => self.plaintext.saturating_sub(n),
+            None => 0,
+        };
+        Ok(taken)
+    }
+
+    /// Reads plaintext into the `len` bytes at `dst`; Ok(0) at the end of the stream.
+    async fn read_into(&mut self, dst: *mut u8, len: usize) -> io::Result<usize> {
         loop {
-            match self.conn.reader().read(dst) {
-                Ok(n) => {
-                    self.plaintext = self.plaintext.saturating_sub(n);
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.plaintext = 0,
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) => return Err(e),
+            if let Some(n) = self.take_plaintext(dst, len)? {
+                return Ok(n);
             }
             if self.conn.wants_write() {
                 self.flush_tls().await?;
@@ -211,15 +252,29 @@ impl TlsStream {
                 // rustls was told; a reader that still would block has nothing more coming.
                 let _ = self.conn.read_tls(&mut io::empty());
                 let _ = self.conn.process_new_packets();
-                match self.conn.reader().read(dst) {
-                    Ok(n) => return Ok(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                    Err(e) => return Err(e),
-                }
+                return match self.take_plaintext(dst, len)? {
+                    Some(n) => Ok(n),
+                    None => {
+                        self.unclean_end = true;
+                        Ok(0)
+                    }
+                };
             }
             self.fill().await?;
         }
+    }
+
+    /// Whether the stream holds input no read has taken (ciphertext, plaintext, the peer's
+    /// close): a connection in that state must not go back to a pool, where its next user
+    /// would read it.
+    pub fn has_pending_input(&self) -> bool {
+        self.rpos < self.rbuf.len() || self.plaintext > 0 || self.peer_closed || self.eof
+    }
+
+    /// The stream ended without the peer's `close_notify`, so what was read may have been
+    /// cut short by anyone on the path.
+    pub fn ended_uncleanly(&self) -> bool {
+        self.unclean_end
     }
 
     /// Encrypts `src` (as much as rustls takes) and sends it.
@@ -247,9 +302,7 @@ impl Drop for TlsStream {
 impl AsyncReadRent for TlsStream {
     async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
         let total = buf.bytes_total();
-        // SAFETY: `write_ptr` is valid for `bytes_total` bytes, which rustls only writes.
-        let dst = unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), total) };
-        match self.read_into(dst).await {
+        match self.read_into(buf.write_ptr(), total).await {
             Ok(n) => {
                 // SAFETY: `n` bytes were written at the start of the buffer.
                 unsafe { buf.set_init(n) };
@@ -267,9 +320,10 @@ impl AsyncReadRent for TlsStream {
         }
         // SAFETY: the iovecs are valid; only the first is filled (a short read is allowed).
         let first = unsafe { *ptr };
-        let dst =
-            unsafe { std::slice::from_raw_parts_mut(first.iov_base.cast::<u8>(), first.iov_len) };
-        match self.read_into(dst).await {
+        match self
+            .read_into(first.iov_base.cast::<u8>(), first.iov_len)
+            .await
+        {
             Ok(n) => {
                 // SAFETY: `n` bytes were written at the start of the first iovec.
                 unsafe { buf.set_init(n) };

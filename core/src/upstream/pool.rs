@@ -73,6 +73,11 @@ impl Pool {
 
     /// Keeps `conn` for reuse unless the endpoint already has `max_idle` idle connections.
     pub fn checkin(&mut self, mut conn: UpstreamConn, max_idle: usize, idle_timeout: Duration) {
+        // Bytes after the response (a TLS stream holds them where no peek sees them) would
+        // become the next request's response.
+        if conn.stream.has_pending_input() {
+            return;
+        }
         let list = self.idle.entry(conn.key).or_default();
         if list.len() >= max_idle {
             return;
