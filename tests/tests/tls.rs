@@ -6,8 +6,11 @@
 
 mod tls_common;
 
-use ringway_tests::tls::{tls_proxy_toml, CertSpec, TlsVersion};
-use ringway_tests::{both_drivers, get, CertFiles, Gateway, Pki, TlsClient, Upstream};
+use ringway_tests::tls::{tls_listener_toml, tls_proxy_toml, CertSpec, HandshakeKind, TlsVersion};
+use ringway_tests::{
+    both_drivers, get, route_toml, upstream_toml, CertFiles, Client, Gateway, Pki, TlsClient,
+    Upstream,
+};
 use tls_common::{echo, wait_metrics, OBSERVE};
 
 /// A client that accepts any certificate, sending `name` as SNI (`None`: no SNI), so the test
@@ -312,5 +315,110 @@ both_drivers!(
         for r in alice_seen {
             assert_eq!(r.header_all("x-client-cert"), [xfcc(&alice)]);
         }
+    }
+);
+
+// The header that carries a verified identity is the gateway's alone, on every listener: a
+// plain listener beside the mutual-TLS one must not let a client pass off its own copy, in any
+// spelling a CGI-style upstream would read as the same header.
+both_drivers!(no_listener_forwards_a_forged_client_cert_header, |driver| {
+    let pki = Pki::new("forge");
+    let server = pki.issue_server(&["a.test"]);
+    let up = Upstream::start(echo);
+    let tls = format!(
+        "client_ca = \"{}\"\nclient_auth = \"optional\"\nclient_cert_header = \"x-client-cert\"",
+        pki.ca_file().display()
+    );
+    let toml = format!(
+        "{}[[listeners]]\nname = \"plain\"\nlisten = \"{{listen2}}\"\n\n{}{}",
+        tls_listener_toml("", &[&server], &tls),
+        upstream_toml("backend", &[(up.addr(), 1)], ""),
+        route_toml("all", "backend"),
+    );
+    let gw = Gateway::start(driver, &toml);
+    let forged = "GET /forged HTTP/1.1\r\nHost: a.test\r\nx-client-cert: Hash=00\r\n\
+                  X_Client_Cert: Hash=01\r\nx-client_CERT: Hash=02\r\nx-client-certs: kept\r\n\r\n";
+    let plain = Client::connect(gw.addr2()).request(forged);
+    assert_eq!(plain.status, 200);
+    let mut anonymous = mtls_client(&pki, TlsVersion::Tls13, None)
+        .connect(gw.addr())
+        .unwrap();
+    assert_eq!(anonymous.request(forged).status, 200);
+    let received = up.received();
+    assert_eq!(received.len(), 2);
+    for r in &received {
+        let forwarded: Vec<&str> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n.replace('_', "-") == "x-client-cert")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert!(forwarded.is_empty(), "{forwarded:?}");
+        assert_eq!(
+            r.header_all("x-client-certs"),
+            ["kept"],
+            "only the exact name"
+        );
+    }
+});
+
+// A reload that makes client certificates required must not be walked around by resuming a
+// session made without one.
+both_drivers!(
+    tightening_mutual_tls_ends_resumption_without_a_certificate,
+    |driver| {
+        let pki = Pki::new("tighten");
+        let server = pki.issue_server(&["a.test"]);
+        let alice = pki.issue_client("alice");
+        let up = Upstream::start(echo);
+        let tls = |auth: &str| {
+            format!(
+                "client_ca = \"{}\"\nclient_auth = \"{auth}\"",
+                pki.ca_file().display()
+            )
+        };
+        let gw = Gateway::start(
+            driver,
+            &tls_proxy_toml(&[&server], &tls("optional"), up.addr(), ""),
+        );
+        for version in [TlsVersion::Tls13, TlsVersion::Tls12] {
+            let anonymous = mtls_client(&pki, version, None);
+            let mut first = anonymous.connect(gw.addr()).unwrap();
+            assert_eq!(first.request(&get("a.test", "/")).status, 200);
+            let mut again = anonymous.connect(gw.addr()).unwrap();
+            assert_eq!(again.request(&get("a.test", "/")).status, 200);
+            assert_eq!(
+                again.handshake_kind(),
+                HandshakeKind::Resumed,
+                "{version:?}"
+            );
+        }
+        // The same again with certificates required: the sessions above carry none.
+        let clients: Vec<TlsClient> = [TlsVersion::Tls13, TlsVersion::Tls12]
+            .into_iter()
+            .map(|v| mtls_client(&pki, v, None))
+            .collect();
+        for client in &clients {
+            let mut conn = client.connect(gw.addr()).unwrap();
+            assert_eq!(conn.request(&get("a.test", "/")).status, 200);
+        }
+        gw.write_config(&tls_proxy_toml(&[&server], &tls("required"), up.addr(), ""));
+        gw.ctl(&["reload"])
+            .expect_ok("reload requiring certificates");
+        for client in &clients {
+            let refused = match client.connect(gw.addr()) {
+                Err(_) => true,
+                Ok(mut conn) => {
+                    conn.try_send(get("a.test", "/").as_bytes()).is_err()
+                        || conn.try_read_response_to("GET").is_err()
+                }
+            };
+            assert!(refused, "a session without a certificate must not resume");
+        }
+        // A client with a certificate still gets in.
+        let mut conn = mtls_client(&pki, TlsVersion::Tls13, Some(&alice))
+            .connect(gw.addr())
+            .unwrap();
+        assert_eq!(conn.request(&get("a.test", "/")).status, 200);
     }
 );

@@ -264,3 +264,22 @@ both_drivers!(health_checks_speak_tls_to_a_tls_upstream, |driver| {
     );
     assert_eq!(request(&gw, "/after").status, 200);
 });
+
+// The gateway resumes its TLS sessions with an upstream, also after a reload that leaves the
+// upstream's TLS settings as they were.
+both_drivers!(upstream_sessions_resume_across_a_reload, |driver| {
+    let pki = Pki::new("resume-up");
+    let up = TlsUpstream::builder(&pki.issue_server(&[BACKEND]))
+        .tickets()
+        .start(|_: &ringway_tests::Received| {
+            ringway_tests::Reply::with_headers(200, &[("connection", "close")], "once")
+        });
+    let toml = proxy_toml(up.addr(), &tls_to(&pki, BACKEND));
+    let gw = Gateway::start(driver, &toml);
+    assert_eq!(request(&gw, "/1").status, 200);
+    assert_eq!(request(&gw, "/2").status, 200);
+    gw.ctl(&["reload"]).expect_ok("reload of the same config");
+    assert_eq!(request(&gw, "/3").status, 200);
+    let resumed: Vec<bool> = up.handshakes().iter().map(|h| h.resumed).collect();
+    assert_eq!(resumed, [false, true, true], "{:?}", up.handshakes());
+});
