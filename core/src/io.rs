@@ -8,7 +8,9 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
@@ -84,48 +86,71 @@ impl AsRawFd for Stream {
     }
 }
 
+/// The future of one operation on a [`Stream`]: the plain socket's own future inline, a TLS
+/// operation's boxed. A TLS operation's state (rustls, its own socket reads and writes) is
+/// several times a plain one's; inline, it would make every plain read and write future as
+/// large, copied wherever futures move. A box per TLS operation costs far less than the
+/// record it encrypts or decrypts.
+pub enum StreamOp<P, T> {
+    Plain(P),
+    Tls(Pin<Box<T>>),
+}
+
+impl<P: Future, T: Future<Output = P::Output>> Future for StreamOp<P, T> {
+    type Output = P::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<P::Output> {
+        // SAFETY: the plain future is never moved out of the pinned enum (no variant is
+        // replaced while pinned), so projecting the pin onto it is sound.
+        match unsafe { self.get_unchecked_mut() } {
+            StreamOp::Plain(p) => unsafe { Pin::new_unchecked(p) }.poll(cx),
+            StreamOp::Tls(t) => t.as_mut().poll(cx),
+        }
+    }
+}
+
 impl AsyncReadRent for Stream {
-    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+    fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
         match self {
-            Stream::Plain(s) => s.read(buf).await,
-            Stream::Tls(t) => t.read(buf).await,
+            Stream::Plain(s) => StreamOp::Plain(s.read(buf)),
+            Stream::Tls(t) => StreamOp::Tls(Box::pin(t.read(buf))),
         }
     }
 
-    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+    fn readv<T: IoVecBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
         match self {
-            Stream::Plain(s) => s.readv(buf).await,
-            Stream::Tls(t) => t.readv(buf).await,
+            Stream::Plain(s) => StreamOp::Plain(s.readv(buf)),
+            Stream::Tls(t) => StreamOp::Tls(Box::pin(t.readv(buf))),
         }
     }
 }
 
 impl AsyncWriteRent for Stream {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+    fn write<T: IoBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
         match self {
-            Stream::Plain(s) => s.write(buf).await,
-            Stream::Tls(t) => t.write(buf).await,
+            Stream::Plain(s) => StreamOp::Plain(s.write(buf)),
+            Stream::Tls(t) => StreamOp::Tls(Box::pin(t.write(buf))),
         }
     }
 
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+    fn writev<T: IoVecBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
         match self {
-            Stream::Plain(s) => s.writev(buf).await,
-            Stream::Tls(t) => t.writev(buf).await,
+            Stream::Plain(s) => StreamOp::Plain(s.writev(buf)),
+            Stream::Tls(t) => StreamOp::Tls(Box::pin(t.writev(buf))),
         }
     }
 
-    async fn flush(&mut self) -> io::Result<()> {
+    fn flush(&mut self) -> impl Future<Output = io::Result<()>> {
         match self {
-            Stream::Plain(s) => s.flush().await,
-            Stream::Tls(t) => t.flush().await,
+            Stream::Plain(s) => StreamOp::Plain(s.flush()),
+            Stream::Tls(t) => StreamOp::Tls(Box::pin(t.flush())),
         }
     }
 
-    async fn shutdown(&mut self) -> io::Result<()> {
+    fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> {
         match self {
-            Stream::Plain(s) => s.shutdown().await,
-            Stream::Tls(t) => t.shutdown().await,
+            Stream::Plain(s) => StreamOp::Plain(s.shutdown()),
+            Stream::Tls(t) => StreamOp::Tls(Box::pin(t.shutdown())),
         }
     }
 }

@@ -17,6 +17,28 @@ use crate::raw::{At, RawCertKey, RawListenerTls, RawUpstreamTls};
 /// The largest `session_cache`: the cache is allocated whole when a listener starts.
 const MAX_SESSION_CACHE: i64 = 1_000_000;
 
+/// Headers the gateway writes or removes itself (framing, hop-by-hop, forwarding): the
+/// client's identity must not land in one of them.
+const GATEWAY_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "proxy-authorization",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "via",
+    "x-request-id",
+];
+
 /// `tls` of the listener whose key path is `listener`: `Some(None)` when absent, `None` when
 /// invalid (recorded).
 pub(super) fn listener_tls(
@@ -102,9 +124,21 @@ pub(super) fn listener_tls(
         None => None,
         Some(None) => Some(None),
         Some(Some(raw)) if !needs_ca(ctx, raw, "client_cert_header") => None,
-        Some(Some(raw)) => ctx
-            .token(raw, header, "header name")
-            .map(|name| Some(name.to_ascii_lowercase())),
+        Some(Some(raw)) => match ctx.token(raw, header.clone(), "header name") {
+            None => None,
+            Some(name) => {
+                let name = name.to_ascii_lowercase();
+                if GATEWAY_HEADERS.contains(&name.replace('_', "-").as_str()) {
+                    let message = format!(
+                        "\"{name}\" is a header the gateway frames or writes itself; \
+                         choose another name, such as \"x-client-cert\""
+                    );
+                    ctx.fail(raw, header, message)
+                } else {
+                    Some(Some(name))
+                }
+            }
+        },
     };
     Some(Some(ListenerTls {
         certificates: certificates?,

@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 use ringway_core::metrics::{new_histogram, ErrorCause, Latency, TrafficStats};
 use ringway_core::tls::Refusal;
 
-use super::merge::Totals;
+use super::merge::{ListenerTotals, Totals};
 use super::stats_json::STATUS_CLASSES;
 use super::ProcessInfo;
 
@@ -263,7 +263,9 @@ fn listeners(out: &mut Out, totals: &Totals) {
         "counter",
         "TLS handshakes completed, by listener and whether they resumed a session.",
     );
-    for (name, l) in &totals.listeners {
+    // Only listeners that have seen TLS: a plain listener has no such series.
+    let tls = |l: &&ListenerTotals| l.tls_handshakes > 0 || l.tls_refused.iter().any(|&n| n > 0);
+    for (name, l) in totals.listeners.iter().filter(|(_, l)| tls(l)) {
         let full = l.tls_handshakes - l.tls_resumed.min(l.tls_handshakes);
         let labels = |resumed| [("listener", name.as_str()), ("resumed", resumed)];
         out.sample("ringway_tls_handshakes_total", &labels("false"), full);

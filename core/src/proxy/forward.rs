@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use monoio::net::TcpStream;
-use ringway_config::{Balance, Listener, Retry, Upstream};
+use ringway_config::{Balance, Endpoint, Listener, Retry, Upstream};
 
 use super::body::{buffer_request_body, relay_response_body, send_request_body, MAX_TRAILER};
 use super::head::{write_client_head, write_upstream_head, ClientFraming, Forwarded};
@@ -169,19 +169,23 @@ async fn prepare(
     cfg: &Listener,
 ) -> Result<Request, Error> {
     d.out.clear();
-    let client_cert_header = cfg
-        .tls
-        .as_ref()
-        .and_then(|t| t.client_cert_header.as_deref());
-    let fwd = Forwarded {
-        client_ip: d.peer.ip(),
-        tls: d.stream.is_tls(),
-        client_cert: client_cert_header.zip(d.stream.identity().map(|id| &*id.header_value)),
-        reserved: &sep.epoch.reserved_headers,
-    };
-    write_upstream_head(&mut d.out, d.buf.data(), head, &d.headers, &fwd, |out| {
-        out.extend_from_slice(&d.request_id)
-    });
+    {
+        // Scoped: nothing of it is needed across the awaits below, where it would sit in
+        // every request's future.
+        let client_cert_header = cfg
+            .tls
+            .as_ref()
+            .and_then(|t| t.client_cert_header.as_deref());
+        let fwd = Forwarded {
+            client_ip: d.peer.ip(),
+            tls: d.stream.is_tls(),
+            client_cert: client_cert_header.zip(d.stream.identity().map(|id| &*id.header_value)),
+            reserved: &sep.epoch.reserved_headers,
+        };
+        write_upstream_head(&mut d.out, d.buf.data(), head, &d.headers, &fwd, |out| {
+            out.extend_from_slice(&d.request_id)
+        });
+    }
     let has_body = !matches!(head.body, BodyKind::None | BodyKind::Length(0));
     if head.expect_continue && has_body {
         d.written += local::CONTINUE.len() as u64;
@@ -278,8 +282,7 @@ async fn exchange(
         let endpoint = &up_cfg.endpoints[pick.endpoint];
         let addr = endpoint.address;
         let target = Target {
-            addr,
-            host: endpoint.host.as_deref(),
+            endpoint,
             tls: up_tls,
         };
         d.log.endpoint = Some(addr);
@@ -390,17 +393,15 @@ async fn attempt(
     deadline: Instant,
 ) -> Result<(UpstreamConn, ResponseHead, Notes), Error> {
     let mut fresh_only = false;
-    let addr = target.addr;
-    let key = target.key();
     loop {
         let pooled = if fresh_only {
             None
         } else {
-            shard.pool.borrow_mut().checkout(key)
+            shard.pool.borrow_mut().checkout(target.key())
         };
         let mut conn = match pooled {
             Some(conn) => conn,
-            None => connect(&shard.timers, target, key, up_cfg, deadline).await?,
+            None => connect(&shard.timers, target, up_cfg, deadline).await?,
         };
         match send_and_read_head(d, &mut conn, req, up_cfg, cfg, deadline).await {
             Ok((resp, notes)) => return Ok((conn, resp, notes)),
@@ -410,7 +411,7 @@ async fn attempt(
                     && conn.reused
                     && !fresh_only =>
             {
-                tracing::debug!(%addr, error = %e, "stale pooled connection, sending again on a fresh one");
+                tracing::debug!(addr = %target.addr(), error = %e, "stale pooled connection, sending again on a fresh one");
                 fresh_only = true;
             }
             Err(e) => return Err(e),
@@ -484,29 +485,32 @@ async fn relay(
 }
 
 /// Where one try goes: an endpoint, and the TLS it is reached with.
+/// Two references: it lives in every request's future, across its awaits.
 struct Target<'a> {
-    addr: SocketAddr,
-    /// The endpoint's host name as configured (the default server name for TLS).
-    host: Option<&'a str>,
+    endpoint: &'a Endpoint,
     tls: Option<&'a ClientTls>,
 }
 
 impl Target<'_> {
+    fn addr(&self) -> SocketAddr {
+        self.endpoint.address
+    }
+
     fn key(&self) -> PoolKey {
-        (self.addr, self.tls.map_or(0, |tls| tls.pool_key(self.host)))
+        let host = self.endpoint.host.as_deref();
+        (self.addr(), self.tls.map_or(0, |tls| tls.pool_key(host)))
     }
 }
 
 async fn connect(
     timers: &Rc<CoarseTimers>,
     target: &Target<'_>,
-    key: PoolKey,
     up_cfg: &Upstream,
     deadline: Instant,
 ) -> Result<UpstreamConn, Error> {
     let limit = deadline.min(Instant::now() + up_cfg.connect_timeout);
     let stream = match timers
-        .within(limit, TcpStream::connect_addr(target.addr))
+        .within(limit, TcpStream::connect_addr(target.addr()))
         .await
     {
         Err(_) => {
@@ -526,11 +530,36 @@ async fn connect(
         Ok(Ok(stream)) => stream,
     };
     let _ = stream.set_nodelay(true);
-    let Some(tls) = target.tls else {
-        return Ok(UpstreamConn::new(Stream::Plain(stream), key));
-    };
-    let name = tls.server_name(target.host, target.addr);
-    // The handshake shares the connect timeout: both are the cost of a new connection.
+    match target.tls {
+        None => Ok(UpstreamConn::new(Stream::Plain(stream), target.key())),
+        // Boxed: inline, the handshake's state would enlarge every request's future, which
+        // is moved whole into its box per request, TLS upstream or not.
+        Some(tls) => {
+            let key = target.key();
+            Box::pin(connect_tls(
+                timers,
+                stream,
+                tls,
+                target.endpoint,
+                key,
+                limit,
+            ))
+            .await
+        }
+    }
+}
+
+/// The TLS handshake on a new upstream connection; it shares the connect timeout (`limit`):
+/// both are the cost of a new connection.
+async fn connect_tls(
+    timers: &Rc<CoarseTimers>,
+    stream: TcpStream,
+    tls: &ClientTls,
+    endpoint: &Endpoint,
+    key: PoolKey,
+    limit: Instant,
+) -> Result<UpstreamConn, Error> {
+    let name = tls.server_name(endpoint.host.as_deref(), endpoint.address);
     match timers
         .within(limit, crate::tls::connect(stream, tls, name))
         .await
@@ -541,7 +570,24 @@ async fn connect(
             None,
         )),
         Ok(Err(e)) => {
-            tracing::debug!(addr = %target.addr, error = %e, "upstream TLS handshake failed");
+            // A certificate that does not verify is a config problem the operator must see,
+            // with its reason; at most once a second per shard, so a flood stays one line.
+            thread_local! {
+                static LOGGED: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+            }
+            let now = Instant::now();
+            let due = LOGGED.with(|last| {
+                let due = last
+                    .get()
+                    .is_none_or(|t| now.duration_since(t).as_secs() >= 1);
+                if due {
+                    last.set(Some(now));
+                }
+                due
+            });
+            if due {
+                tracing::warn!(addr = %endpoint.address, error = %e, "upstream TLS handshake failed");
+            }
             Err(ProxyError::new(
                 ErrorCause::UpstreamTls,
                 "upstream TLS handshake failed",

@@ -3,7 +3,8 @@
 //!
 //! The header value follows Envoy's `x-forwarded-client-cert` element syntax, so upstreams
 //! that parse that can parse this: `Hash=<sha256 hex of the DER>;Subject="<RFC 4514>"`,
-//! then one `URI=`, `DNS=` or `Email=` pair per subjectAltName entry of those kinds.
+//! then one `URI=`, `DNS=` or `Email=` pair per subjectAltName entry of those kinds, a
+//! value quoted when it holds `,`, `;`, `=`, `"` or `\`.
 
 use std::fmt::Write as _;
 
@@ -46,19 +47,16 @@ impl ClientIdentity {
         for b in digest.as_ref() {
             let _ = write!(fingerprint, "{b:02x}");
         }
-        let mut value = format!("Hash={fingerprint};Subject=\"");
-        for c in subject.chars() {
-            if c == '"' || c == '\\' {
-                value.push('\\');
-            }
-            value.push(c);
-        }
-        value.push('"');
+        let mut value = format!("Hash={fingerprint};Subject=");
+        push_quoted(&mut value, &subject);
         for (key, list) in [("URI", &uris), ("DNS", &dns), ("Email", &emails)] {
             for item in list {
-                // `;` and `,` separate elements; such a name is left out rather than escaped.
-                if !item.contains([';', ',', '"']) {
-                    let _ = write!(value, ";{key}={item}");
+                let _ = write!(value, ";{key}=");
+                // As Envoy: quoted when it holds a separator.
+                if item.contains([',', ';', '=', '"', '\\']) {
+                    push_quoted(&mut value, item);
+                } else {
+                    value.push_str(item);
                 }
             }
         }
@@ -71,6 +69,18 @@ impl ClientIdentity {
             header_value: value.into_bytes().into_boxed_slice(),
         })
     }
+}
+
+/// `s` in double quotes, `"` and `\\` escaped with a backslash.
+fn push_quoted(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
 }
 
 /// `s` with control characters and non-ASCII written as `\XX` escapes of their UTF-8 bytes
@@ -94,6 +104,23 @@ fn printable(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_with_separators_are_quoted_not_dropped() {
+        let mut params = rcgen::CertificateParams::new(vec!["a.example".into()]).unwrap();
+        for uri in ["urn:x;y=z", "https://x.test/a,b"] {
+            params.subject_alt_names.push(rcgen::SanType::URI(
+                rcgen::Ia5String::try_from(uri).unwrap(),
+            ));
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        let id = ClientIdentity::of(params.self_signed(&key).unwrap().der()).unwrap();
+        let value = String::from_utf8(id.header_value.to_vec()).unwrap();
+        assert!(
+            value.ends_with(r#";URI="urn:x;y=z";URI="https://x.test/a,b";DNS=a.example"#),
+            "{value}"
+        );
+    }
 
     #[test]
     fn controls_and_non_ascii_are_escaped_not_dropped() {

@@ -278,6 +278,7 @@ fn listener_rules() {
         (&format!("{cert}\nclient_cert_header = \"x-client\""), "t.toml:6:22: listeners[0].tls.client_cert_header: client_cert_header needs client_ca (the CAs that client certificates are verified against)".to_owned()),
         (&format!("{cert}\nclient_ca = \"{}\"\nclient_auth = \"maybe\"", f.at("ca.pem")), "t.toml:7:15: listeners[0].tls.client_auth: unknown client_auth \"maybe\"; expected \"required\" or \"optional\"".to_owned()),
         (&format!("{cert}\nclient_ca = \"{}\"\nclient_cert_header = \"x client\"", f.at("ca.pem")), "t.toml:7:22: listeners[0].tls.client_cert_header: \"x client\" is not a valid header name (an HTTP token)".to_owned()),
+        (&format!("{cert}\nclient_ca = \"{}\"\nclient_cert_header = \"Transfer_Encoding\"", f.at("ca.pem")), "t.toml:7:22: listeners[0].tls.client_cert_header: \"transfer_encoding\" is a header the gateway frames or writes itself; choose another name, such as \"x-client-cert\"".to_owned()),
         (&format!("{cert}\nmin_version = \"1.1\""), "t.toml:6:15: listeners[0].tls.min_version: TLS 1.0 and 1.1 are not supported (\"1.1\"); expected \"1.2\" or \"1.3\"".to_owned()),
         (&format!("{cert}\nmin_version = \"TLSv1.3\""), "t.toml:6:15: listeners[0].tls.min_version: unknown TLS version (\"TLSv1.3\"); expected \"1.2\" or \"1.3\"".to_owned()),
         (&format!("{cert}\nmin_version = 1.3"), "t.toml:6:15: listeners[0].tls.min_version: invalid type: floating point `1.3`, expected a string".to_owned()),
