@@ -136,6 +136,27 @@ pub fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) 
     }
 }
 
+/// Polls `check` every 50 ms until it returns `Ok`, panicking with `what` and the last `Err`
+/// (the state seen) once `deadline` has passed: [`wait_for`] for waits whose failure should
+/// say what was seen instead.
+#[track_caller]
+pub fn poll_until<T>(
+    what: &str,
+    deadline: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(state) if Instant::now() >= end => {
+                panic!("timed out after {deadline:?} waiting for {what}; last seen: {state}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
 /// A file in the temp dir with a name unique to this process and call, removed on drop.
 #[derive(Debug)]
 pub struct TempPath {

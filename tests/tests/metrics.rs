@@ -73,19 +73,10 @@ fn send_requests(gw: &Gateway) {
     }
 }
 
-/// Polls `check` until it returns `Some`, panicking with `what` and the last state once
-/// [`DEADLINE`] passes.
-fn poll<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let end = Instant::now() + DEADLINE;
-    loop {
-        match check() {
-            Ok(value) => return value,
-            Err(state) if Instant::now() >= end => {
-                panic!("timed out after {DEADLINE:?} waiting for {what}; last seen: {state}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
+/// [`ringway_tests::poll_until`] with this file's [`DEADLINE`].
+#[track_caller]
+fn poll<T>(what: &str, check: impl FnMut() -> Result<T, String>) -> T {
+    ringway_tests::poll_until(what, DEADLINE, check)
 }
 
 /// `GET /metrics` on the admin listener, parsed.

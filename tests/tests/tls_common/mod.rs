@@ -9,7 +9,7 @@ use ringway_tests::{Client, Gateway, Received, Reply};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long counters may take to show: many report intervals of [`OBSERVE`].
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -28,20 +28,10 @@ pub fn echo(req: &Received) -> Reply {
     Reply::ok(&format!("{} {}", req.method, req.target))
 }
 
-/// Polls `check` until it returns `Ok`, panicking with `what` and the last `Err` once
-/// [`DEADLINE`] passes.
+/// [`ringway_tests::poll_until`] with this file's [`DEADLINE`].
 #[track_caller]
-pub fn poll<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let end = Instant::now() + DEADLINE;
-    loop {
-        match check() {
-            Ok(value) => return value,
-            Err(state) if Instant::now() >= end => {
-                panic!("timed out after {DEADLINE:?} waiting for {what}; last seen: {state}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
+pub fn poll<T>(what: &str, check: impl FnMut() -> Result<T, String>) -> T {
+    ringway_tests::poll_until(what, DEADLINE, check)
 }
 
 /// One sample of the exposition format: metric name, labels, value.
