@@ -321,6 +321,14 @@ impl Attached {
         self.stream.as_ref().is_some_and(Stream::is_tls)
     }
 
+    /// The TLS connection, when the client speaks TLS.
+    pub fn tls(&self) -> Option<&TlsStream> {
+        match self.stream.as_ref()? {
+            Stream::Plain(_) => None,
+            Stream::Tls(t) => Some(t),
+        }
+    }
+
     /// Bounds each later write (the listener's `send_timeout`).
     pub fn set_send_timeout(&mut self, timeout: Duration) {
         self.send_timeout = timeout;

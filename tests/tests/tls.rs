@@ -7,11 +7,12 @@
 mod tls_common;
 
 use ringway_tests::tls::{tls_listener_toml, tls_proxy_toml, CertSpec, HandshakeKind, TlsVersion};
+use ringway_tests::TempPath;
 use ringway_tests::{
     both_drivers, get, route_toml, upstream_toml, CertFiles, Client, Gateway, Pki, TlsClient,
     Upstream,
 };
-use tls_common::{echo, wait_metrics, OBSERVE};
+use tls_common::{access_log_lines, access_log_toml, echo, wait_metrics, OBSERVE};
 
 /// A client that accepts any certificate, sending `name` as SNI (`None`: no SNI), so the test
 /// sees which certificate the gateway picked.
@@ -422,3 +423,60 @@ both_drivers!(
         assert_eq!(conn.request(&get("a.test", "/")).status, 200);
     }
 );
+
+// The access log says how each request arrived: TLS version, the name asked for, and the
+// verified client's subject; plain requests have nulls there.
+both_drivers!(access_log_names_tls_version_sni_and_client, |driver| {
+    let pki = Pki::new("log");
+    let server = pki.issue_server(&["a.test"]);
+    let alice = pki.issue_client("alice");
+    let up = Upstream::start(echo);
+    let log = TempPath::new("log");
+    let tls = format!(
+        "client_ca = \"{}\"\nclient_auth = \"optional\"",
+        pki.ca_file().display()
+    );
+    let toml = format!(
+        "{}{}[[listeners]]\nname = \"plain\"\nlisten = \"{{listen2}}\"\n\n{}{}",
+        access_log_toml(log.path()),
+        tls_listener_toml("", &[&server], &tls),
+        upstream_toml("backend", &[(up.addr(), 1)], ""),
+        route_toml("all", "backend"),
+    );
+    let gw = Gateway::start(driver, &toml);
+    let mut with_cert = mtls_client(&pki, TlsVersion::Tls13, Some(&alice))
+        .connect(gw.addr())
+        .unwrap();
+    assert_eq!(with_cert.request(&get("a.test", "/1")).status, 200);
+    let mut anonymous = mtls_client(&pki, TlsVersion::Tls12, None)
+        .connect(gw.addr())
+        .unwrap();
+    assert_eq!(anonymous.request(&get("a.test", "/2")).status, 200);
+    assert_eq!(
+        Client::connect(gw.addr2())
+            .request(&get("a.test", "/3"))
+            .status,
+        200
+    );
+    let mut lines = access_log_lines(log.path(), 3);
+    lines.sort_by_key(|l| l["path"].as_str().unwrap_or_default().to_owned());
+    let fields = |l: &serde_json::Value| {
+        (
+            l["tls"].as_str().map(str::to_owned),
+            l["sni"].as_str().map(str::to_owned),
+            l["client_cert"].as_str().map(str::to_owned),
+        )
+    };
+    // RFC 4514: the last RDN first (the harness's CertInfo prints them in certificate order).
+    let subject = "O=ringway tests,CN=alice".to_owned();
+    assert_eq!(
+        fields(&lines[0]),
+        (Some("TLSv1.3".into()), Some("a.test".into()), Some(subject))
+    );
+    assert_eq!(
+        fields(&lines[1]),
+        (Some("TLSv1.2".into()), Some("a.test".into()), None)
+    );
+    assert_eq!(fields(&lines[2]), (None, None, None));
+    assert!(lines[2]["tls"].is_null() && lines[2]["client_cert"].is_null());
+});

@@ -222,6 +222,21 @@ pub(crate) fn finish(shard: &Shard, sep: &ShardEpoch, d: &mut Downstream) {
                 Some(c) => json_str(out, c.as_str().as_bytes()),
                 None => out.extend_from_slice(b"null"),
             }
+            match d.stream.tls() {
+                None => out.extend_from_slice(b",\"tls\":null,\"sni\":null,\"client_cert\":null"),
+                Some(tls) => {
+                    let _ = write!(out, ",\"tls\":\"{}\",\"sni\":", tls.version_name());
+                    match tls.server_name() {
+                        Some(name) => json_str(out, name.as_bytes()),
+                        None => out.extend_from_slice(b"null"),
+                    }
+                    out.extend_from_slice(b",\"client_cert\":");
+                    match &tls.identity {
+                        Some(id) => json_str(out, id.subject.as_bytes()),
+                        None => out.extend_from_slice(b"null"),
+                    }
+                }
+            }
             out.push(b'}');
         });
     }

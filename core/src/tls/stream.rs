@@ -94,6 +94,23 @@ impl TlsStream {
         &self.conn
     }
 
+    /// The negotiated protocol version as the access log names it.
+    pub fn version_name(&self) -> &'static str {
+        match self.conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "unknown",
+        }
+    }
+
+    /// The name the client asked for (SNI), on a server connection.
+    pub fn server_name(&self) -> Option<&str> {
+        match &self.conn {
+            Connection::Server(c) => c.server_name(),
+            Connection::Client(_) => None,
+        }
+    }
+
     /// Returns the scratch buffers while the connection idles. Ciphertext not yet given to
     /// rustls keeps its buffer.
     pub fn release(&mut self) {
