@@ -388,9 +388,9 @@ both_drivers!(invalid_method_token_is_400, |driver| {
     }
 });
 
-both_drivers!(http20_version_is_400, |driver| {
+both_drivers!(http20_version_is_505, |driver| {
     let env = start(driver);
-    env.reject(b"GET / HTTP/2.0\r\nHost: example.com\r\n\r\n", 400);
+    env.reject(b"GET / HTTP/2.0\r\nHost: example.com\r\n\r\n", 505);
 });
 
 both_drivers!(malformed_request_line_is_400, |driver| {

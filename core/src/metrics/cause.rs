@@ -94,6 +94,8 @@ impl ErrorCause {
             414 => ErrorCause::UriTooLong,
             429 => ErrorCause::RateLimited,
             431 => ErrorCause::HeadTooLarge,
+            // A request line of HTTP/2 or later: counted with the other unreadable requests.
+            505 => ErrorCause::BadRequest,
             503 => ErrorCause::NoEndpoint,
             _ => return None,
         })

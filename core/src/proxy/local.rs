@@ -32,6 +32,8 @@ pub fn error_response(status: u16, close: bool) -> &'static [u8] {
         (503, true) => b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 24\r\nconnection: close\r\n\r\n503 Service Unavailable\n",
         (504, false) => b"HTTP/1.1 504 Gateway Timeout\r\ncontent-type: text/plain\r\ncontent-length: 20\r\n\r\n504 Gateway Timeout\n",
         (504, true) => b"HTTP/1.1 504 Gateway Timeout\r\ncontent-type: text/plain\r\ncontent-length: 20\r\nconnection: close\r\n\r\n504 Gateway Timeout\n",
+        (505, false) => b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\ncontent-length: 31\r\n\r\n505 HTTP Version Not Supported\n",
+        (505, true) => b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\ncontent-length: 31\r\nconnection: close\r\n\r\n505 HTTP Version Not Supported\n",
         (_, false) => error_response(500, false),
         (_, true) => error_response(500, true),
     }
@@ -46,7 +48,7 @@ mod tests {
     #[test]
     fn error_responses_are_well_framed() {
         for status in [
-            400, 403, 404, 405, 408, 413, 414, 417, 431, 500, 501, 502, 503, 504,
+            400, 403, 404, 405, 408, 413, 414, 417, 431, 500, 501, 502, 503, 504, 505,
         ] {
             for close in [false, true] {
                 let text = std::str::from_utf8(error_response(status, close)).unwrap();

@@ -54,6 +54,9 @@ pub enum RequestError {
     BadRequest(&'static str),
     UriTooLong,
     HeadTooLarge,
+    /// A well-formed request line of a major version other than 1 (`HTTP/2.0` sent to an
+    /// HTTP/1 port): 505, as nginx answers it.
+    VersionNotSupported,
     /// Never returned by `parse_request`; for the caller that counts body bytes.
     BodyTooLarge,
 }
@@ -64,6 +67,7 @@ impl RequestError {
             RequestError::BadRequest(_) => 400,
             RequestError::UriTooLong => 414,
             RequestError::HeadTooLarge => 431,
+            RequestError::VersionNotSupported => 505,
             RequestError::BodyTooLarge => 413,
         }
     }
@@ -74,6 +78,7 @@ impl RequestError {
             RequestError::BadRequest(reason) => reason,
             RequestError::UriTooLong => "request line too long",
             RequestError::HeadTooLarge => "request head too large",
+            RequestError::VersionNotSupported => "HTTP major version not supported",
             RequestError::BodyTooLarge => "request body too large",
         }
     }
@@ -128,7 +133,20 @@ pub fn parse_request(
     if head_len > limits.max_head || head_len > u32::MAX as usize {
         return Err(RequestError::HeadTooLarge);
     }
-    let head = &buf[..head_len];
+    // httparse knows only 1.0 and 1.1. A later 1.x is read as 1.1 (RFC 9110 section 2.5):
+    // the head is parsed from a copy whose minor digit says 1, at the same offsets, so every
+    // span below holds for `buf` too. Only such a request pays for the copy.
+    let patched;
+    let src: &[u8] = match version_line(&buf[start..line_end])? {
+        LineVersion::Known => buf,
+        LineVersion::LaterMinor => {
+            let mut copy = buf[..head_len].to_vec();
+            copy[line_end - 3] = b'1';
+            patched = copy;
+            &patched
+        }
+    };
+    let head = &src[..head_len];
 
     let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
@@ -143,16 +161,16 @@ pub fn parse_request(
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(BadRequest("malformed request line"));
     };
-    let method_span = Span::within(buf, method.as_bytes());
+    let method_span = Span::within(src, method.as_bytes());
     let method = Method::from_bytes(method.as_bytes());
-    let target = Span::within(buf, target.as_bytes());
+    let target = Span::within(src, target.as_bytes());
     let version = if minor == 0 {
         Version::Http10
     } else {
         Version::Http11
     };
 
-    let fields = collect(buf, req.headers, headers).map_err(BadRequest)?;
+    let fields = collect(src, req.headers, headers).map_err(BadRequest)?;
     if fields.framing_lookalike {
         return Err(BadRequest(
             "field name resembles Content-Length or Transfer-Encoding",
@@ -183,6 +201,40 @@ pub fn parse_request(
         keep_alive,
         expect_continue: fields.expect_continue && version == Version::Http11,
     }))
+}
+
+enum LineVersion {
+    /// HTTP/1.0, HTTP/1.1, or anything httparse is left to refuse.
+    Known,
+    /// HTTP/1.2 to HTTP/1.9.
+    LaterMinor,
+}
+
+/// The version at the end of a request line (`line` with its CRLF). `HTTP/D.D` with a major of
+/// 2 or more is refused with 505; HTTP/0.9 and malformed versions stay httparse's to refuse
+/// (400).
+fn version_line(line: &[u8]) -> Result<LineVersion, RequestError> {
+    let Some(v) = line
+        .len()
+        .checked_sub(11)
+        .map(|at| &line[at..line.len() - 2])
+    else {
+        return Ok(LineVersion::Known);
+    };
+    match v {
+        [b' ', b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            if *major >= b'2' {
+                Err(RequestError::VersionNotSupported)
+            } else if *major == b'1' && *minor >= b'2' {
+                Ok(LineVersion::LaterMinor)
+            } else {
+                Ok(LineVersion::Known)
+            }
+        }
+        _ => Ok(LineVersion::Known),
+    }
 }
 
 /// httparse says "invalid token" for the method and the target alike; tell them apart.

@@ -259,15 +259,58 @@ fn method_tokens() {
 fn versions() {
     assert_eq!(ok(&req("GET / HTTP/1.0", &[])).version, Version::Http10);
     for line in [
-        "GET / HTTP/2.0",
-        "GET / HTTP/1.2",
         "GET / http/1.1",
+        "GET / HTTP/1.",
+        "GET / HTTP/1.x",
+        "GET / HTTP/2",
         "GET / HTTP/1.10",
         "GET / HTTP/0.9",
     ] {
         bad(&req(line, &["Host: a"]));
     }
-    bad(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    for line in ["GET / HTTP/2.0", "GET / HTTP/3.0", "GET / HTTP/9.9"] {
+        let err = parse(&req(line, &["Host: a"])).unwrap_err();
+        assert_eq!(err, RequestError::VersionNotSupported, "{line}");
+        assert_eq!(err.status(), 505);
+    }
+    assert_eq!(
+        parse(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap_err(),
+        RequestError::VersionNotSupported
+    );
+}
+
+#[test]
+fn later_minor_versions_are_read_as_1_1() {
+    for minor in 2..=9 {
+        let buf = [
+            &b"\r\n"[..],
+            &req(
+                &format!("POST /a?b HTTP/1.{minor}"),
+                &["Host: h", "Content-Length: 3"],
+            ),
+        ]
+        .concat();
+        let head = ok(&buf);
+        assert_eq!(head.version, Version::Http11);
+        assert_eq!(head.head_len, buf.len());
+        assert_eq!(head.method, Method::Post);
+        assert_eq!(head.method_span.get(&buf), b"POST");
+        assert_eq!(head.path.get(&buf), b"/a?b");
+        assert_eq!(head.host.unwrap().get(&buf), b"h");
+        assert_eq!(head.body, BodyKind::Length(3));
+        assert!(head.keep_alive);
+    }
+    // Still 1.1's rules: Host is required, framing is as strict.
+    bad(&req("GET / HTTP/1.2", &[]));
+    bad(&req(
+        "GET / HTTP/1.2",
+        &["Host: a", "Content-Length: 1", "Transfer-Encoding: chunked"],
+    ));
+    let mut fields = Vec::new();
+    let buf = req("GET / HTTP/1.5", &["Host: a", "X-A: b"]);
+    parse_request(&buf, &LIMITS, &mut fields).unwrap().unwrap();
+    assert_eq!(fields[1].name.get(&buf), b"X-A");
+    assert_eq!(fields[1].value.get(&buf), b"b");
 }
 
 #[test]
