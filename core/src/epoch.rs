@@ -93,7 +93,11 @@ impl Epoch {
                     for (name, value) in &r.headers {
                         head.push_str(&format!("{name}: {value}\r\n"));
                     }
-                    head.push_str(&format!("content-length: {}\r\n", r.body.len()));
+                    // 204 never carries a length (RFC 9110 section 8.6), and a 304's would
+                    // describe a representation the gateway does not have; both are bodiless.
+                    if r.status != 204 && r.status != 304 {
+                        head.push_str(&format!("content-length: {}\r\n", r.body.len()));
+                    }
                     Action::Local(LocalResponse {
                         status: r.status,
                         head: head.into_bytes(),

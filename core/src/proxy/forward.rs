@@ -26,7 +26,7 @@ use super::{local, respond_static, After, Downstream};
 use crate::error::{Error, ProxyError};
 use crate::http::h1::{
     parse_response, BodyKind, ChunkedScanner, Method, RequestHead, ResponseBody, ResponseHead,
-    Version,
+    TransferCodings, Version,
 };
 use crate::io::Stream;
 use crate::io::{write_static, write_vec, ConnBuf};
@@ -437,6 +437,20 @@ async fn relay(
     d.log.upstream_us = Some(started.elapsed().as_micros() as u64);
     d.log.status = resp.status;
 
+    if resp.body != ResponseBody::None {
+        // Transfer codings other than chunked go to the client by their labels; an HTTP/1.0
+        // client cannot be sent any (RFC 9112 section 6.1), and a body chunked before another
+        // coding cannot be chunked again.
+        let refuse = match resp.codings {
+            TransferCodings::None => None,
+            TransferCodings::Labelled if req.version == Version::Http11 => None,
+            TransferCodings::Labelled => Some("transfer-coding an HTTP/1.0 client cannot receive"),
+            TransferCodings::ChunkedInside => Some("chunked transfer-coding not applied last"),
+        };
+        if let Some(context) = refuse {
+            return Err(ProxyError::new(ErrorCause::BadResponse, context, None));
+        }
+    }
     let framing = match resp.body {
         ResponseBody::None => ClientFraming::None,
         ResponseBody::Length(n) => ClientFraming::Length(n),

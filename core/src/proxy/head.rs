@@ -5,7 +5,8 @@
 use std::net::IpAddr;
 
 use crate::http::h1::{
-    reason_phrase, BodyKind, HeaderKind, HeaderRef, RequestHead, ResponseHead, Version,
+    reason_phrase, BodyKind, HeaderKind, HeaderRef, RequestHead, ResponseBody, ResponseHead,
+    TransferCodings, Version,
 };
 use crate::http::text::{push_ip, push_u64};
 
@@ -143,10 +144,12 @@ pub fn write_upstream_head(
 /// How the gateway frames a response body towards the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientFraming {
-    /// No body; a `content-length` from the upstream (HEAD, 304) is passed as it is.
+    /// No body; a `content-length` from the upstream is passed as it is for HEAD and 304 (it
+    /// describes the representation), never for 204 (RFC 9110 section 8.6) or 1xx.
     None,
     Length(u64),
-    /// Chunked: passed through, or re-framed from a body that ends with the connection.
+    /// Chunked: passed through, or re-framed from a body that ends with the connection. The
+    /// upstream's other transfer codings (`gzip`, ...) are labelled before `chunked`.
     Chunked,
     /// Ends when the gateway closes the connection (HTTP/1.0 clients).
     Close,
@@ -179,6 +182,7 @@ pub fn write_client_head(
             && framing == ClientFraming::None
             && !kept_length
             && resp.status >= 200
+            && resp.status != 204
         {
             kept_length = true;
             push_header(out, h.name.get(src), h.value.get(src));
@@ -194,6 +198,15 @@ pub fn write_client_head(
         ClientFraming::Length(n) => {
             out.extend_from_slice(b"content-length: ");
             push_u64(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        ClientFraming::Chunked if resp.codings == TransferCodings::Labelled => {
+            out.extend_from_slice(b"transfer-encoding: ");
+            join_values(out, src, headers, HeaderKind::TransferEncoding);
+            // A final chunked is passed through as it is; a body read until close gets it.
+            if resp.body == ResponseBody::UntilClose {
+                out.extend_from_slice(b", chunked");
+            }
             out.extend_from_slice(b"\r\n");
         }
         ClientFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),

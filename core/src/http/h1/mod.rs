@@ -26,7 +26,7 @@ mod scan;
 pub use chunked::{write_chunk_header, ChunkError, ChunkedScanner, Scan, LAST_CHUNK};
 pub use headers::{HeaderKind, HeaderRef};
 pub use request::{parse_request, BodyKind, RequestError, RequestHead, RequestLimits};
-pub use response::{parse_response, ResponseBody, ResponseError, ResponseHead};
+pub use response::{parse_response, ResponseBody, ResponseError, ResponseHead, TransferCodings};
 
 /// Most header fields a head may carry; one more is answered with 431 (or refused upstream).
 pub const MAX_HEADERS: usize = 100;

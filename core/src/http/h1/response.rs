@@ -19,6 +19,19 @@ pub enum ResponseBody {
     UntilClose,
 }
 
+/// Transfer codings the upstream applied besides a final `chunked` (RFC 9112 section 6.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferCodings {
+    /// None, or only `chunked`.
+    None,
+    /// Others (`gzip`, ...), with `chunked` last or absent: their labels, in the upstream's
+    /// Transfer-Encoding fields, go on with the body.
+    Labelled,
+    /// `chunked` followed by another coding: the body cannot be chunked again for the client
+    /// (chunked would be applied twice).
+    ChunkedInside,
+}
+
 #[derive(Clone, Debug)]
 pub struct ResponseHead {
     /// Bytes of the head including the final CRLF CRLF and any empty lines before it.
@@ -28,6 +41,7 @@ pub struct ResponseHead {
     /// The reason phrase as sent (possibly empty, possibly obs-text).
     pub reason: Span,
     pub body: ResponseBody,
+    pub codings: TransferCodings,
     /// Whether the upstream connection may carry another request after this response.
     pub keep_alive: bool,
 }
@@ -158,12 +172,18 @@ pub fn parse_response(
         (None, Some(n)) => (ResponseBody::Length(n), persistent),
         (None, None) => (ResponseBody::UntilClose, false),
     };
+    let codings = match fields.transfer_encoding {
+        Some(c) if c.other && c.chunked > 0 && !c.last_is_chunked => TransferCodings::ChunkedInside,
+        Some(c) if c.other => TransferCodings::Labelled,
+        _ => TransferCodings::None,
+    };
     Ok(Some(ResponseHead {
         head_len,
         version,
         status,
         reason,
         body,
+        codings,
         keep_alive,
     }))
 }

@@ -211,20 +211,23 @@ fn unsupported_upgrades_and_tunnels() {
 fn transfer_encoding_framing() {
     let head = ok(&ok200(&["Transfer-Encoding: chunked"]));
     assert_eq!(head.body, ResponseBody::Chunked);
+    assert_eq!(head.codings, TransferCodings::None);
     assert!(head.keep_alive);
-    assert_eq!(
-        ok(&ok200(&["Transfer-Encoding: gzip, chunked"])).body,
-        ResponseBody::Chunked
-    );
+    let head = ok(&ok200(&["Transfer-Encoding: gzip, chunked"]));
+    assert_eq!(head.body, ResponseBody::Chunked);
+    assert_eq!(head.codings, TransferCodings::Labelled);
     let head = ok(&ok200(&["Transfer-Encoding: gzip"]));
     assert_eq!(head.body, ResponseBody::UntilClose);
+    assert_eq!(head.codings, TransferCodings::Labelled);
     assert!(!head.keep_alive);
     let head = ok(&ok200(&[
         "Transfer-Encoding: chunked",
         "Transfer-Encoding: gzip",
     ]));
     assert_eq!(head.body, ResponseBody::UntilClose);
+    assert_eq!(head.codings, TransferCodings::ChunkedInside);
     assert!(!head.keep_alive);
+    assert_eq!(ok(&ok200(&[])).codings, TransferCodings::None);
 }
 
 #[test]
