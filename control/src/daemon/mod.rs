@@ -2,10 +2,11 @@
 //! starts the shards, then hands everything to the control loop ([`control::Control`]).
 //!
 //! Threads: one per shard (core), the control loop (this thread), the control-socket accept
-//! thread and one thread per control client, the admin listener's accept thread and one per
-//! admin connection, and the signal thread. Everything outside the shards talks to the loop
-//! through one channel of [`Request`]s; the loop does one request at a time, so two reloads
-//! never overlap, and no client can block it (each waits on its own thread for its reply).
+//! thread and one thread per control client (at most 16), the admin listener's thread (one
+//! event loop, a task per connection), and the signal thread. Everything outside the shards
+//! talks to the loop through one channel of [`Request`]s; the loop does one request at a
+//! time, so two reloads never overlap, and no client can block it (each waits for its reply
+//! on its own thread or task).
 
 mod admin;
 mod background;
