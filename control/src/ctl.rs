@@ -103,15 +103,20 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     Ok(std::env::current_dir()?.join(path))
 }
 
+/// Sends `request` and reads the reply line. A gateway that refuses the connection (too many
+/// clients) writes its refusal and closes, possibly before the request is sent: the write
+/// then fails, and the refusal is still read and returned.
 fn exchange(socket: &Path, request: &Value) -> std::io::Result<Value> {
     let mut stream = UnixStream::connect(socket)?;
     stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
     let mut line = request.to_string();
     line.push('\n');
-    stream.write_all(line.as_bytes())?;
+    let sent = stream.write_all(line.as_bytes());
     let mut reply = String::new();
-    BufReader::new(stream).read_line(&mut reply)?;
+    let read = BufReader::new(stream).read_line(&mut reply);
     if reply.is_empty() {
+        sent?;
+        read?;
         return Err(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "the gateway closed the connection without a reply",

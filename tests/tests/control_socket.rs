@@ -1,6 +1,7 @@
 //! The control socket and `ringway ctl`: status, config, stats, exit codes, mode 0600, one
 //! gateway per socket, and bad clients (garbage, a 1 MiB line, silence) that get an error or
-//! a close while the data plane keeps answering.
+//! a close while the data plane keeps answering; clients that drip a byte at a time are
+//! closed at their line's deadline, and `ringway ctl` shows the refusal it gets meanwhile.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -246,3 +247,57 @@ both_drivers!(
         serve();
     }
 );
+
+#[test]
+fn dripping_clients_are_closed_per_line_and_ctl_shows_the_refusal() {
+    let timeout = Duration::from_millis(1500);
+    let gw = Gateway::start_env(
+        Driver::Epoll,
+        1,
+        CONFIG,
+        &[("RINGWAY_CONTROL_READ_TIMEOUT_MS", "1500")],
+    );
+    // Every client slot (16) taken by a client that sends a byte every 100 ms and never a
+    // whole line (JSON allows any amount of white space).
+    let started = Instant::now();
+    let mut dripping: Vec<UnixStream> = (0..16)
+        .map(|_| UnixStream::connect(gw.control_socket()).unwrap())
+        .collect();
+    let dripper = {
+        let mut streams: Vec<UnixStream> =
+            dripping.iter().map(|s| s.try_clone().unwrap()).collect();
+        std::thread::spawn(move || {
+            for s in &mut streams {
+                let _ = s.write_all(b"{\"cmd\":\"status\"");
+            }
+            while !streams.is_empty() && started.elapsed() < Duration::from_secs(20) {
+                streams.retain_mut(|s| s.write_all(b" ").is_ok());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    // `ringway ctl` is refused, and says so: the gateway's reply, exit 1.
+    let out = gw.ctl(&["status"]);
+    assert_eq!(out.code, Some(1), "{out:#?}");
+    assert_eq!(out.reply["ok"], false, "{out:#?}");
+    assert!(
+        out.reply["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("too many control connections")),
+        "{out:#?}"
+    );
+    // A byte every 100 ms does not extend the line's deadline: each is closed after it.
+    for (i, s) in dripping.iter_mut().enumerate() {
+        let rest = read_to_close(s, Duration::from_secs(10));
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(rest.contains("in time"), "client {i}: {rest}");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= timeout && took < timeout * 4,
+        "closed after {took:?}"
+    );
+    dripper.join().unwrap();
+    gw.ctl(&["status"])
+        .expect_ok("status once the drippers are gone");
+}

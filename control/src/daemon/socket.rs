@@ -21,7 +21,10 @@ use super::{Command, Request};
 pub const MAX_LINE: usize = 64 * 1024;
 /// Clients served at once; more get an error and a close.
 const MAX_CLIENTS: usize = 16;
-/// How long a client may take to send a complete line (also the idle time between lines).
+/// The refusal a client past [`MAX_CLIENTS`] gets.
+const TOO_MANY_CLIENTS: &str = "too many control connections (at most 16 at once): try again";
+/// How long a client may take to send a complete line, from the connection's start for the
+/// first line and from its first byte for a later one; also the idle time between lines.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Overrides [`READ_TIMEOUT`], in milliseconds (the tests use a short one).
 const READ_TIMEOUT_ENV: &str = "RINGWAY_CONTROL_READ_TIMEOUT_MS";
@@ -92,7 +95,7 @@ pub fn spawn(listener: UnixListener, commands: Sender<Request>) {
         .name("ringway-control-socket".into())
         .spawn(move || {
             for stream in listener.incoming() {
-                let mut stream = match stream {
+                let stream = match stream {
                     Ok(stream) => stream,
                     Err(e) => {
                         tracing::warn!(error = %e, "control socket accept failed");
@@ -102,7 +105,7 @@ pub fn spawn(listener: UnixListener, commands: Sender<Request>) {
                 };
                 if active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
                     active.fetch_sub(1, Ordering::SeqCst);
-                    let _ = write_reply(&mut stream, &error("too many control connections"));
+                    refuse(stream);
                     continue;
                 }
                 let commands = commands.clone();
@@ -121,6 +124,22 @@ pub fn spawn(listener: UnixListener, commands: Sender<Request>) {
             tracing::debug!(socket = ?path, "control socket closed");
         })
         .expect("spawning the control socket thread");
+}
+
+/// Past [`MAX_CLIENTS`], on the accept thread: the refusal, then whatever the client already
+/// sent is read (without waiting) so the close does not turn into a reset that loses it.
+fn refuse(mut stream: UnixStream) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let _ = write_reply(&mut stream, &error(TOO_MANY_CLIENTS));
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    if stream.set_nonblocking(true).is_ok() {
+        let mut sink = [0u8; 4096];
+        for _ in 0..MAX_LINE / sink.len() {
+            if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+                break;
+            }
+        }
+    }
 }
 
 /// Closes after a final reply while the client may still be sending: stop writing, then
@@ -148,11 +167,17 @@ fn write_reply(stream: &mut UnixStream, reply: &Value) -> std::io::Result<()> {
     stream.write_all(line.as_bytes())
 }
 
-/// Serves one client until it closes, misbehaves or idles out.
+/// Serves one client until it closes, misbehaves or runs out of time. Each line has
+/// `read_timeout` to arrive whole: the first from the connection's start, a later one from
+/// its first byte (after an idle wait of at most `read_timeout`). The deadline is the line's,
+/// not the read's, so a client dripping a byte at a time is closed like a silent one.
 fn serve(mut stream: UnixStream, commands: &Sender<Request>, read_timeout: Duration) {
     let _ = stream.set_write_timeout(Some(read_timeout));
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
+    let mut deadline = Instant::now() + read_timeout;
+    // Waiting for a later line's first byte: the deadline is then the idle limit.
+    let mut idle = false;
     loop {
         // Serve every complete line already read.
         while let Some(end) = buf.iter().position(|&b| b == b'\n') {
@@ -167,13 +192,14 @@ fn serve(mut stream: UnixStream, commands: &Sender<Request>, read_timeout: Durat
             if reply.get("state").and_then(Value::as_str) == Some("stopping") {
                 return;
             }
+            deadline = Instant::now() + read_timeout;
+            idle = buf.is_empty();
         }
         if buf.len() > MAX_LINE {
             let _ = write_reply(&mut stream, &error("request line longer than 64 KiB"));
             close_gracefully(stream);
             return;
         }
-        let deadline = Instant::now() + read_timeout;
         let read = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -187,9 +213,18 @@ fn serve(mut stream: UnixStream, commands: &Sender<Request>, read_timeout: Durat
         };
         match read {
             Ok(0) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if idle {
+                    // A later line's time runs from its first byte.
+                    deadline = Instant::now() + read_timeout;
+                    idle = false;
+                }
+            }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                let _ = write_reply(&mut stream, &error("no complete request line in time"));
+                if !idle {
+                    let _ = write_reply(&mut stream, &error("no complete request line in time"));
+                }
                 return;
             }
             Err(_) => return,
