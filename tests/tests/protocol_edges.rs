@@ -207,3 +207,92 @@ both_drivers!(bodiless_responses_carry_no_body, |driver| {
     // Bodiless upstream responses leave the upstream connection reusable.
     assert_eq!(up.connections(), 1);
 });
+
+/// An upstream that answers `/chunked` chunked, `/close` without a length (then closes), and
+/// anything else with a Content-Length; the body says the version and Host it was sent.
+fn versioned_upstream() -> Upstream {
+    Upstream::start(|req: &Received| {
+        let seen = format!("{} host={:?}", req.version, req.header("host"));
+        match req.target.as_str() {
+            "/chunked" => Reply::Chunked {
+                status: 200,
+                headers: vec![],
+                chunks: vec![b"one ".to_vec(), b"two ".to_vec(), seen.into_bytes()],
+            },
+            "/close" => Reply::RawThenClose(
+                format!("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close {seen}")
+                    .into_bytes(),
+            ),
+            _ => Reply::ok(&seen),
+        }
+    })
+}
+
+both_drivers!(
+    http10_clients_go_upstream_as_http11_with_pooling,
+    |driver| {
+        let up = versioned_upstream();
+        let gw = Gateway::start(driver, &proxy_toml(up.addr(), ""));
+        for _ in 0..3 {
+            let mut c = Client::connect(gw.addr());
+            let resp = c.request("GET /a HTTP/1.0\r\nHost: h\r\n\r\n");
+            assert_eq!(resp.status, 200);
+            assert_eq!(resp.text(), "HTTP/1.1 host=Some(\"h\")");
+            // The client did not ask to keep the connection.
+            assert_eq!(resp.header("connection"), Some("close"));
+            assert!(c.is_closed(Duration::from_secs(5)));
+        }
+        // One upstream connection carried all three.
+        assert_eq!(up.connections(), 1);
+        let received = up.received();
+        assert!(received.iter().all(|r| r.version == "HTTP/1.1"));
+        assert!(received.iter().all(|r| r.header("connection").is_none()));
+        // Without Host: the absolute-form authority, else an empty Host (HTTP/1.1 needs one).
+        let mut c = Client::connect(gw.addr());
+        let resp = c.request("GET http://a.example/x HTTP/1.0\r\n\r\n");
+        assert_eq!(resp.text(), "HTTP/1.1 host=Some(\"a.example\")");
+        let mut c = Client::connect(gw.addr());
+        let resp = c.request("GET /x HTTP/1.0\r\n\r\n");
+        assert_eq!(resp.text(), "HTTP/1.1 host=Some(\"\")");
+    }
+);
+
+both_drivers!(http10_clients_get_no_chunked, |driver| {
+    let up = versioned_upstream();
+    let gw = Gateway::start(driver, &proxy_toml(up.addr(), ""));
+    // A chunked upstream body goes to a 1.0 client de-chunked, ended by the close.
+    for keep in ["", "Connection: keep-alive\r\n"] {
+        let (head, body) = exchange_raw(
+            gw.addr(),
+            &format!("GET /chunked HTTP/1.0\r\nHost: h\r\n{keep}\r\n"),
+        );
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(!head.contains("transfer-encoding"), "{head}");
+        assert!(!head.contains("content-length"), "{head}");
+        assert!(head.contains("\r\nconnection: close"), "{head}");
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            "one two HTTP/1.1 host=Some(\"h\")"
+        );
+    }
+    // The chunked body ended cleanly: its upstream connection went back to the pool.
+    let mut c = Client::connect(gw.addr());
+    assert_eq!(c.request(&get("h", "/a")).status, 200);
+    assert_eq!(up.connections(), 1);
+    // Read until close upstream: close-delimited to the client as well.
+    let (head, body) = exchange_raw(gw.addr(), "GET /close HTTP/1.0\r\nHost: h\r\n\r\n");
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "until close HTTP/1.1 host=Some(\"h\")"
+    );
+    // With a length, a client that asked for keep-alive keeps its connection.
+    let mut c = Client::connect(gw.addr());
+    for _ in 0..2 {
+        let resp = c.request("GET /a HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n");
+        assert_eq!(resp.status, 200);
+        assert!(!resp.chunked);
+        assert_eq!(resp.header("connection"), Some("keep-alive"));
+        assert_eq!(resp.text(), "HTTP/1.1 host=Some(\"h\")");
+    }
+});

@@ -211,6 +211,45 @@ async fn write_client(d: &mut Downstream, up: &mut UpstreamConn, n: usize) -> Re
     Ok(())
 }
 
+/// Relays a chunked response body to a client that cannot take chunked (HTTP/1.0): only the
+/// chunk data, the end of the body told by closing the connection. Copied through `d.out`,
+/// a path for old clients only.
+async fn relay_dechunked(
+    d: &mut Downstream,
+    up: &mut UpstreamConn,
+    idle: Duration,
+) -> Result<Relayed, Error> {
+    let mut scanner = ChunkedScanner::new(MAX_TRAILER);
+    loop {
+        if up.buf.is_empty() && read_upstream(&d.timers, up, idle).await? == 0 {
+            return Err(ProxyError::after_head(
+                ErrorCause::UpstreamClosed,
+                "upstream closed inside a chunked body",
+                None,
+            ));
+        }
+        d.out.clear();
+        let input = up.buf.data();
+        let scan = scanner
+            .scan_data(input, |range| d.out.extend_from_slice(&input[range]))
+            .map_err(|_| {
+                ProxyError::after_head(ErrorCause::BadResponse, "bad chunked response body", None)
+            })?;
+        up.buf.consume(scan.consumed);
+        if !d.out.is_empty() {
+            d.written += d.out.len() as u64;
+            crate::io::write_vec(&mut d.stream, &mut d.out)
+                .await
+                .map_err(ProxyError::client_write)?;
+        }
+        if scan.done {
+            return Ok(Relayed {
+                upstream_clean: up.buf.is_empty(),
+            });
+        }
+    }
+}
+
 /// Relays the response body, whose first bytes are at the front of `up.buf`, to the client.
 pub async fn relay_response_body(
     d: &mut Downstream,
@@ -239,6 +278,9 @@ pub async fn relay_response_body(
             Ok(Relayed {
                 upstream_clean: up.buf.is_empty(),
             })
+        }
+        ResponseBody::Chunked if framing == ClientFraming::Close => {
+            relay_dechunked(d, up, idle).await
         }
         ResponseBody::Chunked => {
             let mut scanner = ChunkedScanner::new(MAX_TRAILER);

@@ -73,10 +73,14 @@ pub fn write_upstream_head(
     out.push(b' ');
     let path = head.path.get(src);
     out.extend_from_slice(if path.is_empty() { b"/" } else { path });
-    out.extend_from_slice(match head.version {
-        Version::Http11 => b" HTTP/1.1\r\n",
-        Version::Http10 => b" HTTP/1.0\r\n",
-    });
+    // HTTP/1.1 whatever the client's version, so that upstream connections stay persistent
+    // and pooled; the response is framed for the client's version on the way back.
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if head.version == Version::Http10 && !headers.iter().any(|h| h.kind == HeaderKind::Host) {
+        // HTTP/1.1 requires Host (RFC 9112 section 3.2): the absolute-form target's authority,
+        // else empty.
+        push_header(out, b"host", head.host.map_or(&[][..], |h| h.get(src)));
+    }
     let mut has_id = false;
     for h in headers {
         if h.strip_when_forwarding() {
@@ -135,9 +139,6 @@ pub fn write_upstream_head(
         }
         BodyKind::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
-    if head.version == Version::Http10 {
-        out.extend_from_slice(b"connection: keep-alive\r\n");
-    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -151,7 +152,8 @@ pub enum ClientFraming {
     /// Chunked: passed through, or re-framed from a body that ends with the connection. The
     /// upstream's other transfer codings (`gzip`, ...) are labelled before `chunked`.
     Chunked,
-    /// Ends when the gateway closes the connection (HTTP/1.0 clients).
+    /// Ends when the gateway closes the connection (HTTP/1.0 clients); a chunked body from
+    /// the upstream is de-chunked (its trailer dropped).
     Close,
 }
 

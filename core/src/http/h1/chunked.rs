@@ -7,6 +7,8 @@
 //! chunk line (not even the BWS RFC 9112 tolerates around extensions), CRLF only, at most 16
 //! hex digits.
 
+use std::ops::Range;
+
 use super::scan::is_tchar;
 
 /// The last chunk and an empty trailer section: ends a chunked body.
@@ -114,6 +116,16 @@ impl ChunkedScanner {
     /// (last chunk, trailers, final CRLF); bytes after it belong to the next message. After
     /// an error, every later call returns the same error.
     pub fn scan(&mut self, input: &[u8]) -> Result<Scan, ChunkError> {
+        self.scan_data(input, |_| {})
+    }
+
+    /// As [`ChunkedScanner::scan`], and calls `data` with the range of `input` of every run
+    /// of chunk data in it, in order: what is left once the chunked framing is taken off.
+    pub fn scan_data(
+        &mut self,
+        input: &[u8],
+        mut data: impl FnMut(Range<usize>),
+    ) -> Result<Scan, ChunkError> {
         match self.state {
             State::Done => {
                 return Ok(Scan {
@@ -129,6 +141,7 @@ impl ChunkedScanner {
             if self.state == State::Data {
                 let take = self.remaining.min((input.len() - i) as u64);
                 self.remaining -= take;
+                data(i..i + take as usize);
                 i += take as usize;
                 if self.remaining == 0 {
                     self.state = State::DataCr;

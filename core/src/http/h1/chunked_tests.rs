@@ -315,3 +315,28 @@ fn chunk_headers_round_trip() {
     assert_eq!(scanner.scan(&body), done_at(body.len()));
     assert_eq!(scanner.payload_bytes(), 20);
 }
+
+#[test]
+fn scan_data_yields_the_chunk_data_at_any_split() {
+    let body = b"5;a=b\r\nhello\r\n1\r\n \r\n6\r\nworld!\r\n0\r\nt: v\r\n\r\nNEXT";
+    let end = body.len() - 4;
+    for split in 0..=body.len() {
+        let mut scanner = ChunkedScanner::new(64);
+        let mut data = Vec::new();
+        let (a, b) = body.split_at(split);
+        let first = scanner
+            .scan_data(a, |r| data.extend_from_slice(&a[r]))
+            .unwrap();
+        let consumed = if first.done {
+            first.consumed
+        } else {
+            let second = scanner
+                .scan_data(b, |r| data.extend_from_slice(&b[r]))
+                .unwrap();
+            assert!(second.done, "split {split}");
+            split + second.consumed
+        };
+        assert_eq!(consumed, end, "split {split}");
+        assert_eq!(data, b"hello world!", "split {split}");
+    }
+}
