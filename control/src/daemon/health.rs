@@ -11,9 +11,10 @@
 //! [`HealthTable`] for the shards.
 //!
 //! An endpoint starts healthy; `unhealthy_threshold` failed checks in a row make it unhealthy
-//! and `healthy_threshold` passed checks in a row healthy again. A check passes when a status
-//! line in `expected_statuses` arrives within `timeout`; a refused or failed connection, a
-//! reset, a timeout or an unreadable status line fail it.
+//! and `healthy_threshold` passed checks in a row healthy again. A check passes when a response
+//! head with a status in `expected_statuses` arrives within `timeout` (1xx heads before it
+//! are skipped); a refused or failed connection, a reset, a timeout or a head that the data
+//! plane's strict codec (`ringway_core::http::h1`) refuses fail it.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +27,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use ringway_config::{Config, HealthCheck, UpstreamTls};
+use ringway_core::http::h1::{parse_response, HeaderRef, Method};
 use ringway_core::io::Stream;
 use ringway_core::tls::ClientTls;
 use ringway_core::upstream::HealthTable;
@@ -33,8 +35,8 @@ use rustls_pki_types::ServerName;
 
 use crate::observe::EndpointHealth;
 
-/// The longest status line read from a check's answer.
-const MAX_STATUS_LINE: usize = 1024;
+/// The longest response head read from a check's answer.
+const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 /// How often the checking thread looks for commands (a new or stopped check waits at most
 /// this long).
 const COMMAND_POLL: Duration = Duration::from_millis(20);
@@ -358,19 +360,24 @@ pub async fn check(
         };
         let (written, _) = stream.write_all(request.into_bytes()).await;
         written.map_err(|e| io("write", e))?;
-        let mut head: Vec<u8> = Vec::with_capacity(256);
+        // The response head, parsed by the data plane's strict codec; 1xx heads are skipped.
+        let mut head: Vec<u8> = Vec::with_capacity(512);
+        let mut fields: Vec<HeaderRef> = Vec::new();
         let mut buf = vec![0u8; 512];
         loop {
-            if let Some(end) = head.windows(2).position(|w| w == b"\r\n") {
-                return status(&head[..end]);
-            }
-            if head.len() >= MAX_STATUS_LINE {
-                return Err("status line too long".to_string());
+            match parse_response(&head, MAX_RESPONSE_HEAD, &mut fields, Method::Get) {
+                Ok(Some(parsed)) if parsed.status < 200 => {
+                    head.drain(..parsed.head_len);
+                    continue;
+                }
+                Ok(Some(parsed)) => return Ok(parsed.status),
+                Ok(None) => {}
+                Err(e) => return Err(format!("bad response head: {}", e.reason())),
             }
             let (read, back) = stream.read(buf).await;
             buf = back;
             match read {
-                Ok(0) => return Err("closed before a status line".to_string()),
+                Ok(0) => return Err("closed before a response head".to_string()),
                 Ok(n) => head.extend_from_slice(&buf[..n]),
                 Err(e) => return Err(io("read", e)),
             }
@@ -379,32 +386,6 @@ pub async fn check(
     match monoio::time::timeout(config.timeout, exchange).await {
         Ok(result) => result,
         Err(_) => Err("timeout".to_string()),
-    }
-}
-
-/// The status of a status line such as `HTTP/1.1 200 OK`.
-fn status(line: &[u8]) -> Result<u16, String> {
-    let bad = || "malformed status line".to_string();
-    let rest = line
-        .strip_prefix(b"HTTP/1.1 ")
-        .or_else(|| line.strip_prefix(b"HTTP/1.0 "))
-        .ok_or_else(bad)?;
-    match rest {
-        [a, b, c, ..] if (rest.len() == 3 || rest[3] == b' ') => {
-            let digits = [*a, *b, *c];
-            if !digits.iter().all(u8::is_ascii_digit) {
-                return Err(bad());
-            }
-            let n = digits
-                .iter()
-                .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
-            if (100..=599).contains(&n) {
-                Ok(n)
-            } else {
-                Err(bad())
-            }
-        }
-        _ => Err(bad()),
     }
 }
 
@@ -468,11 +449,15 @@ mod tests {
         let ok = server(b"HTTP/1.1 204 No Content\r\n\r\n", 1);
         assert_eq!(check_now(ok, &cfg), Ok(204));
         let bad = server(b"SSH-2.0-OpenSSH\r\n", 1);
-        assert_eq!(check_now(bad, &cfg), Err("malformed status line".into()));
+        // Not HTTP, and no head ever completes.
+        assert_eq!(
+            check_now(bad, &cfg),
+            Err("closed before a response head".into())
+        );
         let closed = server(b"", 1);
         assert_eq!(
             check_now(closed, &cfg),
-            Err("closed before a status line".into())
+            Err("closed before a response head".into())
         );
         let nothing: SocketAddr = {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -497,12 +482,19 @@ mod tests {
     }
 
     #[test]
-    fn status_lines() {
-        assert_eq!(status(b"HTTP/1.1 200 OK"), Ok(200));
-        assert_eq!(status(b"HTTP/1.0 503"), Ok(503));
-        assert!(status(b"HTTP/1.1 20 OK").is_err());
-        assert!(status(b"HTTP/2 200").is_err());
-        assert!(status(b"HTTP/1.1 999 X").is_err());
+    fn heads_are_parsed_strictly() {
+        let cfg = settings("timeout = \"1s\"");
+        let interim = server(b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 503 Busy\r\ncontent-length: 0\r\n\r\n", 1);
+        assert_eq!(check_now(interim, &cfg), Ok(503));
+        for bad in [
+            &b"HTTP/1.1 20 OK\r\n\r\n"[..],
+            b"HTTP/2 200\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n",
+        ] {
+            let e = check_now(server(bad, 1), &cfg).expect_err("a bad head");
+            assert!(e.starts_with("bad response head: "), "{e}");
+        }
     }
 
     #[test]
