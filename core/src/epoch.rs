@@ -151,10 +151,11 @@ impl Epoch {
             })
             .collect::<Result<Vec<_>, String>>()?;
         drop(kept);
-        let mut reserved_headers: Vec<Box<str>> = running
-            .map(|r| r.reserved_headers.clone())
-            .unwrap_or_default();
-        for l in &config.listeners {
+        // This config's names and the running one's: a renamed header stays the gateway's
+        // for one reload, while upstreams may still trust it.
+        let mut reserved_headers: Vec<Box<str>> = Vec::new();
+        let configs = std::iter::once(&config).chain(running.map(|r| &r.config));
+        for l in configs.flat_map(|c| &c.listeners) {
             if let Some(name) = l.tls.as_ref().and_then(|t| t.client_cert_header.as_deref()) {
                 if !reserved_headers.iter().any(|r| &**r == name) {
                     reserved_headers.push(name.into());

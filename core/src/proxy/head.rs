@@ -51,13 +51,15 @@ pub struct Forwarded<'a> {
     pub reserved: &'a [Box<str>],
 }
 
-/// Whether `name` is `reserved` (lower-case), in any case and with `_` for `-`.
+/// Whether `name` is `reserved`, in any case and with `_` and `-` alike (on either side:
+/// CGI-style servers read both as the same header).
 fn is_reserved(name: &[u8], reserved: &str) -> bool {
+    let fold = |b: u8| match b.to_ascii_lowercase() {
+        b'_' => b'-',
+        b => b,
+    };
     name.len() == reserved.len()
-        && name.iter().zip(reserved.as_bytes()).all(|(&n, &r)| {
-            let n = n.to_ascii_lowercase();
-            n == r || (n == b'_' && r == b'-')
-        })
+        && (name.iter().zip(reserved.as_bytes())).all(|(&n, &r)| fold(n) == fold(r))
 }
 
 /// The request head sent upstream. `request_id` writes a fresh id when the client sent none.

@@ -89,6 +89,8 @@ impl Refusal {
     fn of_io(e: &io::Error) -> Refusal {
         match super::tls_error(e) {
             Some(e) => Refusal::of_rustls(e),
+            // rustls's own limits (a handshake message past 64 KiB) come as invalid data.
+            None if e.kind() == io::ErrorKind::InvalidData => Refusal::Protocol,
             None => Refusal::Closed,
         }
     }

@@ -30,14 +30,14 @@ impl ClientIdentity {
     /// (it did for the verifier, so that does not happen).
     pub fn of(der: &[u8]) -> Option<ClientIdentity> {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
-        let subject = printable(&ringway_config::certificate_subject(der)?);
+        let subject = printable(&ringway_config::certificate_subject(der)?, false);
         let (mut dns, mut uris, mut emails) = (Vec::new(), Vec::new(), Vec::new());
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for name in &san.value.general_names {
                 match name {
-                    GeneralName::DNSName(n) => dns.push(printable(n)),
-                    GeneralName::URI(u) => uris.push(printable(u)),
-                    GeneralName::RFC822Name(e) => emails.push(printable(e)),
+                    GeneralName::DNSName(n) => dns.push(printable(n, true)),
+                    GeneralName::URI(u) => uris.push(printable(u, true)),
+                    GeneralName::RFC822Name(e) => emails.push(printable(e, true)),
                     _ => {}
                 }
             }
@@ -86,10 +86,13 @@ fn push_quoted(out: &mut String, s: &str) {
 /// `s` with control characters and non-ASCII written as `\XX` escapes of their UTF-8 bytes
 /// (RFC 4514's form), so that the header stays one ASCII line and two names that differ only
 /// there stay different.
-fn printable(s: &str) -> String {
+///
+/// A backslash is escaped too (`\\5C`) in a SAN, so that the text `\\C3\\A9` and `é` stay
+/// different; not in the subject, whose RFC 4514 text already writes one as `\\\\`.
+fn printable(s: &str, backslash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_ascii() && !c.is_ascii_control() {
+        if c.is_ascii() && !c.is_ascii_control() && (c != '\\' || !backslash) {
             out.push(c);
         } else {
             let mut utf8 = [0u8; 4];
@@ -124,9 +127,11 @@ mod tests {
 
     #[test]
     fn controls_and_non_ascii_are_escaped_not_dropped() {
-        assert_eq!(printable("ad\u{85}min"), "ad\\C2\\85min");
-        assert_eq!(printable("a\x01b\r\n"), "a\\01b\\0D\\0A");
-        assert_eq!(printable("plain"), "plain");
+        assert_eq!(printable("ad\u{85}min", true), "ad\\C2\\85min");
+        assert_eq!(printable("a\x01b\r\n", true), "a\\01b\\0D\\0A");
+        assert_eq!(printable("plain", true), "plain");
+        assert_eq!(printable("a\\b", true), "a\\5Cb");
+        assert_eq!(printable("a\\b", false), "a\\b");
     }
 
     #[test]
