@@ -1,4 +1,4 @@
-//! TLS on a listener (issue 11): which certificate SNI picks, ALPN, the TLS versions and
+//! TLS on a listener: which certificate SNI picks, ALPN, the TLS versions and
 //! `min_version`, and mutual TLS with the client's identity forwarded in a header. The other
 //! TLS files: `tls_resume.rs` (resumption across shards and reloads), `tls_bad_input.rs`
 //! (what is not a TLS handshake), `tls_upstream.rs` (TLS to upstreams), `tls_reload.rs`

@@ -1,4 +1,4 @@
-//! What is not a TLS handshake on a TLS port (issue 11): plain HTTP gets nginx's 400, other
+//! What is not a TLS handshake on a TLS port: plain HTTP gets nginx's 400, other
 //! bytes a close without an answer, a client that sends nothing or half a ClientHello is
 //! closed after `handshake_timeout`; each is counted in
 //! `ringway_tls_handshake_failures_total` by reason, and silent connections do not keep a

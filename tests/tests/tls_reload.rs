@@ -1,4 +1,4 @@
-//! Certificate reloads (issue 11): `ctl reload` and SIGHUP re-read the certificate and key
+//! Certificate reloads: `ctl reload` and SIGHUP re-read the certificate and key
 //! files; new handshakes get the new certificate at once while open keep-alive connections
 //! carry on; a missing or broken file fails the reload, naming the file, and the running
 //! certificates stay; `ctl status` and `/metrics` list each certificate with its expiry; and

@@ -1,4 +1,4 @@
-//! TLS session resumption (issue 11) across the shards of one gateway: the ticket keys and
+//! TLS session resumption across the shards of one gateway: the ticket keys and
 //! the session cache are shared by every shard, and kept by a reload of a listener with the
 //! same name. Connections land on shards by the kernel's SO_REUSEPORT hash of the client's
 //! port, so each case makes [`CONNECTIONS`] connections (both shards serve some unless the

@@ -1,4 +1,4 @@
-//! The gateway's TLS seen by a second TLS stack (issue 11): `openssl s_client` and `curl`,
+//! The gateway's TLS seen by a second TLS stack: `openssl s_client` and `curl`,
 //! both on OpenSSL. Each part is skipped, with a note on stderr, where its tool is not
 //! installed; the rustls tests in the other `tls*.rs` files cover the same ground regardless.
 

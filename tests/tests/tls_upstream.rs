@@ -1,4 +1,4 @@
-//! TLS to upstreams (issue 11): the endpoint's certificate verified against `ca` for the
+//! TLS to upstreams: the endpoint's certificate verified against `ca` for the
 //! `sni` name (else the host name written in `address`, else the IP), a client certificate
 //! for upstreams that ask for one, pooled TLS connections reused, and every certificate that
 //! does not verify a 502 counted as `upstream_tls`, never a fallback to plain HTTP.
