@@ -5,6 +5,7 @@
 
 use std::io;
 use std::rc::Rc;
+use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
@@ -116,19 +117,24 @@ pub async fn accept(mut io: TcpStream, tls: &ServerTls) -> Result<TlsStream, Ref
             // 0x16: a handshake record. An upper-case letter starts an HTTP method.
             if buf[0].is_ascii_uppercase() {
                 let _ = io.write_all(PLAIN_HTTP).await;
-                // Read what the client still sends (bounded; the handshake timeout bounds
-                // the time) so that closing does not reset the answer away.
+                // Read what the client still sends (at most 64 KiB, for at most a second,
+                // so that it counts as plain_http, not as a timeout) so that closing does not
+                // reset the answer away. The timer is boxed: it is over-aligned, and inline
+                // it would make every handshake's future so.
                 let _ = io.shutdown().await;
-                let mut drained = 0;
-                while drained < 64 * 1024 {
-                    let (res, b) = io.read(buf).await;
-                    buf = b;
-                    match res {
-                        Ok(n) if n > 0 => drained += n,
-                        _ => break,
+                let drain = async {
+                    let mut drained = 0;
+                    while drained < 64 * 1024 {
+                        let (res, b) = io.read(std::mem::take(&mut buf)).await;
+                        buf = b;
+                        match res {
+                            Ok(n) if n > 0 => drained += n,
+                            _ => break,
+                        }
+                        buf.clear();
                     }
-                    buf.clear();
-                }
+                };
+                let _ = Box::pin(monoio::time::timeout(Duration::from_secs(1), drain)).await;
                 return Err(Refusal::PlainHttp);
             }
             return Err(Refusal::NotTls);
