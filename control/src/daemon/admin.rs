@@ -98,15 +98,8 @@ pub fn spawn(listener: TcpListener, commands: Sender<Request>, draining: Arc<Ato
     std::thread::Builder::new()
         .name("ringway-admin".into())
         .spawn(move || {
-            let built = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-                .enable_timer()
-                .build();
-            let mut rt = match built {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start the admin listener's runtime");
-                    return;
-                }
+            let Some(mut rt) = super::small_runtime("admin listener") else {
+                return;
             };
             let shared = Rc::new(Shared {
                 commands,

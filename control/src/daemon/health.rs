@@ -261,15 +261,8 @@ impl HealthChecker {
 /// The checking thread: a task per check, started and stopped by `commands`, until the
 /// checker (the sending side) is gone.
 fn run(commands: Receiver<Command>, results: Sender<Probe>) {
-    let built = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build();
-    let mut rt = match built {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the health check runtime");
-            return;
-        }
+    let Some(mut rt) = super::small_runtime("health check") else {
+        return;
     };
     rt.block_on(async move {
         let mut running: HashMap<u64, Rc<Cell<bool>>> = HashMap::new();

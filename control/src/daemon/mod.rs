@@ -19,6 +19,24 @@ mod reload;
 mod signals;
 mod socket;
 
+/// The small runtime a control-side thread runs its tasks on (the admin listener, the health
+/// checks): epoll, with timers, never io_uring (those threads are not on the data path).
+/// `None`, logged with `what`, when it cannot start.
+fn small_runtime(
+    what: &str,
+) -> Option<monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>>> {
+    match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the {what} runtime");
+            None
+        }
+    }
+}
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
