@@ -211,6 +211,23 @@ async fn write_client(d: &mut Downstream, up: &mut UpstreamConn, n: usize) -> Re
     Ok(())
 }
 
+/// Makes sure some of a chunked body is in `up.buf`, reading when it holds none; the
+/// upstream closing there cuts the body short.
+async fn more_chunked(d: &Downstream, up: &mut UpstreamConn, idle: Duration) -> Result<(), Error> {
+    if up.buf.is_empty() && read_upstream(&d.timers, up, idle).await? == 0 {
+        return Err(ProxyError::after_head(
+            ErrorCause::UpstreamClosed,
+            "upstream closed inside a chunked body",
+            None,
+        ));
+    }
+    Ok(())
+}
+
+fn bad_chunked() -> Error {
+    ProxyError::after_head(ErrorCause::BadResponse, "bad chunked response body", None)
+}
+
 /// Relays a chunked response body to a client that cannot take chunked (HTTP/1.0): only the
 /// chunk data, the end of the body told by closing the connection. Copied through `d.out`,
 /// a path for old clients only.
@@ -221,20 +238,12 @@ async fn relay_dechunked(
 ) -> Result<Relayed, Error> {
     let mut scanner = ChunkedScanner::new(MAX_TRAILER);
     loop {
-        if up.buf.is_empty() && read_upstream(&d.timers, up, idle).await? == 0 {
-            return Err(ProxyError::after_head(
-                ErrorCause::UpstreamClosed,
-                "upstream closed inside a chunked body",
-                None,
-            ));
-        }
+        more_chunked(d, up, idle).await?;
         d.out.clear();
         let input = up.buf.data();
         let scan = scanner
             .scan_data(input, |range| d.out.extend_from_slice(&input[range]))
-            .map_err(|_| {
-                ProxyError::after_head(ErrorCause::BadResponse, "bad chunked response body", None)
-            })?;
+            .map_err(|_| bad_chunked())?;
         up.buf.consume(scan.consumed);
         if !d.out.is_empty() {
             d.written += d.out.len() as u64;
@@ -285,20 +294,8 @@ pub async fn relay_response_body(
         ResponseBody::Chunked => {
             let mut scanner = ChunkedScanner::new(MAX_TRAILER);
             loop {
-                if up.buf.is_empty() && read_upstream(&d.timers, up, idle).await? == 0 {
-                    return Err(ProxyError::after_head(
-                        ErrorCause::UpstreamClosed,
-                        "upstream closed inside a chunked body",
-                        None,
-                    ));
-                }
-                let scan = scanner.scan(up.buf.data()).map_err(|_| {
-                    ProxyError::after_head(
-                        ErrorCause::BadResponse,
-                        "bad chunked response body",
-                        None,
-                    )
-                })?;
+                more_chunked(d, up, idle).await?;
+                let scan = scanner.scan(up.buf.data()).map_err(|_| bad_chunked())?;
                 write_client(d, up, scan.consumed).await?;
                 if scan.done {
                     return Ok(Relayed {
