@@ -102,6 +102,27 @@ cpu_ticks() { # target [user]: utime + stime (or utime alone) of all its process
     echo "$total"
 }
 
+nginx_prelude() { # the start of every nginx.conf here: one worker, no logs, temp paths in $WORK; opens `http {`
+    cat <<EOF
+worker_processes 1;
+daemon off;
+user root;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+worker_rlimit_nofile $FD_LIMIT;
+events { worker_connections $((FD_LIMIT / 2)); }
+http {
+    access_log off;
+    keepalive_timeout 75s;
+    keepalive_requests 100000000;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+EOF
+}
+
 rss_kib() { # target: resident memory of all its processes
     local total=0 pid
     for pid in $(pids_of "$1"); do

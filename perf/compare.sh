@@ -122,23 +122,9 @@ upstream = "small"
 EOF
     done
     mkdir -p "$WORK/nginx"
-    cat >"$WORK/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-user root;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-worker_rlimit_nofile $FD_LIMIT;
-events { worker_connections $((FD_LIMIT / 2)); }
-http {
-    access_log off;
-    keepalive_timeout 75s;
-    keepalive_requests 100000000;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
+    {
+        nginx_prelude
+        cat <<EOF
     upstream small { server 127.0.0.1:$STUB_SMALL; keepalive 256; keepalive_requests 100000000; }
     upstream big { server 127.0.0.1:$STUB_BIG; keepalive 256; keepalive_requests 100000000; }
     server {
@@ -150,6 +136,7 @@ http {
     }
 }
 EOF
+    } >"$WORK/nginx.conf"
     cat >"$WORK/haproxy.cfg" <<EOF
 global
     nbthread 1

@@ -151,23 +151,9 @@ EOF
         location / { proxy_pass http://small; }
     }"
     done
-    cat >"$WORK/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-user root;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-worker_rlimit_nofile $FD_LIMIT;
-events { worker_connections $((FD_LIMIT / 2)); }
-http {
-    access_log off;
-    keepalive_timeout 75s;
-    keepalive_requests 100000000;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
+    {
+        nginx_prelude
+        cat <<EOF
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_cache shared:SSL:10m;
     ssl_session_tickets on;
@@ -177,6 +163,7 @@ http {
 $server
 }
 EOF
+    } >"$WORK/nginx.conf"
     cat >"$WORK/haproxy.cfg" <<EOF
 global
     nbthread 1
