@@ -50,25 +50,7 @@ use serde_json::Value;
 
 use crate::observe::{self, Observatory, ProcessInfo};
 
-/// What the socket, admin and signal threads ask of the control loop.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Status,
-    /// Reload the current file, or switch to `path`.
-    Reload {
-        path: Option<PathBuf>,
-    },
-    Config,
-    Stats,
-    /// The merged latency histograms, encoded (after a fresh flush round).
-    Histograms,
-    /// Prometheus text, after a fresh flush round (the admin listener's `/metrics`).
-    Metrics,
-    Drain,
-    Shutdown,
-    /// Reopen the access log and the interval log at their paths (after log rotation).
-    Reopen,
-}
+pub use ringway_control::command::Command;
 
 /// A command and where its answer goes (`None`: signals, which only log the outcome).
 pub struct Request {

@@ -15,7 +15,9 @@ use crossbeam_channel::Sender;
 use nix::sys::stat::{umask, Mode};
 use serde_json::{json, Value};
 
-use super::{Command, Request};
+use ringway_control::command::parse;
+
+use super::Request;
 
 /// Longest request line; past it the client gets an error and the connection closes.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -254,91 +256,9 @@ fn answer(line: &[u8], commands: &Sender<Request>) -> Value {
     }
 }
 
-/// `{"cmd": "status"}`, `{"cmd": "reload", "path": "/etc/ringway.toml"}`, ...
-pub fn parse(line: &[u8]) -> Result<Command, String> {
-    let value: Value =
-        serde_json::from_slice(line).map_err(|e| format!("the request is not JSON: {e}"))?;
-    let object = value
-        .as_object()
-        .ok_or("the request must be a JSON object such as {\"cmd\":\"status\"}")?;
-    let cmd = object
-        .get("cmd")
-        .and_then(Value::as_str)
-        .ok_or("the request has no string \"cmd\"")?;
-    let allowed: &[&str] = match cmd {
-        "reload" => &["cmd", "path"],
-        _ => &["cmd"],
-    };
-    if let Some(extra) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(format!("unknown field {extra:?} for {cmd:?}"));
-    }
-    Ok(match cmd {
-        "status" => Command::Status,
-        "reload" => Command::Reload {
-            path: match object.get("path") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(p)) if !p.is_empty() => Some(PathBuf::from(p)),
-                Some(_) => return Err("\"path\" must be a non-empty string".into()),
-            },
-        },
-        "config" => Command::Config,
-        "stats" => Command::Stats,
-        "histograms" => Command::Histograms,
-        "drain" => Command::Drain,
-        "shutdown" => Command::Shutdown,
-        "reopen" => Command::Reopen,
-        other => {
-            return Err(format!(
-                "unknown command {other:?}: try status, reload, config, stats, histograms, reopen, drain or shutdown"
-            ))
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_every_command() {
-        assert_eq!(parse(br#"{"cmd":"status"}"#), Ok(Command::Status));
-        assert_eq!(
-            parse(br#"{"cmd":"reload"}"#),
-            Ok(Command::Reload { path: None })
-        );
-        assert_eq!(
-            parse(br#"{"cmd":"reload","path":"/x.toml"}"#),
-            Ok(Command::Reload {
-                path: Some("/x.toml".into())
-            })
-        );
-        for (cmd, want) in [
-            ("config", Command::Config),
-            ("stats", Command::Stats),
-            ("histograms", Command::Histograms),
-            ("drain", Command::Drain),
-            ("shutdown", Command::Shutdown),
-            ("reopen", Command::Reopen),
-        ] {
-            assert_eq!(parse(format!(r#"{{"cmd":"{cmd}"}}"#).as_bytes()), Ok(want));
-        }
-    }
-
-    #[test]
-    fn rejects_garbage_with_a_reason() {
-        for bad in [
-            &b"hello"[..],
-            b"[1,2]",
-            br#"{"cmd":5}"#,
-            br#"{"cmd":"explode"}"#,
-            br#"{"cmd":"status","x":1}"#,
-            br#"{"cmd":"reload","path":3}"#,
-            b"\xff\xfe",
-        ] {
-            let e = parse(bad).expect_err("garbage");
-            assert!(!e.is_empty());
-        }
-    }
 
     #[test]
     fn a_live_socket_is_not_taken_over_and_a_stale_one_is() {
