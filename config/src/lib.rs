@@ -5,7 +5,9 @@
 //! into private `Raw*` types (collecting unknown keys), then validated into the types of
 //! [`model`], which cannot hold an invalid state (durations are [`Duration`](std::time::Duration)s,
 //! addresses [`SocketAddr`](std::net::SocketAddr)s, regexes compiled, references resolved).
-//! Host names in addresses are resolved once, here, while loading, and the files a config
+//! Host names in addresses are resolved here, while loading (endpoint names with
+//! `[resolver]`, see [`resolve`], which the control side uses again to follow names while a
+//! config runs), and the files a config
 //! names (TLS certificates, keys, CA bundles) are read and checked here too, relative paths
 //! from the config file's folder: a reload re-reads them.
 //!
@@ -30,6 +32,7 @@ mod error;
 pub mod model;
 mod raw;
 mod read;
+pub mod resolve;
 mod units;
 mod validate;
 

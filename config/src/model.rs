@@ -26,6 +26,9 @@ pub struct Config {
     pub access_log: Option<AccessLog>,
     /// `[[listeners]]`, in file order; at least one, names and addresses unique.
     pub listeners: Vec<Listener>,
+    /// `[resolver]`: how endpoint host names are looked up (the system's resolver when the
+    /// table is absent).
+    pub resolver: Resolver,
     /// `[[upstreams]]`, in file order; names unique.
     pub upstreams: Vec<Upstream>,
     /// In the order of the file; the router computes precedence.
@@ -89,6 +92,27 @@ pub struct Metrics {
 pub struct AccessLog {
     /// File the JSON access log is appended to (non-empty).
     pub path: PathBuf,
+}
+
+/// `[resolver]`: where upstream endpoint names are looked up, at load and when they are
+/// looked up again (every upstream's `resolve_interval`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolver {
+    /// `servers`: DNS servers asked over UDP, in this order until one answers (a port of 53
+    /// when none is written). Empty (the default): the system's resolver (`getaddrinfo`:
+    /// `/etc/hosts`, then the servers of `/etc/resolv.conf`).
+    pub servers: Vec<SocketAddr>,
+    /// `timeout`: how long one server is given to answer one query (default 2s).
+    pub timeout: Duration,
+}
+
+impl Default for Resolver {
+    fn default() -> Resolver {
+        Resolver {
+            servers: Vec::new(),
+            timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +273,9 @@ pub struct Upstream {
     pub outlier_detection: Option<OutlierDetection>,
     /// `tls`; `None`: plaintext connections to the endpoints.
     pub tls: Option<UpstreamTls>,
+    /// `resolve_interval`: how often the endpoints written as host names are looked up again
+    /// while the config runs (default 30s, at least 100ms); `None` (`"off"`): only at load.
+    pub resolve_interval: Option<Duration>,
 }
 
 /// `tls` of an upstream: every connection to its endpoints is TLS.
@@ -360,7 +387,8 @@ pub enum HashKey {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// Host names were resolved at load (the first IPv4 address, else the first).
+    /// Host names were resolved at load, and again every `resolve_interval` of the upstream
+    /// while the config runs: one of the addresses found (see `ringway_config::resolve`).
     pub address: SocketAddr,
     /// The host name as written in `address`, lowercase, when it was a name; `None` for an IP
     /// literal.

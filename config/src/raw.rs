@@ -33,6 +33,7 @@ pub(crate) struct RawConfig {
     pub admin: Option<At<RawAdmin>>,
     pub metrics: Option<RawMetrics>,
     pub access_log: Option<At<RawAccessLog>>,
+    pub resolver: Option<RawResolver>,
     #[serde(default)]
     pub listeners: List<At<RawListener>>,
     #[serde(default)]
@@ -70,6 +71,13 @@ pub(crate) struct RawAdmin {
 pub(crate) struct RawMetrics {
     pub interval: Option<Typed<String>>,
     pub interval_log: Option<Typed<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a table of resolver settings such as { servers = [\"127.0.0.53\"] }")]
+pub(crate) struct RawResolver {
+    pub servers: Option<List<Typed<String>>>,
+    pub timeout: Option<Typed<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +149,8 @@ pub(crate) struct RawUpstream {
     pub health_check: Option<At<RawHealthCheck>>,
     pub outlier_detection: Option<At<RawOutlierDetection>>,
     pub tls: Option<At<RawUpstreamTls>>,
+    /// A duration, or `"off"`.
+    pub resolve_interval: Option<Typed<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,7 +17,7 @@ use crate::raw::{
 };
 
 use crate::raw::{RawCertKey, RawCircuitBreaker, RawHealthCheck, RawOutlierDetection};
-use crate::raw::{RawListenerTls, RawUpstreamTls};
+use crate::raw::{RawListenerTls, RawResolver, RawUpstreamTls};
 
 /// A document read as far as validation.
 pub(crate) struct Read<'s> {
@@ -266,6 +266,7 @@ fn known_keys(parent: &[Segment]) -> Option<&'static [&'static str]> {
         ["admin"] => fields::<RawAdmin>(),
         ["metrics"] => fields::<RawMetrics>(),
         ["access_log"] => fields::<RawAccessLog>(),
+        ["resolver"] => fields::<RawResolver>(),
         ["listeners"] => fields::<RawListener>(),
         ["listeners", "tls"] => fields::<RawListenerTls>(),
         ["listeners", "tls", "certificates"] => fields::<RawCertKey>(),

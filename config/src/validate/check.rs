@@ -2,15 +2,16 @@
 //! host names. Each reports into the `Ctx` and returns `None` when the value is invalid.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
 
 use super::Ctx;
-use crate::model::HostMatch;
+use crate::model::{HostMatch, Resolver};
 use crate::raw::{RawSize, Typed};
+use crate::resolve::choose;
 use crate::units::{parse_duration, parse_size};
 
 impl Ctx<'_> {
@@ -65,6 +66,31 @@ impl Ctx<'_> {
     /// `ip:port`, or `host:port` resolved now (the first IPv4 address, else the first).
     pub(super) fn address(&mut self, raw: &Spanned<String>, key: String) -> Option<SocketAddr> {
         match resolve(raw.get_ref()) {
+            Ok(addr) => Some(addr),
+            Err(message) => self.fail(raw, key, message),
+        }
+    }
+
+    /// An endpoint's `ip:port`, or `host:port` looked up now with `[resolver]`; an address
+    /// the running config uses for the host is kept while the host still has it. Names are
+    /// not looked up while `[resolver]` is invalid (`None`, the error is reported there).
+    pub(super) fn endpoint_address(
+        &mut self,
+        raw: &Spanned<String>,
+        key: String,
+    ) -> Option<SocketAddr> {
+        let (host, port) = match host_port(raw.get_ref()) {
+            Ok(Ok(addr)) => return Some(addr),
+            Ok(Err(named)) => named,
+            Err(message) => return self.fail(raw, key, message),
+        };
+        let resolver = self.resolver.as_ref()?;
+        let lower = host.to_ascii_lowercase();
+        let keep = self
+            .running_addresses
+            .get(lower.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        match lookup(host, port, resolver, keep) {
             Ok(addr) => Some(addr),
             Err(message) => self.fail(raw, key, message),
         }
@@ -195,27 +221,40 @@ pub(super) fn is_token(text: &str) -> bool {
         })
 }
 
+/// `ip:port`, or `host:port` looked up now with the system's resolver.
 fn resolve(text: &str) -> Result<SocketAddr, String> {
+    match host_port(text)? {
+        Ok(addr) => Ok(addr),
+        Err((host, port)) => lookup(host, port, &Resolver::default(), &[]),
+    }
+}
+
+/// `ip:port` as written (`Ok`), or the host and port of `host:port` (`Err`).
+fn host_port(text: &str) -> Result<Result<SocketAddr, (&str, u16)>, String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
+        return Ok(Ok(addr));
     }
     let expected = || format!("\"{text}\" is not an address; expected ip:port or host:port");
     let (host, port) = text.rsplit_once(':').ok_or_else(expected)?;
-    if host.is_empty() || host.contains(':') || port.parse::<u16>().is_err() {
+    let port = port.parse::<u16>().map_err(|_| expected())?;
+    if host.is_empty() || host.contains(':') {
         return Err(expected());
     }
-    let addrs: Vec<SocketAddr> = text
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve host \"{host}\": {e}"))?
-        .collect();
-    // Prefer IPv4: "localhost" often lists ::1 first while local services listen on
-    // 127.0.0.1, and only one address is kept.
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| format!("host \"{host}\" resolves to no address"))
+    Ok(Err((host, port)))
+}
+
+/// `host` looked up with `resolver`, one address chosen (preferring those in `keep`).
+fn lookup(
+    host: &str,
+    port: u16,
+    resolver: &Resolver,
+    keep: &[IpAddr],
+) -> Result<SocketAddr, String> {
+    let found = crate::resolve::lookup(host, resolver)
+        .map_err(|e| format!("cannot resolve host \"{host}\": {e}"))?;
+    let ip =
+        choose(&found, keep).ok_or_else(|| format!("host \"{host}\" resolves to no address"))?;
+    Ok(SocketAddr::new(ip, port))
 }
 
 /// A route host: a host name, or `*.` followed by one; lower-cased, without port.

@@ -11,6 +11,7 @@ mod path;
 mod pem;
 pub use pem::certificate_subject;
 mod protect;
+mod resolver;
 mod retry;
 mod route;
 mod tls;
@@ -20,6 +21,7 @@ mod upstream;
 pub(crate) mod test_util;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,7 +30,7 @@ use toml::Spanned;
 
 use crate::error::{ConfigError, ConfigErrors, Lines};
 use crate::model::{
-    AccessLog, Admin, Config, Control, DriverChoice, Listener, Metrics, Runtime, Shards,
+    AccessLog, Admin, Config, Control, DriverChoice, Listener, Metrics, Resolver, Runtime, Shards,
 };
 use crate::raw::{
     At, IntOrText, List, RawAccessLog, RawAdmin, RawControl, RawMetrics, RawRuntime, Typed,
@@ -42,6 +44,12 @@ use crate::read::{locate, Doc, Read};
 pub(crate) struct Ctx<'a> {
     /// The running config's route regexes by anchored pattern, for a reload to reuse.
     running_regexes: HashMap<&'a str, &'a regex::Regex>,
+    /// The addresses the running config's endpoints use, by host name: a name that still
+    /// has one of them keeps it (see `resolve::choose`).
+    running_addresses: HashMap<&'a str, Vec<IpAddr>>,
+    /// Where endpoint names are looked up; `None` while `[resolver]` is invalid (reported
+    /// there), and then names are not looked up.
+    resolver: Option<Resolver>,
     /// The folder relative file paths (certificates, keys) resolve from.
     base: PathBuf,
     file: &'a str,
@@ -169,8 +177,23 @@ pub(crate) fn validate(
             _ => None,
         })
         .collect();
+    let mut running_addresses: HashMap<&str, Vec<IpAddr>> = HashMap::new();
+    let running_endpoints = running
+        .into_iter()
+        .flat_map(|config| &config.upstreams)
+        .flat_map(|u| &u.endpoints);
+    for e in running_endpoints {
+        if let Some(host) = &e.host {
+            running_addresses
+                .entry(host)
+                .or_default()
+                .push(e.address.ip());
+        }
+    }
     let mut ctx = Ctx {
         running_regexes,
+        running_addresses,
+        resolver: None,
         base: base_folder(file),
         file,
         lines: &read.lines,
@@ -189,6 +212,8 @@ pub(crate) fn validate(
         None => Some(None),
         Some(table) => access_log(&mut ctx, table).map(Some),
     };
+    let resolver = resolver::resolver(&mut ctx, raw.resolver.as_ref());
+    ctx.resolver = resolver.clone();
     let upstreams = upstream::upstreams(&mut ctx, &raw.upstreams);
     let routes = route::routes(&mut ctx, raw);
     let mut errors = ctx.errors;
@@ -196,19 +221,22 @@ pub(crate) fn validate(
         errors.sort_by_key(|e| (e.line, e.column));
         return Err(ConfigErrors(errors));
     }
-    match (runtime, control, metrics, access_log) {
-        (Some(runtime), Some(control), Some(metrics), Some(access_log)) => Ok(Config {
-            source: file.to_owned(),
-            source_text: src.to_owned(),
-            runtime,
-            control,
-            admin,
-            metrics,
-            access_log,
-            listeners,
-            upstreams,
-            routes,
-        }),
+    match (runtime, control, metrics, access_log, resolver) {
+        (Some(runtime), Some(control), Some(metrics), Some(access_log), Some(resolver)) => {
+            Ok(Config {
+                source: file.to_owned(),
+                source_text: src.to_owned(),
+                runtime,
+                control,
+                admin,
+                metrics,
+                access_log,
+                listeners,
+                resolver,
+                upstreams,
+                routes,
+            })
+        }
         // Every `None` above comes with a recorded error.
         _ => unreachable!("a check failed without reporting an error"),
     }

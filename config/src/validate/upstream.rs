@@ -9,6 +9,7 @@ use toml::Spanned;
 
 use super::check::is_token;
 use super::protect::{circuit_breaker, health_check, outlier_detection};
+use super::resolver::resolve_interval;
 use super::tls::upstream_tls;
 use super::Ctx;
 use crate::model::{Balance, Endpoint, HashKey, Upstream};
@@ -70,6 +71,7 @@ pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<At<RawUpstream>>) -> Vec<U
         let health = health_check(ctx, &prefix, u.health_check.as_ref());
         let outlier = outlier_detection(ctx, &prefix, u.outlier_detection.as_ref());
         let tls = upstream_tls(ctx, &prefix, u.tls.as_ref());
+        let resolve_interval = resolve_interval(ctx, &prefix, u.resolve_interval.as_ref());
         let upstream = (|| {
             Some(Upstream {
                 name: name?,
@@ -84,6 +86,7 @@ pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<At<RawUpstream>>) -> Vec<U
                 health_check: health?,
                 outlier_detection: outlier?,
                 tls: tls?,
+                resolve_interval: resolve_interval?,
             })
         })();
         valid.extend(upstream);
@@ -168,7 +171,7 @@ fn endpoints(ctx: &mut Ctx<'_>, upstream: usize, raw: &[At<RawEndpoint>]) -> Opt
         let mut host = None;
         if let Some(raw_address) = ctx.required(e.address.as_ref(), table, "address") {
             host = host_as_written(raw_address.get_ref());
-            address = ctx.address(raw_address, key("address"));
+            address = ctx.endpoint_address(raw_address, key("address"));
             if let Some(addr) = address {
                 if addr.port() == 0 {
                     let message = "port 0 cannot be connected to";
