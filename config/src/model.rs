@@ -423,6 +423,12 @@ pub struct Route {
     /// `max_in_flight`: most requests of this route in flight at once on each shard (past it
     /// 503); `None`: no cap.
     pub max_in_flight: Option<NonZeroUsize>,
+    /// `websocket`: a WebSocket handshake is passed to the upstream, and after its 101 the
+    /// connection relays bytes both ways (default true on proxy routes; false on others).
+    pub websocket: bool,
+    /// `websocket_idle_timeout`: an upgraded connection with no byte either way for this long
+    /// is closed (default 5m).
+    pub websocket_idle_timeout: Duration,
 }
 
 /// `retry` of a proxy route.

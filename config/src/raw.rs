@@ -228,6 +228,8 @@ pub(crate) struct RawRoute {
     /// Deadline for the response head, all tries together.
     pub timeout: Option<Typed<String>>,
     pub retry: Option<At<RawRetry>>,
+    pub websocket: Option<Typed<bool>>,
+    pub websocket_idle_timeout: Option<Typed<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -343,6 +343,12 @@ impl Attached {
             .shutdown_at(fd, self.timers.after(self.send_timeout))
     }
 
+    /// The socket itself, for a connection that leaves HTTP (an upgrade): its writes are no
+    /// longer bounded by the send timeout.
+    pub(crate) fn stream_mut(&mut self) -> &mut Stream {
+        self.get()
+    }
+
     fn get(&mut self) -> &mut Stream {
         self.stream
             .as_mut()

@@ -123,6 +123,12 @@ impl<S: Transport> Client<S> {
         }
     }
 
+    /// The stream itself, for a protocol of its own (WebSocket); nothing must be buffered.
+    pub fn into_stream(self) -> S {
+        assert!(self.reader.buffer().is_empty(), "bytes read but not taken");
+        self.reader.into_inner()
+    }
+
     /// The stream underneath.
     pub fn stream(&self) -> &S {
         self.reader.get_ref()

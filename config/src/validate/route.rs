@@ -2,6 +2,7 @@
 //! the path keys are checked in `path`). What a matched request gets is checked in `action`.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -12,7 +13,8 @@ use super::path::path;
 use super::retry::timeout_and_retry;
 use super::Ctx;
 use crate::model::{HeaderMatch, Route};
-use crate::raw::{At, List, RawConfig, RawHeaderMatch, Typed};
+use crate::raw::{At, List, RawConfig, RawHeaderMatch, RawRoute, Typed};
+use crate::units::parse_duration;
 
 pub(super) fn routes(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<Route> {
     let Some(routes) = ctx.list(&raw.routes, "routes") else {
@@ -59,6 +61,7 @@ pub(super) fn routes(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<Route> {
         let action = action(ctx, &prefix, spanned, upstreams.as_ref());
         let timeout_and_retry = timeout_and_retry(ctx, &prefix, r);
         let limits = limits(ctx, &prefix, r);
+        let websocket = websocket(ctx, &prefix, r);
         let route = (|| {
             Some(Route {
                 name: name?,
@@ -72,6 +75,8 @@ pub(super) fn routes(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<Route> {
                 retry: timeout_and_retry?.1,
                 rate_limit: limits.clone()?.0,
                 max_in_flight: limits?.1,
+                websocket: websocket?.0,
+                websocket_idle_timeout: websocket?.1,
             })
         })();
         valid.extend(route);
@@ -95,6 +100,32 @@ fn known_names<'r, T>(
             Typed::Wrong { .. } => None,
         })
         .collect()
+}
+
+/// Default `websocket_idle_timeout`.
+const WEBSOCKET_IDLE: Duration = Duration::from_secs(300);
+
+/// `websocket` and `websocket_idle_timeout`: WebSocket is on by default where a route proxies,
+/// and only there.
+fn websocket(ctx: &mut Ctx<'_>, prefix: &str, r: &RawRoute) -> Option<(bool, Duration)> {
+    let proxied = r.upstream.is_some() || (r.respond.is_none() && r.redirect.is_none());
+    let key = format!("{prefix}.websocket");
+    let on = match ctx.optional(r.websocket.as_ref(), &key)? {
+        None => proxied,
+        Some(raw) if *raw.get_ref() && !proxied => {
+            return ctx.fail(raw, key, "applies only to a route with an upstream");
+        }
+        Some(raw) => *raw.get_ref(),
+    };
+    let key = format!("{prefix}.websocket_idle_timeout");
+    let idle = match ctx.optional(r.websocket_idle_timeout.as_ref(), &key)? {
+        None => WEBSOCKET_IDLE,
+        Some(raw) => match parse_duration(raw.get_ref()) {
+            Ok(idle) => idle,
+            Err(message) => return ctx.fail(raw, key, message),
+        },
+    };
+    Some((on, idle))
 }
 
 fn route_listeners(
@@ -220,6 +251,34 @@ pub(super) mod tests {
         assert!(r.listeners.is_empty() && r.methods.is_empty() && r.headers.is_empty());
         assert_eq!(r.host, None);
         assert!(matches!(r.path, PathMatch::Any));
+    }
+
+    #[test]
+    fn websocket_is_on_where_a_route_proxies() {
+        let r = the_route("upstream = \"users\"\n");
+        assert!(r.websocket);
+        assert_eq!(
+            r.websocket_idle_timeout,
+            std::time::Duration::from_secs(300)
+        );
+        let r = the_route(
+            "upstream = \"users\"\nwebsocket = false\nwebsocket_idle_timeout = \"30s\"\n",
+        );
+        assert!(!r.websocket);
+        assert_eq!(r.websocket_idle_timeout, std::time::Duration::from_secs(30));
+        assert!(!the_route("respond = { status = 200 }\n").websocket);
+        assert_eq!(
+            one_error(&with_route(
+                "respond = { status = 200 }\nwebsocket = true\n"
+            )),
+            "t.toml:10:13: routes[0].websocket: applies only to a route with an upstream"
+        );
+        assert_eq!(
+            one_error(&with_route(
+                "upstream = \"users\"\nwebsocket_idle_timeout = \"0s\"\n"
+            )),
+            "t.toml:10:26: routes[0].websocket_idle_timeout: must be greater than zero"
+        );
     }
 
     #[test]

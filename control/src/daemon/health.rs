@@ -359,6 +359,10 @@ pub async fn check(
         let mut buf = vec![0u8; 512];
         loop {
             match parse_response(&head, MAX_RESPONSE_HEAD, &mut fields, Method::Get) {
+                // It switched protocols unasked: no HTTP answer will follow.
+                Ok(Some(parsed)) if parsed.status == 101 => {
+                    return Err("unexpected 101 Switching Protocols".to_string())
+                }
                 Ok(Some(parsed)) if parsed.status < 200 => {
                     head.drain(..parsed.head_len);
                     continue;

@@ -36,6 +36,7 @@ pub struct ListenerTotals {
     pub tls_resumed: u64,
     /// Failed handshakes by `tls::Refusal` (`as usize`).
     pub tls_refused: [u64; ringway_core::tls::Refusal::COUNT],
+    pub upgraded: u64,
     /// The latest `open` gauge each shard reported, by shard index.
     pub open_by_shard: BTreeMap<usize, u64>,
 }
@@ -51,6 +52,7 @@ impl ListenerTotals {
         self.refused += stats.refused;
         self.tls_handshakes += stats.tls_handshakes;
         self.tls_resumed += stats.tls_resumed;
+        self.upgraded += stats.upgraded;
         for (total, n) in self.tls_refused.iter_mut().zip(stats.tls_refused) {
             *total += n;
         }

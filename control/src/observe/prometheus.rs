@@ -259,6 +259,15 @@ fn listeners(out: &mut Out, totals: &Totals) {
         out.sample("ringway_connections_refused_total", &labels, l.refused);
     }
     out.header(
+        "ringway_connections_upgraded_total",
+        "counter",
+        "Client connections that switched to WebSocket after the upstream's 101, by listener.",
+    );
+    for (name, l) in &totals.listeners {
+        let labels = [("listener", name.as_str())];
+        out.sample("ringway_connections_upgraded_total", &labels, l.upgraded);
+    }
+    out.header(
         "ringway_tls_handshakes_total",
         "counter",
         "TLS handshakes completed, by listener and whether they resumed a session.",

@@ -29,7 +29,7 @@ pub fn render(totals: &Totals, info: &ProcessInfo) -> Value {
         .listeners
         .iter()
         .map(|(name, l)| {
-            let mut value = json!({"open": l.open(), "accepted": l.accepted, "refused": l.refused});
+            let mut value = json!({"open": l.open(), "accepted": l.accepted, "refused": l.refused, "upgraded": l.upgraded});
             if l.tls_handshakes > 0 || l.tls_refused.iter().any(|&n| n > 0) {
                 let failures: Map<String, Value> = (ringway_core::tls::Refusal::ALL.iter())
                     .zip(l.tls_refused)

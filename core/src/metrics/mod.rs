@@ -105,6 +105,8 @@ pub struct ListenerStats {
     /// TLS handshakes that failed, by [`Refusal`](crate::tls::Refusal) (`as usize`), since the
     /// previous report.
     pub tls_refused: [u64; crate::tls::Refusal::COUNT],
+    /// Connections that switched protocols (WebSocket) since the previous report.
+    pub upgraded: u64,
 }
 
 /// What a shard reports to the control thread: deltas since its previous report, keyed by the

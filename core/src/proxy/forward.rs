@@ -58,6 +58,9 @@ struct Request {
     body: BodyKind,
     /// Bytes of the body already in the client buffer when the whole body is there.
     buffered_body: Option<usize>,
+    /// The request offers a WebSocket upgrade upstream: after a 101 the connection is relayed
+    /// both ways, closed after this long without a byte.
+    upgrade: Option<std::time::Duration>,
 }
 
 /// What happened on the way to a response head, besides the head itself.
@@ -113,7 +116,10 @@ pub(crate) async fn proxy(
         Balance::Hash(key) => request_key_hash(key, d.peer.ip(), d.buf.data(), &d.headers),
         _ => None,
     };
-    let req = match prepare(sep, d, head, policy, cfg).await {
+    let route_cfg = &sep.epoch.config.routes[route];
+    let upgrade =
+        (head.websocket && route_cfg.websocket).then_some(route_cfg.websocket_idle_timeout);
+    let req = match prepare(sep, d, head, (policy, upgrade), cfg).await {
         Ok(req) => req,
         Err(e) => return fail(shard, d, e).await,
     };
@@ -165,7 +171,7 @@ async fn prepare(
     sep: &ShardEpoch,
     d: &mut Downstream,
     head: &RequestHead,
-    policy: Option<&Retry>,
+    (policy, upgrade): (Option<&Retry>, Option<std::time::Duration>),
     cfg: &Listener,
 ) -> Result<Request, Error> {
     d.out.clear();
@@ -181,6 +187,7 @@ async fn prepare(
             tls: d.stream.is_tls(),
             client_cert: client_cert_header.zip(d.stream.identity().map(|id| &*id.header_value)),
             reserved: &sep.epoch.reserved_headers,
+            upgrade: upgrade.is_some(),
         };
         write_upstream_head(&mut d.out, d.buf.data(), head, &d.headers, &fwd, |out| {
             out.extend_from_slice(&d.request_id)
@@ -214,6 +221,7 @@ async fn prepare(
         keep_alive: head.keep_alive,
         body: head.body,
         buffered_body,
+        upgrade,
     })
 }
 
@@ -351,6 +359,10 @@ async fn exchange(
             Box::pin(monoio::time::sleep_until(at(wake))).await;
         }
     };
+    if answered.resp.status == 101 {
+        let listener = &sep.epoch.config.listeners[d.listener].name;
+        shard.listener_event(listener, |l| l.upgraded += 1);
+    }
     let result = relay(shard, d, req, answered.conn, answered.resp, up_cfg, started).await;
     // Least request counted the exchange as in flight from the pick; it has ended, however it
     // ended (the guard also drops if this future is dropped mid-exchange).
@@ -436,6 +448,9 @@ async fn relay(
     }
     d.log.upstream_us = Some(started.elapsed().as_micros() as u64);
     d.log.status = resp.status;
+    if let (101, Some(idle)) = (resp.status, req.upgrade) {
+        return upgraded(d, conn, resp, idle).await;
+    }
 
     if resp.body != ResponseBody::None {
         // Transfer codings other than chunked go to the client by their labels; an HTTP/1.0
@@ -496,6 +511,53 @@ async fn relay(
     } else {
         After::KeepAlive
     })
+}
+
+/// Passes the upstream's 101 on, then relays the connection both ways until it ends; the
+/// client connection closes after it.
+async fn upgraded(
+    d: &mut Downstream,
+    mut conn: UpstreamConn,
+    resp: ResponseHead,
+    idle: std::time::Duration,
+) -> Result<After, Error> {
+    d.out.clear();
+    write_client_head(
+        &mut d.out,
+        conn.buf.data(),
+        &resp,
+        &d.headers,
+        ClientFraming::None,
+        false,
+        Version::Http11,
+    );
+    conn.buf.consume(resp.head_len);
+    d.written += d.out.len() as u64;
+    write_vec(&mut d.stream, &mut d.out)
+        .await
+        .map_err(ProxyError::client_write)?;
+    // What either side sent past its head is the new protocol's first bytes.
+    let from_client = d.buf.data().to_vec();
+    d.buf.consume(from_client.len());
+    let from_upstream = conn.buf.data().to_vec();
+    let timers = d.timers.clone();
+    let carried = super::tunnel::relay(
+        &timers,
+        d.stream.stream_mut(),
+        &mut conn.stream,
+        (from_client, from_upstream),
+        idle,
+    )
+    .await;
+    match carried {
+        Ok(carried) => {
+            d.log.upgraded_in = carried.from_client;
+            d.written += carried.from_upstream;
+        }
+        // Out of descriptors: the 101 is out, so the connection can only close.
+        Err(e) => tracing::warn!(error = %e, "cannot relay an upgraded connection"),
+    }
+    Ok(After::Gone)
 }
 
 /// Where one try goes: an endpoint, and the TLS it is reached with.
@@ -766,6 +828,18 @@ async fn send_and_read_head(
                 req.method,
             ) {
                 Ok(Some(resp)) if resp.status >= 200 => return Ok((resp, notes)),
+                // The upstream switches to the protocol offered; one not offered, or a 101
+                // that does not name its protocol, cannot be relayed.
+                Ok(Some(resp)) if resp.status == 101 => {
+                    if req.upgrade.is_some() && resp.upgrade {
+                        return Ok((resp, notes));
+                    }
+                    return Err(ProxyError::new(
+                        ErrorCause::BadResponse,
+                        "101 to a request that offered no such upgrade",
+                        None,
+                    ));
+                }
                 Ok(Some(interim)) => {
                     if interim.status != 100 && req.version == Version::Http11 {
                         d.out.clear();

@@ -49,6 +49,8 @@ pub struct Forwarded<'a> {
     /// `client_cert_header`, on every listener, so that no client can pass one off as its
     /// own; matched with `_` as `-`, as CGI-style servers read them.
     pub reserved: &'a [Box<str>],
+    /// Offer the client's WebSocket upgrade to the upstream.
+    pub upgrade: bool,
 }
 
 /// Whether `name` is `reserved`, in any case and with `_` and `-` alike (on either side:
@@ -130,6 +132,11 @@ pub fn write_upstream_head(
     if !has_id {
         out.extend_from_slice(b"x-request-id: ");
         request_id(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    if fwd.upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\nupgrade: ");
+        join_values(out, src, headers, HeaderKind::Upgrade);
         out.extend_from_slice(b"\r\n");
     }
     match head.body {
@@ -215,7 +222,11 @@ pub fn write_client_head(
         }
         ClientFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
-    if resp.status >= 200 {
+    if resp.status == 101 && resp.upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\nupgrade: ");
+        join_values(out, src, headers, HeaderKind::Upgrade);
+        out.extend_from_slice(b"\r\n");
+    } else if resp.status >= 200 {
         if close {
             out.extend_from_slice(b"connection: close\r\n");
         } else if client == Version::Http10 {

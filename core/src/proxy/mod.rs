@@ -8,6 +8,7 @@ pub mod head;
 pub mod local;
 mod record;
 pub mod retry;
+mod tunnel;
 
 use std::cell::Cell;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};

@@ -32,6 +32,8 @@ pub(crate) struct RequestLog {
     /// From forwarding the request to the upstream's response head.
     pub upstream_us: Option<u64>,
     pub cause: Option<ErrorCause>,
+    /// Bytes the client sent past HTTP (an upgraded connection's).
+    pub upgraded_in: u64,
     in_start: u64,
     out_start: u64,
     /// `"method":..,"host":..,"path":..` for the access log, captured while the head is there.
@@ -52,6 +54,7 @@ impl RequestLog {
             endpoint: None,
             upstream_us: None,
             cause: None,
+            upgraded_in: 0,
             in_start: 0,
             out_start: 0,
             fields: Vec::with_capacity(if access_log { 256 } else { 0 }),
@@ -72,6 +75,7 @@ impl RequestLog {
         self.endpoint = None;
         self.upstream_us = None;
         self.cause = None;
+        self.upgraded_in = 0;
         self.in_start = consumed_total;
         self.out_start = written;
         self.fields.clear();
@@ -146,7 +150,7 @@ pub(crate) fn finish(shard: &Shard, sep: &ShardEpoch, d: &mut Downstream) {
     let upstream_slot = d.log.upstream_slot.take();
     let log = &d.log;
     let total_us = log.start.elapsed().as_micros() as u64;
-    let bytes_in = d.buf.consumed_total() - log.in_start;
+    let bytes_in = d.buf.consumed_total() - log.in_start + log.upgraded_in;
     let bytes_out = d.written - log.out_start;
     // Routing sets both; the lookup is only a fallback should a path set the route alone.
     let route_slot = route_slot.or_else(|| log.route.map(|route| sep.route(shard, route)));

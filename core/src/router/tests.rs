@@ -18,6 +18,8 @@ fn route(name: &str) -> Route {
         retry: None,
         rate_limit: None,
         max_in_flight: None,
+        websocket: false,
+        websocket_idle_timeout: std::time::Duration::from_secs(300),
     }
 }
 

@@ -310,6 +310,73 @@ impl TlsStream {
     }
 }
 
+/// The synchronous steps of a connection relayed both ways at once (an upgraded connection):
+/// its reading and writing directions run concurrently on their own descriptors of the
+/// socket, and share the rustls state only between their awaits.
+impl TlsStream {
+    /// Ciphertext read from the socket that rustls has not taken yet.
+    pub fn take_unread_ciphertext(&mut self) -> Vec<u8> {
+        let rest = self.rbuf[self.rpos.min(self.rbuf.len())..].to_vec();
+        self.rpos = self.rbuf.len();
+        rest
+    }
+
+    /// Gives rustls ciphertext (an empty slice: the socket ended); returns the bytes taken.
+    pub fn feed(&mut self, mut ciphertext: &[u8]) -> io::Result<usize> {
+        let before = ciphertext.len();
+        if before == 0 {
+            self.eof = true;
+            let _ = self.conn.read_tls(&mut io::empty());
+        } else {
+            self.conn.read_tls(&mut ciphertext)?;
+        }
+        let state = self
+            .conn
+            .process_new_packets()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        self.plaintext = state.plaintext_bytes_to_read();
+        self.peer_closed |= state.peer_has_closed();
+        Ok(before - ciphertext.len())
+    }
+
+    /// Plaintext rustls holds, into `dst`: Some(0) at the end of the stream, None when it
+    /// holds none yet.
+    pub fn take_plain(&mut self, dst: &mut [u8]) -> io::Result<Option<usize>> {
+        if self.eof && self.plaintext == 0 && !self.peer_closed {
+            // Nothing more can come: report the end even without close_notify.
+            return Ok(match self.take_plaintext(dst.as_mut_ptr(), dst.len())? {
+                None => Some(0),
+                taken => taken,
+            });
+        }
+        self.take_plaintext(dst.as_mut_ptr(), dst.len())
+    }
+
+    /// Encrypts all of `plaintext` (and any record rustls has queued, such as an answer to a
+    /// key update) into `out`.
+    pub fn seal(&mut self, mut plaintext: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        loop {
+            let n = self.conn.writer().write(plaintext)?;
+            plaintext = &plaintext[n..];
+            while self.conn.wants_write() {
+                self.conn.write_tls(out)?;
+            }
+            if plaintext.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Queues `close_notify` into `out`.
+    pub fn seal_close(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        self.conn.send_close_notify();
+        while self.conn.wants_write() {
+            self.conn.write_tls(out)?;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for TlsStream {
     fn drop(&mut self) {
         self.release();

@@ -104,6 +104,11 @@ pub(crate) struct Fields {
     pub close: bool,
     pub keep_alive: bool,
     pub expect_continue: bool,
+    /// Connection lists `upgrade`.
+    pub connection_upgrade: bool,
+    /// Upgrade fields are present; `websocket`: one of them offers WebSocket.
+    pub upgrade: bool,
+    pub websocket: bool,
     /// A field name that reads as Content-Length or Transfer-Encoding once '_' becomes '-'
     /// (as CGI-style servers fold them): it would reach the upstream past our framing.
     pub framing_lookalike: bool,
@@ -172,11 +177,20 @@ pub(crate) fn collect(
                     } else if option.eq_ignore_ascii_case(b"keep-alive") {
                         fields.keep_alive = true;
                     } else if is_token(option) {
+                        fields.connection_upgrade |= option.eq_ignore_ascii_case(b"upgrade");
                         connection_options = true;
                     } else {
                         return Err("invalid Connection option");
                     }
                 }
+            }
+            HeaderKind::Upgrade => {
+                fields.upgrade = true;
+                // protocol-name ["/" protocol-version] (RFC 9110 section 7.8).
+                fields.websocket |= list_elements(value).any(|p| {
+                    let name = p.split(|&b| b == b'/').next().unwrap_or(p);
+                    name.eq_ignore_ascii_case(b"websocket")
+                });
             }
             HeaderKind::Expect => {
                 fields.expect_continue |=

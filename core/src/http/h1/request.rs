@@ -47,6 +47,10 @@ pub struct RequestHead {
     pub keep_alive: bool,
     /// `Expect: 100-continue` on an HTTP/1.1 request (ignored on 1.0, RFC 9110 10.1.1).
     pub expect_continue: bool,
+    /// An HTTP/1.1 GET without a body asking to switch to WebSocket (`Connection: upgrade`
+    /// and `Upgrade: websocket`, RFC 6455 section 4.1). Other upgrades are not offered
+    /// upstream: their Upgrade field is dropped like any hop-by-hop field.
+    pub websocket: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,6 +207,11 @@ pub fn parse_request(
         body,
         keep_alive,
         expect_continue: fields.expect_continue && version == Version::Http11,
+        websocket: fields.websocket
+            && fields.connection_upgrade
+            && version == Version::Http11
+            && method == Method::Get
+            && matches!(body, BodyKind::None | BodyKind::Length(0)),
     }))
 }
 

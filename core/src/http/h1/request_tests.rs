@@ -370,3 +370,36 @@ fn mutated_heads_never_panic_and_prefixes_agree() {
         }
     }
 }
+
+#[test]
+fn websocket_upgrades_are_recognised_and_nothing_else_is() {
+    let ws = |line: &str, fields: &[&str]| ok(&req(line, fields)).websocket;
+    let base = ["Host: a", "Connection: Upgrade", "Upgrade: websocket"];
+    assert!(ws("GET / HTTP/1.1", &base));
+    assert!(ws(
+        "GET / HTTP/1.1",
+        &[
+            "Host: a",
+            "Connection: keep-alive, upgrade",
+            "Upgrade: WebSocket/13, h2c"
+        ]
+    ));
+    // Both fields are needed, on a bodiless HTTP/1.1 GET.
+    assert!(!ws("GET / HTTP/1.1", &["Host: a", "Upgrade: websocket"]));
+    assert!(!ws("GET / HTTP/1.1", &["Host: a", "Connection: upgrade"]));
+    assert!(!ws("GET / HTTP/1.0", &base));
+    assert!(!ws("POST / HTTP/1.1", &base));
+    let mut with_body = base.to_vec();
+    with_body.push("Content-Length: 0");
+    assert!(ws("GET / HTTP/1.1", &with_body));
+    with_body[3] = "Content-Length: 3";
+    assert!(!ws("GET / HTTP/1.1", &with_body));
+    assert!(!ws(
+        "GET / HTTP/1.1",
+        &["Host: a", "Connection: upgrade", "Upgrade: h2c"]
+    ));
+    assert!(!ws(
+        "GET / HTTP/1.1",
+        &["Host: a", "Connection: upgrade", "Upgrade: websockets"]
+    ));
+}

@@ -44,6 +44,8 @@ pub struct ResponseHead {
     pub codings: TransferCodings,
     /// Whether the upstream connection may carry another request after this response.
     pub keep_alive: bool,
+    /// A 101 that names the protocol it switches to (`Upgrade` with `Connection: upgrade`).
+    pub upgrade: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,8 +80,9 @@ const REASON_OFFSET: usize = 13;
 
 /// Parses a response head at the start of `buf`; `headers` is cleared and receives its fields.
 /// `request_method` decides HEAD (no body) and CONNECT framing. A 1xx head has body `None`: it
-/// is interim and the caller reads the next head. 101 and a 2xx to CONNECT (tunnels) are not
-/// supported yet and come back `Malformed`.
+/// is interim and the caller reads the next head, except 101, after which the connection
+/// speaks another protocol: only a caller that asked for an upgrade may accept it. A 2xx to
+/// CONNECT (a tunnel) is not supported and comes back `Malformed`.
 // Inlined into the shard's one caller: the admin listener and health checks call it too,
 // and out of line it costs the proxy a call per message (callgrind).
 #[inline]
@@ -142,9 +145,6 @@ pub fn parse_response(
     );
 
     let fields = collect(buf, res.headers, headers).map_err(Malformed)?;
-    if status == 101 {
-        return Err(Malformed("unexpected 101"));
-    }
     if request_method == Method::Connect && (200..300).contains(&status) {
         return Err(Malformed("unexpected 2xx to CONNECT"));
     }
@@ -169,6 +169,7 @@ pub fn parse_response(
         || status == 304
         || request_method == Method::Head;
     let (body, keep_alive) = match (fields.transfer_encoding, fields.content_length) {
+        _ if status == 101 => (ResponseBody::None, false),
         _ if no_body => (ResponseBody::None, persistent),
         (Some(codings), _) if codings.last_is_chunked => (ResponseBody::Chunked, persistent),
         (Some(_), _) => (ResponseBody::UntilClose, false),
@@ -188,6 +189,7 @@ pub fn parse_response(
         body,
         codings,
         keep_alive,
+        upgrade: status == 101 && fields.upgrade && fields.connection_upgrade,
     }))
 }
 
