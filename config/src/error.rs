@@ -69,12 +69,27 @@ impl ConfigError {
     /// A TOML syntax error: the file could not be parsed at all.
     pub(crate) fn syntax(file: &str, src: &str, error: &toml_edit::TomlError) -> Self {
         let offset = error.span().map_or(0, |span| span.start);
+        let mut message = error.message().trim().to_owned();
+        if message.is_empty() {
+            // toml_edit names no cause for some faults, such as a control character in a
+            // comment; the character at the position is the cause.
+            message = match src.get(offset..).and_then(|rest| rest.chars().next()) {
+                Some(c) if c.is_control() => {
+                    format!(
+                        "control character U+{:04X} is not allowed here",
+                        u32::from(c)
+                    )
+                }
+                Some(c) => format!("unexpected {c:?}"),
+                None => "unexpected end of file".to_owned(),
+            };
+        }
         ConfigError::at(
             file,
             &Lines::new(src),
             offset,
             "(syntax)".to_owned(),
-            error.message().to_owned(),
+            message,
         )
     }
 
@@ -221,6 +236,24 @@ mod tests {
         );
         let errors = ConfigErrors(vec![error.clone(), error]);
         assert_eq!(errors.to_string().lines().count(), 2);
+    }
+
+    #[test]
+    fn a_control_character_in_a_comment_is_named() {
+        // toml_edit's message for a control character in a comment is empty.
+        for (src, want) in [
+            (
+                "# a\u{1}\n",
+                "t.toml:1:4: (syntax): control character U+0001 is not allowed here",
+            ),
+            (
+                "a = 1\n# x\0y\n",
+                "t.toml:2:4: (syntax): control character U+0000 is not allowed here",
+            ),
+        ] {
+            let errors = crate::parse(src, "t.toml").expect_err("a syntax error");
+            assert_eq!(errors.to_string(), want);
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@
 
 mod client;
 mod control;
+pub mod dns;
 pub mod faults;
 mod gateway;
 mod reply;

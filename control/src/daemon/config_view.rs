@@ -54,6 +54,7 @@ pub fn render(config: &Config) -> Value {
                 "idle_timeout": duration(u.idle_timeout),
                 "pool_idle_timeout": duration(u.pool_idle_timeout),
                 "max_idle_per_endpoint": u.max_idle_per_endpoint,
+                "resolve_interval": u.resolve_interval.map_or_else(|| "off".to_string(), duration),
                 "circuit_breaker": u.circuit_breaker.as_ref().map(|b| json!({
                     "consecutive_failures": b.consecutive_failures,
                     "error_percent": b.error_percent,
@@ -104,6 +105,10 @@ pub fn render(config: &Config) -> Value {
         "metrics": {
             "interval": duration(config.metrics.interval),
             "interval_log": config.metrics.interval_log.as_ref().map(|p| p.display().to_string()),
+        },
+        "resolver": {
+            "servers": config.resolver.servers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "timeout": duration(config.resolver.timeout),
         },
         "listeners": listeners,
         "upstreams": upstreams,

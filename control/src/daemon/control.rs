@@ -16,6 +16,7 @@ use ringway_core::{Epoch, FromShard, ShardInfo, ShardLink, ShardSet, ToShard};
 use serde_json::{json, Value};
 
 use super::health::{HealthChecker, Probe};
+use super::names::{Found, Names};
 use super::notify::Notifier;
 use super::quota::Quota;
 use super::{config_view, reload, Command, Request};
@@ -99,6 +100,9 @@ pub struct Control {
     health_owed: Vec<usize>,
     /// The node's rate-limit buckets, leased to shards.
     quota: Quota,
+    /// The endpoint names the current config follows, and their latest lookups.
+    names: Names,
+    names_found: Receiver<Found>,
 }
 
 impl Control {
@@ -122,6 +126,8 @@ impl Control {
         let quota = Quota::new(&parts.epoch, parts.set.shards.len());
         let health = HealthChecker::new(&parts.epoch.config);
         let health_results = health.results();
+        let names = Names::new(&parts.epoch.config);
+        let names_found = names.found();
         let mut observatory = parts.observatory;
         observatory.follow(&parts.epoch.config);
         Control {
@@ -145,6 +151,8 @@ impl Control {
             access_log_reopen: parts.access_log_reopen,
             phase: Phase::Serving,
             quota,
+            names,
+            names_found,
         }
     }
 
@@ -169,6 +177,11 @@ impl Control {
                         if self.health.absorb(probe) {
                             self.health_owed = (0..self.shards.len()).collect();
                         }
+                    }
+                }
+                recv(self.names_found) -> found => {
+                    if let Ok(found) = found {
+                        self.resolved(found);
                     }
                 }
                 recv(ticker) -> _ => self.tick(),
@@ -498,6 +511,7 @@ impl Control {
             "certificates": certificates,
             "connections": connections,
             "reloads": { "ok": info.reloads_ok, "failed": info.reloads_failed },
+            "resolver": self.names.view(),
             "retired_epochs": self.retired.len(),
             "shard_count": info.shards,
         })
@@ -589,6 +603,7 @@ impl Control {
         if self.health.follow(&self.current.config) {
             self.health_owed = (0..self.shards.len()).collect();
         }
+        self.names.follow(&self.current.config);
         if !silent.is_empty() {
             let errors: Vec<String> = silent
                 .iter()
@@ -603,6 +618,47 @@ impl Control {
             answer["warnings"] = json!(warnings);
         }
         answer
+    }
+
+    /// Takes in a lookup of an endpoint name (and any others already waiting); when an
+    /// endpoint's name moved to another address, switches to a new epoch whose config differs
+    /// from the running one only in those addresses. The shards get it as they get a reload,
+    /// without this loop waiting for their acknowledgements: nothing in it can fail on a
+    /// shard (the listeners are the running ones).
+    fn resolved(&mut self, first: Found) {
+        let mut moved = self.names.absorb(first);
+        while let Ok(found) = self.names_found.try_recv() {
+            moved |= self.names.absorb(found);
+        }
+        if !moved || self.phase != Phase::Serving {
+            return;
+        }
+        let Some(config) = self.names.patch(&self.current.config) else {
+            return;
+        };
+        let id = self.next_epoch;
+        let running = self.current.clone();
+        let compiled = self
+            .background
+            .run(move || Epoch::compile_after(id, config, Some(&running)).map(Arc::new));
+        let epoch = match compiled {
+            Ok(epoch) => epoch,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot compile the config with the new endpoint addresses: keeping the old ones");
+                return;
+            }
+        };
+        self.next_epoch += 1;
+        self.quota.add_epoch(&epoch);
+        self.broadcast(&epoch);
+        let old = std::mem::replace(&mut self.current, epoch);
+        self.retired.push(old);
+        self.observatory.follow(&self.current.config);
+        self.quota.retain_epoch(&self.current);
+        if self.health.follow(&self.current.config) {
+            self.health_owed = (0..self.shards.len()).collect();
+        }
+        tracing::info!(epoch = id, "endpoint addresses changed");
     }
 
     /// Sends `epoch` to every running shard; the shards it reached.

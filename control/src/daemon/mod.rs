@@ -3,7 +3,8 @@
 //!
 //! Threads: one per shard (core), the control loop (this thread), the control-socket accept
 //! thread and one thread per control client (at most 16), the admin listener's thread (one
-//! event loop, a task per connection), and the signal thread. Everything outside the shards
+//! event loop, a task per connection), the health check thread, the endpoint-name lookup
+//! thread ([`names`]), and the signal thread. Everything outside the shards
 //! talks to the loop through one channel of [`Request`]s; the loop does one request at a
 //! time, so two reloads never overlap, and no client can block it (each waits for its reply
 //! on its own thread or task).
@@ -13,6 +14,7 @@ mod background;
 mod config_view;
 mod control;
 mod health;
+mod names;
 mod notify;
 mod quota;
 mod reload;
