@@ -180,7 +180,7 @@ fn random_id() -> u16 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
@@ -191,7 +191,7 @@ mod tests {
 
     /// How the test server answers.
     #[derive(Clone)]
-    enum Says {
+    pub(crate) enum Says {
         Ipv4(Vec<Ipv4Addr>),
         Ipv6Only(Ipv6Addr),
         Code(ResponseCode),
@@ -199,7 +199,7 @@ mod tests {
     }
 
     /// A DNS server on 127.0.0.1 answering every query as `says`; counts queries.
-    fn server(says: Says) -> (SocketAddr, Arc<AtomicUsize>) {
+    pub(crate) fn server(says: Says) -> (SocketAddr, Arc<AtomicUsize>) {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = socket.local_addr().unwrap();
         let queries = Arc::new(AtomicUsize::new(0));

@@ -86,11 +86,20 @@ impl Ctx<'_> {
         };
         let resolver = self.resolver.as_ref()?;
         let lower = host.to_ascii_lowercase();
+        // Once per name and load: 10,000 upstreams may share a name.
+        let found = match self.looked_up.get(&lower) {
+            Some(found) => found.clone(),
+            None => {
+                let found = crate::resolve::lookup(host, resolver);
+                self.looked_up.insert(lower.clone(), found.clone());
+                found
+            }
+        };
         let keep = self
             .running_addresses
             .get(lower.as_str())
             .map_or(&[][..], Vec::as_slice);
-        match lookup(host, port, resolver, keep) {
+        match address_of(host, port, found, keep) {
             Ok(addr) => Some(addr),
             Err(message) => self.fail(raw, key, message),
         }
@@ -225,7 +234,10 @@ pub(super) fn is_token(text: &str) -> bool {
 fn resolve(text: &str) -> Result<SocketAddr, String> {
     match host_port(text)? {
         Ok(addr) => Ok(addr),
-        Err((host, port)) => lookup(host, port, &Resolver::default(), &[]),
+        Err((host, port)) => {
+            let found = crate::resolve::lookup(host, &Resolver::default());
+            address_of(host, port, found, &[])
+        }
     }
 }
 
@@ -243,15 +255,15 @@ fn host_port(text: &str) -> Result<Result<SocketAddr, (&str, u16)>, String> {
     Ok(Err((host, port)))
 }
 
-/// `host` looked up with `resolver`, one address chosen (preferring those in `keep`).
-fn lookup(
+/// `host:port` with one of the addresses `host` was found to have (preferring those in
+/// `keep`), or why there is none.
+fn address_of(
     host: &str,
     port: u16,
-    resolver: &Resolver,
+    found: Result<Vec<IpAddr>, String>,
     keep: &[IpAddr],
 ) -> Result<SocketAddr, String> {
-    let found = crate::resolve::lookup(host, resolver)
-        .map_err(|e| format!("cannot resolve host \"{host}\": {e}"))?;
+    let found = found.map_err(|e| format!("cannot resolve host \"{host}\": {e}"))?;
     let ip =
         choose(&found, keep).ok_or_else(|| format!("host \"{host}\" resolves to no address"))?;
     Ok(SocketAddr::new(ip, port))

@@ -50,6 +50,8 @@ pub(crate) struct Ctx<'a> {
     /// Where endpoint names are looked up; `None` while `[resolver]` is invalid (reported
     /// there), and then names are not looked up.
     resolver: Option<Resolver>,
+    /// What each endpoint name was found to have in this load, by lower-case name.
+    looked_up: HashMap<String, Result<Vec<IpAddr>, String>>,
     /// The folder relative file paths (certificates, keys) resolve from.
     base: PathBuf,
     file: &'a str,
@@ -194,6 +196,7 @@ pub(crate) fn validate(
         running_regexes,
         running_addresses,
         resolver: None,
+        looked_up: HashMap::new(),
         base: base_folder(file),
         file,
         lines: &read.lines,

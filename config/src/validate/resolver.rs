@@ -98,9 +98,11 @@ pub(super) fn resolve_interval(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     use crate::model::Resolver;
+    use crate::resolve::tests::{server, Says};
     use crate::validate::test_util::{errors, one_error, parse_ok, BASE};
 
     #[test]
@@ -213,6 +215,42 @@ mod tests {
         assert!(
             errors[1].starts_with("t.toml:8:59: upstreams[0].endpoints[1].address:"),
             "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_name_is_looked_up_once_per_load_and_a_running_address_is_kept() {
+        let (dns, queries) = server(Says::Ipv4(vec![
+            [127, 0, 0, 2].into(),
+            [127, 0, 0, 3].into(),
+        ]));
+        let src = format!(
+            "{BASE}[resolver]\nservers = [\"{dns}\"]\n\
+             [[upstreams]]\nname = \"a\"\n\
+             endpoints = [{{ address = \"backend.test:1\" }}, {{ address = \"Backend.Test:2\" }}]\n\
+             [[upstreams]]\nname = \"b\"\nendpoints = [{{ address = \"backend.test:3\" }}]\n"
+        );
+        let first = parse_ok(&src);
+        assert_eq!(
+            queries.load(Ordering::SeqCst),
+            1,
+            "one query for three endpoints"
+        );
+        let addresses: Vec<String> = (first.upstreams.iter())
+            .flat_map(|u| &u.endpoints)
+            .map(|e| e.address.to_string())
+            .collect();
+        assert_eq!(addresses, ["127.0.0.2:1", "127.0.0.2:2", "127.0.0.2:3"]);
+        // A reload of a config that runs on 127.0.0.3 keeps it: the name still has it.
+        let mut running = first.clone();
+        for e in running.upstreams.iter_mut().flat_map(|u| &mut u.endpoints) {
+            e.address.set_ip([127, 0, 0, 3].into());
+        }
+        let read = crate::read::read(&src, "t.toml").unwrap();
+        let again = crate::validate::validate(read, "t.toml", &src, Some(&running)).unwrap();
+        assert_eq!(
+            again.upstreams[1].endpoints[0].address,
+            "127.0.0.3:3".parse().unwrap()
         );
     }
 }
