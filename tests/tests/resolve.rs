@@ -195,6 +195,9 @@ both_drivers!(
              [[routes]]\nname = \"still\"\npath_prefix = \"/still\"\nupstream = \"still\"\n"
         );
         let gw = Gateway::start(driver, &toml);
+        // What the load asked (a start that lost a race for its port and was retried asked
+        // too).
+        let (fast_at_load, still_at_load) = (dns.queries("fast.test"), dns.queries("still.test"));
         let mut client = Client::connect(gw.addr());
         assert_eq!(text(&mut client, "/fast"), "a");
         assert_eq!(text(&mut client, "/still"), "a");
@@ -210,10 +213,10 @@ both_drivers!(
             },
         );
         poll_until(
-            "six lookups of fast.test",
+            "five lookups of fast.test after the load",
             Duration::from_secs(10),
-            || match dns.queries("fast.test") {
-                n if n >= 6 => Ok(()),
+            || match dns.queries("fast.test") - fast_at_load {
+                n if n >= 5 => Ok(()),
                 n => Err(format!("{n} lookups")),
             },
         );
@@ -222,11 +225,15 @@ both_drivers!(
             "a",
             "\"off\": the name is not followed"
         );
-        assert_eq!(dns.queries("still.test"), 1, "asked once, at load");
-        // The first query is the load's; the lookups after it come one interval apart, counted
-        // from the end of the lookup before (so never sooner than the interval).
+        assert_eq!(
+            dns.queries("still.test"),
+            still_at_load,
+            "asked at load only"
+        );
+        // The lookups after the load come one interval apart, counted from the end of the
+        // lookup before (so never sooner than the interval).
         let times = dns.query_times("fast.test");
-        for pair in times[1..].windows(2) {
+        for pair in times[fast_at_load..].windows(2) {
             let gap = pair[1] - pair[0];
             assert!(
                 gap >= interval - Duration::from_millis(20)
