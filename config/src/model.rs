@@ -146,6 +146,97 @@ pub struct Listener {
     pub max_request_body: u64,
     /// `tls`; `None`: a plaintext listener.
     pub tls: Option<ListenerTls>,
+    /// `trusted_proxies`: addresses of proxies in front of the gateway. A request from one of
+    /// them has its client address taken from `X-Forwarded-For` (the last address that is not
+    /// itself trusted), and its forwarding headers are extended; from anyone else they are
+    /// replaced. Empty: nobody is trusted.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `proxy_protocol`: every connection starts with a PROXY protocol header (v1 or v2),
+    /// whose source address is the client's (only from `trusted_proxies` when that is set).
+    pub proxy_protocol: bool,
+}
+
+/// An IP network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`; a bare address is a host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` is in the network; an IPv4-mapped IPv6 address counts as its IPv4 one.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+
+    /// Parses `a.b.c.d/n`, `v6/n` or a bare address; the address must have no bits set past
+    /// the prefix, so that a typo like `10.0.0.1/8` is not silently widened.
+    pub fn parse(text: &str) -> Result<IpNet, String> {
+        use std::net::IpAddr;
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("\"{text}\" is not an IP address or CIDR network"))?;
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= max && p.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => return Err(format!("\"{text}\": prefix length must be 0 to {max}")),
+            },
+        };
+        let net = IpNet { addr, prefix };
+        if net.network() != addr {
+            return Err(format!(
+                "\"{text}\" has host bits set; the network is {}/{prefix}",
+                net.network()
+            ));
+        }
+        Ok(net)
+    }
+
+    fn network(&self) -> std::net::IpAddr {
+        use std::net::IpAddr;
+        match self.addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V4((u32::from(a) & mask).into())
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V6((u128::from(a) & mask).into())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
 }
 
 /// `tls` of a listener: it speaks TLS 1.2/1.3 only.

@@ -103,6 +103,8 @@ pub(crate) struct RawListener {
     pub max_header_bytes: Option<Typed<RawSize>>,
     pub max_request_body: Option<Typed<RawSize>>,
     pub tls: Option<At<RawListenerTls>>,
+    pub trusted_proxies: Option<List<Typed<String>>>,
+    pub proxy_protocol: Option<Typed<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

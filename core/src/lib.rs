@@ -18,6 +18,7 @@ pub mod io;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod router;
 pub mod shard;
 pub mod sys;

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::tls::listener_tls;
 use super::Ctx;
-use crate::model::Listener;
+use crate::model::{IpNet, Listener};
 use crate::raw::{At, List, RawListener, Typed};
 
 const MIN_REQUEST_LINE: u64 = 64;
@@ -113,6 +113,10 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &List<At<RawListener>>) -> Vec<L
             }
         }
         let tls = listener_tls(ctx, &prefix, l.tls.as_ref());
+        let trusted_proxies = trusted_proxies(ctx, &prefix, l.trusted_proxies.as_ref());
+        let proxy_protocol = ctx
+            .optional(l.proxy_protocol.as_ref(), &key("proxy_protocol"))
+            .map(|raw| raw.is_some_and(|raw| *raw.get_ref()));
         let listener = (|| {
             Some(Listener {
                 name: name?,
@@ -126,11 +130,43 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &List<At<RawListener>>) -> Vec<L
                 max_header_bytes: head?,
                 max_request_body: body?,
                 tls: tls?,
+                trusted_proxies: trusted_proxies?,
+                proxy_protocol: proxy_protocol?,
             })
         })();
         valid.extend(listener);
     }
     valid
+}
+
+/// `trusted_proxies`: networks, each an address or CIDR.
+fn trusted_proxies(
+    ctx: &mut Ctx<'_>,
+    prefix: &str,
+    raw: Option<&List<Typed<String>>>,
+) -> Option<Vec<IpNet>> {
+    let Some(raw) = raw else {
+        return Some(Vec::new());
+    };
+    let key = format!("{prefix}.trusted_proxies");
+    let items = ctx.list(raw, &key)?;
+    let mut nets = Vec::with_capacity(items.len());
+    let mut valid = true;
+    for (i, item) in items.iter().enumerate() {
+        let key = format!("{key}[{i}]");
+        let Some(text) = ctx.typed(item, &key) else {
+            valid = false;
+            continue;
+        };
+        match IpNet::parse(text.get_ref()) {
+            Ok(net) => nets.push(net),
+            Err(message) => {
+                ctx.error(text, key, message);
+                valid = false;
+            }
+        }
+    }
+    valid.then_some(nets)
 }
 
 /// Byte counts past `usize` cannot occur on the 64-bit targets Ringway runs on.
@@ -264,6 +300,61 @@ mod tests {
         assert_eq!(
             one_error(&src),
             "t.toml:4:20: listeners[0].max_request_body: invalid type: floating point `1.5`, expected a size: a number of bytes or a string such as \"64KiB\""
+        );
+    }
+}
+
+#[cfg(test)]
+mod trust_tests {
+    use crate::model::IpNet;
+    use crate::validate::test_util::{one_error, parse_ok, BASE};
+
+    #[test]
+    fn networks_parse_and_match() {
+        let net = |s| IpNet::parse(s).unwrap();
+        let ip = |s: &str| s.parse().unwrap();
+        assert!(net("10.0.0.0/8").contains(ip("10.255.1.2")));
+        assert!(!net("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(net("127.0.0.1").contains(ip("127.0.0.1")));
+        assert!(!net("127.0.0.1").contains(ip("127.0.0.2")));
+        assert!(net("0.0.0.0/0").contains(ip("203.0.113.9")));
+        assert!(!net("0.0.0.0/0").contains(ip("::2")));
+        // An IPv4-mapped IPv6 peer (a listener on [::]) is its IPv4 address.
+        assert!(net("192.168.0.0/16").contains(ip("::ffff:192.168.3.4")));
+        assert!(net("2001:db8::/32").contains(ip("2001:db8:1::1")));
+        assert!(!net("2001:db8::/32").contains(ip("2001:db9::1")));
+        assert!(net("::/0").contains(ip("::1")));
+        for (bad, why) in [
+            ("10.0.0.1/8", "host bits set; the network is 10.0.0.0/8"),
+            ("10.0.0.0/33", "prefix length must be 0 to 32"),
+            ("10.0.0.0/+8", "prefix length must be 0 to 32"),
+            ("::/129", "prefix length must be 0 to 128"),
+            ("example.com", "is not an IP address"),
+            ("10.0.0.0/", "prefix length"),
+        ] {
+            let err = IpNet::parse(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn listener_keys() {
+        let cfg = parse_ok(&format!(
+            "{BASE}trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\nproxy_protocol = true\n"
+        ));
+        let l = &cfg.listeners[0];
+        assert_eq!(l.trusted_proxies.len(), 2);
+        assert_eq!(l.trusted_proxies[1].to_string(), "::1/128");
+        assert!(l.proxy_protocol);
+        let cfg = parse_ok(BASE);
+        assert!(cfg.listeners[0].trusted_proxies.is_empty());
+        assert!(!cfg.listeners[0].proxy_protocol);
+        let err = one_error(&format!("{BASE}trusted_proxies = [\"10.1.2.3/16\"]\n"));
+        assert!(
+            err.ends_with(
+                "listeners[0].trusted_proxies[0]: \"10.1.2.3/16\" has host bits set; the network is 10.1.0.0/16"
+            ),
+            "{err}"
         );
     }
 }

@@ -29,6 +29,8 @@ pub fn render(config: &Config) -> Value {
                 "max_header_bytes": l.max_header_bytes,
                 "max_request_body": l.max_request_body,
                 "tls": l.tls.as_ref().map(listener_tls),
+                "trusted_proxies": l.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "proxy_protocol": l.proxy_protocol,
             })
         })
         .collect();

@@ -37,6 +37,7 @@ pub struct ListenerTotals {
     /// Failed handshakes by `tls::Refusal` (`as usize`).
     pub tls_refused: [u64; ringway_core::tls::Refusal::COUNT],
     pub upgraded: u64,
+    pub proxy_refused: u64,
     /// The latest `open` gauge each shard reported, by shard index.
     pub open_by_shard: BTreeMap<usize, u64>,
 }
@@ -53,6 +54,7 @@ impl ListenerTotals {
         self.tls_handshakes += stats.tls_handshakes;
         self.tls_resumed += stats.tls_resumed;
         self.upgraded += stats.upgraded;
+        self.proxy_refused += stats.proxy_refused;
         for (total, n) in self.tls_refused.iter_mut().zip(stats.tls_refused) {
             *total += n;
         }

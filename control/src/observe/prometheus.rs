@@ -268,6 +268,22 @@ fn listeners(out: &mut Out, totals: &Totals) {
         out.sample("ringway_connections_upgraded_total", &labels, l.upgraded);
     }
     out.header(
+        "ringway_proxy_protocol_failures_total",
+        "counter",
+        "Client connections closed for a missing, malformed, late or untrusted PROXY protocol \
+         header, by listener (listeners with proxy_protocol only).",
+    );
+    for (name, l) in &totals.listeners {
+        if l.proxy_refused > 0 {
+            let labels = [("listener", name.as_str())];
+            out.sample(
+                "ringway_proxy_protocol_failures_total",
+                &labels,
+                l.proxy_refused,
+            );
+        }
+    }
+    out.header(
         "ringway_tls_handshakes_total",
         "counter",
         "TLS handshakes completed, by listener and whether they resumed a session.",

@@ -30,6 +30,9 @@ pub fn render(totals: &Totals, info: &ProcessInfo) -> Value {
         .iter()
         .map(|(name, l)| {
             let mut value = json!({"open": l.open(), "accepted": l.accepted, "refused": l.refused, "upgraded": l.upgraded});
+            if l.proxy_refused > 0 {
+                value["proxy_protocol_failures"] = json!(l.proxy_refused);
+            }
             if l.tls_handshakes > 0 || l.tls_refused.iter().any(|&n| n > 0) {
                 let failures: Map<String, Value> = (ringway_core::tls::Refusal::ALL.iter())
                     .zip(l.tls_refused)

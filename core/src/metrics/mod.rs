@@ -107,6 +107,9 @@ pub struct ListenerStats {
     pub tls_refused: [u64; crate::tls::Refusal::COUNT],
     /// Connections that switched protocols (WebSocket) since the previous report.
     pub upgraded: u64,
+    /// Connections closed because their PROXY protocol header was missing, malformed, late or
+    /// from a peer outside `trusted_proxies`, since the previous report.
+    pub proxy_refused: u64,
 }
 
 /// What a shard reports to the control thread: deltas since its previous report, keyed by the

@@ -48,6 +48,8 @@ impl DownstreamPool {
                 out: Vec::with_capacity(OUT_BUF),
                 headers: Vec::with_capacity(crate::http::h1::MAX_HEADERS),
                 peer,
+                client: peer.ip(),
+                trusted_peer: false,
                 listener: 0,
                 written: 0,
                 request_id: Vec::with_capacity(32),
@@ -58,6 +60,8 @@ impl DownstreamPool {
         });
         d.stream.attach(stream);
         d.peer = peer;
+        d.client = peer.ip();
+        d.trusted_peer = false;
         d
     }
 

@@ -113,7 +113,7 @@ pub(crate) async fn proxy(
     }
     // The hash key is read from the head, which `prepare` takes out of the buffer.
     let key = match &sep.epoch.config.upstreams[upstream].balance {
-        Balance::Hash(key) => request_key_hash(key, d.peer.ip(), d.buf.data(), &d.headers),
+        Balance::Hash(key) => request_key_hash(key, d.client, d.buf.data(), &d.headers),
         _ => None,
     };
     let route_cfg = &sep.epoch.config.routes[route];
@@ -183,7 +183,8 @@ async fn prepare(
             .as_ref()
             .and_then(|t| t.client_cert_header.as_deref());
         let fwd = Forwarded {
-            client_ip: d.peer.ip(),
+            peer: d.peer.ip(),
+            trusted: d.trusted_peer,
             tls: d.stream.is_tls(),
             client_cert: client_cert_header.zip(d.stream.identity().map(|id| &*id.header_value)),
             reserved: &sep.epoch.reserved_headers,

@@ -39,7 +39,12 @@ fn join_values(out: &mut Vec<u8>, src: &[u8], headers: &[HeaderRef], kind: Heade
 
 /// What the gateway tells the upstream about the client connection.
 pub struct Forwarded<'a> {
-    pub client_ip: IpAddr,
+    /// The connection's peer: added to `X-Forwarded-For`.
+    pub peer: IpAddr,
+    /// The peer is a trusted proxy: the forwarding headers it sent are kept and extended;
+    /// from anyone else they are replaced (`X-Forwarded-*`) or dropped (`Forwarded`,
+    /// `X-Real-IP`).
+    pub trusted: bool,
     /// The client connection is TLS (`x-forwarded-proto: https`).
     pub tls: bool,
     /// The listener's `client_cert_header` (lower-case) and the verified client
@@ -86,16 +91,23 @@ pub fn write_upstream_head(
         push_header(out, b"host", head.host.map_or(&[][..], |h| h.get(src)));
     }
     let mut has_id = false;
+    let (mut has_proto, mut has_host) = (false, false);
     for h in headers {
         if h.strip_when_forwarding() {
             continue;
         }
         match h.kind {
-            HeaderKind::XForwardedFor
-            | HeaderKind::XForwardedProto
+            HeaderKind::XForwardedFor | HeaderKind::Via | HeaderKind::Expect => continue,
+            HeaderKind::XForwardedProto if fwd.trusted => has_proto = true,
+            HeaderKind::XForwardedHost if fwd.trusted => has_host = true,
+            HeaderKind::XForwardedProto
             | HeaderKind::XForwardedHost
-            | HeaderKind::Via
-            | HeaderKind::Expect => continue,
+            | HeaderKind::Forwarded
+            | HeaderKind::XRealIp
+                if !fwd.trusted =>
+            {
+                continue
+            }
             HeaderKind::XRequestId if has_id => continue,
             HeaderKind::XRequestId => has_id = true,
             _ => {}
@@ -107,20 +119,22 @@ pub fn write_upstream_head(
         push_header(out, name, h.value.get(src));
     }
     out.extend_from_slice(b"x-forwarded-for: ");
-    if join_values(out, src, headers, HeaderKind::XForwardedFor) {
+    if fwd.trusted && join_values(out, src, headers, HeaderKind::XForwardedFor) {
         out.extend_from_slice(b", ");
     }
-    push_ip(out, fwd.client_ip);
+    push_ip(out, fwd.peer);
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(if fwd.tls {
-        b"x-forwarded-proto: https\r\n"
-    } else {
-        b"x-forwarded-proto: http\r\n"
-    });
+    if !has_proto {
+        out.extend_from_slice(if fwd.tls {
+            b"x-forwarded-proto: https\r\n"
+        } else {
+            b"x-forwarded-proto: http\r\n"
+        });
+    }
     if let Some((name, identity)) = fwd.client_cert {
         push_header(out, name.as_bytes(), identity);
     }
-    if let Some(host) = head.host {
+    if let (Some(host), false) = (head.host, has_host) {
         push_header(out, b"x-forwarded-host", host.get(src));
     }
     out.extend_from_slice(b"via: ");

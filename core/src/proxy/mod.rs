@@ -3,6 +3,7 @@
 
 mod body;
 pub mod buffers;
+pub mod client;
 mod forward;
 pub mod head;
 pub mod local;
@@ -11,7 +12,7 @@ pub mod retry;
 mod tunnel;
 
 use std::cell::Cell;
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,10 @@ pub(crate) struct Downstream {
     pub out: Vec<u8>,
     pub headers: Vec<HeaderRef>,
     pub peer: SocketAddr,
+    /// The current request's client: `peer`, or the address a trusted proxy forwarded for.
+    pub client: IpAddr,
+    /// `peer` is one of the listener's `trusted_proxies`.
+    pub trusted_peer: bool,
     /// The listener's index in the epoch serving the current request.
     pub listener: usize,
     /// Bytes written to the client since the state was taken from the pool.
@@ -130,6 +135,44 @@ impl Conn {
 
     pub fn listener_name(&self) -> &str {
         &self.listener.name
+    }
+
+    /// Reads the PROXY protocol header the connection starts with, by `deadline`; the
+    /// client's address in it becomes the connection's peer. False when the connection must
+    /// close (no valid header in time; counted).
+    pub async fn read_proxy_header(&mut self, shard: &Shard, deadline: Instant) -> bool {
+        let Some(Stream::Plain(mut tcp)) = self.stream.take() else {
+            return false;
+        };
+        let read = self.proxy_header_on(shard, &mut tcp, deadline).await;
+        self.stream = Some(Stream::Plain(tcp));
+        read
+    }
+
+    /// [`Conn::read_proxy_header`] on a socket the connection does not hold yet (a TLS
+    /// listener's, before its handshake).
+    pub async fn proxy_header_on(
+        &mut self,
+        shard: &Shard,
+        tcp: &mut monoio::net::TcpStream,
+        deadline: Instant,
+    ) -> bool {
+        let read = shard
+            .timers
+            .within(deadline, crate::proxy_protocol::read_header(tcp))
+            .await;
+        let fault = match read {
+            Ok(Ok(crate::proxy_protocol::Header::Proxied(client))) => {
+                self.peer = Peer::new(client);
+                return true;
+            }
+            Ok(Ok(crate::proxy_protocol::Header::Local)) => return true,
+            Ok(Err(fault)) => fault,
+            Err(_) => "no PROXY header in time",
+        };
+        tracing::debug!(shard = shard.index, peer = %self.peer.get(), fault, "PROXY header refused");
+        shard.listener_event(&self.listener.name, |l| l.proxy_refused += 1);
+        false
     }
 }
 
@@ -275,6 +318,8 @@ async fn one_request(
     if shard.is_draining() || removed {
         head.keep_alive = false;
     }
+    (d.client, d.trusted_peer) =
+        client::client_address(&cfg.trusted_proxies, d.peer.ip(), d.buf.data(), &d.headers);
     d.log
         .capture(shard, d.buf.data(), &head, &d.headers, &mut d.request_id);
     let after = handle(shard, &sep, d, &head, cfg).await;
@@ -419,7 +464,7 @@ async fn handle(
     let slot = sep.route(shard, route);
     d.log.route_slot = Some(slot.clone());
     if let Some(limiter) = &slot.limiter {
-        let key = limiter.key(d.peer.ip(), d.buf.data(), &d.headers);
+        let key = limiter.key(d.client, d.buf.data(), &d.headers);
         if let Verdict::Limited { reset, .. } = limiter.admit(key, d.log.start).await {
             return respond_rate_limited(d, head, limiter.limit(), reset).await;
         }

@@ -184,7 +184,12 @@ pub(crate) fn finish(shard: &Shard, sep: &ShardEpoch, d: &mut Downstream) {
             rfc3339(out, log.wall);
             out.extend_from_slice(b"\",\"request_id\":");
             json_str(out, &d.request_id);
-            let _ = write!(out, ",\"client\":\"{}\",", d.peer);
+            // The peer with its port, or the address a trusted proxy forwarded for.
+            if d.client == d.peer.ip() {
+                let _ = write!(out, ",\"client\":\"{}\",", d.peer);
+            } else {
+                let _ = write!(out, ",\"client\":\"{}\",", d.client);
+            }
             if log.fields.is_empty() {
                 out.extend_from_slice(b"\"method\":null,\"host\":null,\"path\":null");
             } else {

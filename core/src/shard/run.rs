@@ -242,6 +242,22 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, handle: Rc<Listene
                     sep.epoch.config.listeners[i].max_connections.get()
                 });
                 let tls = index.and_then(|i| sep.epoch.listener_tls[i].clone());
+                // PROXY protocol: the header's deadline, or None when the listener wants none.
+                // A peer outside `trusted_proxies` may not speak for anyone.
+                let proxy_header = match index.map(|i| &sep.epoch.config.listeners[i]) {
+                    Some(l) if l.proxy_protocol => {
+                        let trusted = l.trusted_proxies.is_empty()
+                            || l.trusted_proxies.iter().any(|n| n.contains(peer.ip()));
+                        if !trusted {
+                            drop(sep);
+                            shard.listener_event(name, |l| l.proxy_refused += 1);
+                            tracing::debug!(shard = shard.index, %peer, "PROXY header from an untrusted peer");
+                            continue;
+                        }
+                        Some(std::time::Instant::now() + l.header_timeout)
+                    }
+                    _ => None,
+                };
                 drop(sep);
                 // The cap is per listener and shard: count this listener's connections.
                 if handle.open.get() >= max {
@@ -262,7 +278,14 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, handle: Rc<Listene
                         // The task captures the shard and the connection, and uses both in
                         // place: every idle connection holds its task, and a value moved into
                         // a local would sit in it beside the captured one.
-                        let task = async move { proxy::serve(&shard, &mut conn).await };
+                        let task = async move {
+                            if let Some(deadline) = proxy_header {
+                                if !Box::pin(conn.read_proxy_header(&shard, deadline)).await {
+                                    return;
+                                }
+                            }
+                            proxy::serve(&shard, &mut conn).await
+                        };
                         // Every idle connection holds this task: keep it small (see
                         // `proxy::serve`).
                         debug_assert!(
@@ -277,6 +300,13 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, handle: Rc<Listene
                         // against `max_connections` and a drain waits for them.
                         let mut conn = proxy::Conn::handshaking(peer, handle);
                         let task = async move {
+                            let mut stream = stream;
+                            if let Some(deadline) = proxy_header {
+                                let read = conn.proxy_header_on(&shard, &mut stream, deadline);
+                                if !Box::pin(read).await {
+                                    return;
+                                }
+                            }
                             // Boxed: the handshake's state is freed when it ends, not kept in
                             // the task of an idle connection.
                             let done = Box::pin(handshake(&shard, stream, tls, &conn)).await;

@@ -267,7 +267,16 @@ impl TlsClient {
     /// names rustls's reason, e.g. `TLS handshake with 127.0.0.1:4000: invalid peer
     /// certificate: UnknownIssuer` or `...: received fatal alert: CertificateRequired`.
     pub fn connect(&self, addr: SocketAddr) -> io::Result<TlsConn> {
+        self.connect_after(addr, &[])
+    }
+
+    /// [`TlsClient::connect`], writing `preamble` (a PROXY protocol header) on the TCP
+    /// connection before the handshake.
+    pub fn connect_after(&self, addr: SocketAddr, preamble: &[u8]) -> io::Result<TlsConn> {
         let mut tcp = connect_tcp(addr)?;
+        if !preamble.is_empty() {
+            std::io::Write::write_all(&mut tcp, preamble)?;
+        }
         let name = self
             .server_name
             .clone()

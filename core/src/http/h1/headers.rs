@@ -23,6 +23,7 @@ pub enum HeaderKind {
     XForwardedProto,
     XForwardedHost,
     Forwarded,
+    XRealIp,
     Via,
     XRequestId,
 }
@@ -30,7 +31,7 @@ pub enum HeaderKind {
 impl HeaderKind {
     /// Classifies a field name, ASCII case-insensitively.
     pub fn classify(name: &[u8]) -> HeaderKind {
-        const NAMES: [(&[u8], HeaderKind); 17] = [
+        const NAMES: [(&[u8], HeaderKind); 18] = [
             (b"host", HeaderKind::Host),
             (b"content-length", HeaderKind::ContentLength),
             (b"transfer-encoding", HeaderKind::TransferEncoding),
@@ -46,6 +47,7 @@ impl HeaderKind {
             (b"x-forwarded-proto", HeaderKind::XForwardedProto),
             (b"x-forwarded-host", HeaderKind::XForwardedHost),
             (b"forwarded", HeaderKind::Forwarded),
+            (b"x-real-ip", HeaderKind::XRealIp),
             (b"via", HeaderKind::Via),
             (b"x-request-id", HeaderKind::XRequestId),
         ];
