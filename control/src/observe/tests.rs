@@ -207,7 +207,7 @@ fn listener_open_is_the_latest_gauge_per_shard_summed() {
     let stats = obs.stats_json(&info());
     assert_eq!(
         stats["listeners"]["main"],
-        serde_json::json!({"open": 3, "accepted": 10, "refused": 2})
+        serde_json::json!({"open": 3, "accepted": 10, "refused": 2, "upgraded": 0})
     );
 }
 
