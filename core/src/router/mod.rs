@@ -8,6 +8,8 @@
 //! costs a few hash probes however many routes there are, and allocates nothing.
 
 mod matcher;
+#[cfg(any(test, feature = "test-util"))]
+pub mod reference;
 mod tier;
 
 use ahash::AHashMap;
@@ -148,3 +150,6 @@ fn precedence_key(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;
