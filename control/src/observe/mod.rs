@@ -248,4 +248,6 @@ pub fn spawn_access_log(
 }
 
 #[cfg(test)]
+mod merge_proptests;
+#[cfg(test)]
 mod tests;

@@ -87,7 +87,9 @@ pub struct Latency {
 }
 
 impl Latency {
-    /// Counts one value, in µs; values past [`HISTOGRAM_MAX_US`] count as the largest.
+    /// Counts one value, in µs. Values past the counts (which reach 2^32 µs, a little past
+    /// [`HISTOGRAM_MAX_US`]) count as [`HISTOGRAM_MAX_US`], as `Histogram::saturating_record`
+    /// does.
     #[inline]
     pub fn record(&mut self, value: u64) {
         let index = index_of(value);
