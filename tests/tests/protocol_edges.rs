@@ -296,3 +296,21 @@ both_drivers!(http10_clients_get_no_chunked, |driver| {
         assert_eq!(resp.text(), "HTTP/1.1 host=Some(\"h\")");
     }
 });
+
+both_drivers!(
+    later_minor_versions_from_upstreams_are_read_as_1_1,
+    |driver| {
+        let up = Upstream::start(|_| {
+            Reply::Raw(b"HTTP/1.3 200 OK\r\nContent-Length: 5\r\nX-Up: yes\r\n\r\nhello".to_vec())
+        });
+        let gw = Gateway::start(driver, &proxy_toml(up.addr(), ""));
+        let mut c = Client::connect(gw.addr());
+        for _ in 0..2 {
+            let resp = c.request(&get("h", "/"));
+            assert_eq!((resp.status, resp.text().as_str()), (200, "hello"));
+            assert_eq!(resp.header("x-up"), Some("yes"));
+        }
+        // Persistent as 1.1: one upstream connection served both.
+        assert_eq!(up.connections(), 1);
+    }
+);

@@ -115,6 +115,20 @@ pub fn parse_response(
         return Err(ResponseError::HeadTooLarge);
     }
 
+    // httparse knows only 1.0 and 1.1. A later 1.x is read as 1.1 (RFC 9110 section 2.5),
+    // from a copy whose minor digit says 1, at the same offsets; only such a response pays
+    // for the copy.
+    let minor_at = start + 7;
+    let patched;
+    let buf: &[u8] = match buf.get(start..start + 9) {
+        Some([b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9', b' ']) => {
+            let mut copy = buf[..head_len].to_vec();
+            copy[minor_at] = b'1';
+            patched = copy;
+            &patched
+        }
+        _ => buf,
+    };
     let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut []);
     match httparse::ParserConfig::default().parse_response_with_uninit_headers(

@@ -100,6 +100,26 @@ fn incomplete_and_too_large() {
 }
 
 #[test]
+fn later_minor_versions_read_as_1_1() {
+    for line in ["HTTP/1.2 200 OK", "HTTP/1.9 200 Fine"] {
+        let head = ok(&res(line, &["Content-Length: 3", "X-A: b"]));
+        assert_eq!(head.version, Version::Http11, "{line}");
+        assert_eq!(head.body, ResponseBody::Length(3));
+        assert!(head.keep_alive);
+    }
+    // Offsets hold for the buffer as sent.
+    let buf = res("HTTP/1.5 404 Not Here", &["X-A: b"]);
+    let mut headers = Vec::new();
+    let head = parse_response(&buf, 4096, &mut headers, Method::Get)
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.reason.get(&buf), b"Not Here");
+    assert_eq!(headers[0].value.get(&buf), b"b");
+    malformed(&res("HTTP/2.0 200 OK", &[]));
+    malformed(&res("HTTP/1.10 200 OK", &[]));
+}
+
+#[test]
 fn syntax_faults() {
     malformed(b"HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n");
     malformed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n");
