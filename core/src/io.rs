@@ -18,7 +18,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 
-use crate::shard::coarse::{CoarseTimers, ShutdownGuard};
+use crate::rt::coarse::{CoarseTimers, ShutdownGuard};
 use crate::tls::{ClientIdentity, TlsStream};
 
 /// A connection's socket, plain or with TLS on it.

@@ -1,6 +1,6 @@
 //! The access-log writer thread: shards hand it batches of complete JSON lines over a bounded
 //! channel (dropping and counting a batch when it is full, see `ringway_core`'s
-//! `shard::access_log`); this thread appends them to the file, one `write` per batch.
+//! `state::access_log`); this thread appends them to the file, one `write` per batch.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};

@@ -4,13 +4,14 @@
 //!
 //! Per-shard state is keyed by stable identities so that it survives reloads: rate limiters
 //! by their [`LimiterSpec`] id (route name and `rate_limit` settings) in [`ShardPolicy`],
-//! in-flight counts by route name with the route's other state (`shard::book`). An epoch
+//! in-flight counts by route name with the route's other state (`state::book`). An epoch
 //! resolves them on a route's first request and keeps them by route index, so a request
 //! looks nothing up by name.
 
 pub mod concurrency;
 pub mod notify;
 pub mod rate_limit;
+pub mod retry;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -19,9 +20,7 @@ use std::time::Instant;
 use ahash::AHashMap;
 
 use crate::metrics::RateLimitStats;
-use crate::shard::{FromShard, Shard};
-use crate::Epoch;
-use rate_limit::lease::{LeaseGrant, Outbox, SWEEP_EVERY};
+use rate_limit::lease::{LeaseGrant, Outbox};
 use rate_limit::{LimiterSpec, RouteLimiter};
 
 /// What [`ShardPolicy::report`] hands to the shard's report.
@@ -64,16 +63,13 @@ impl ShardPolicy {
             .clone()
     }
 
-    /// Drops the limiters whose id `current` does not have (a changed or removed limit); a
+    /// Drops the limiters whose id the current epoch does not give their route any more
+    /// (`current_id`: a route's limiter id by route name; a changed or removed limit); a
     /// request still holding one finishes with it.
-    pub fn retain(&self, current: &Epoch) {
-        self.limiters.borrow_mut().retain(|&id, limiter| {
-            current
-                .route_ids
-                .get(&limiter.spec.route)
-                .and_then(|&route| current.limiters[route].as_ref())
-                .is_some_and(|spec| spec.id == id)
-        });
+    pub fn retain(&self, current_id: impl Fn(&str) -> Option<u64>) {
+        self.limiters
+            .borrow_mut()
+            .retain(|&id, limiter| current_id(&limiter.spec.route) == Some(id));
     }
 
     /// Grants from the control thread.
@@ -89,7 +85,7 @@ impl ShardPolicy {
         }
     }
 
-    fn sweep(&self, now: Instant) {
+    pub fn sweep(&self, now: Instant) {
         for limiter in self.limiters.borrow().values() {
             limiter.sweep(now);
         }
@@ -115,38 +111,5 @@ impl ShardPolicy {
             })
             .collect();
         PolicyReport { rate_limits }
-    }
-}
-
-/// The shard's lease task: sends queued asks to the control thread, one message per batch,
-/// and gives back expired leases every [`SWEEP_EVERY`].
-pub async fn run_leases(shard: Rc<Shard>) {
-    let policy = &shard.policy;
-    let mut next_sweep = Instant::now() + SWEEP_EVERY;
-    loop {
-        if policy.outbox.is_empty() {
-            let wake = policy.outbox.wake.notified();
-            let _ = monoio::time::timeout_at(next_sweep.into(), wake).await;
-        }
-        let now = Instant::now();
-        if now >= next_sweep {
-            policy.sweep(now);
-            next_sweep = now + SWEEP_EVERY;
-        }
-        let asks = policy.outbox.take();
-        if !asks.is_empty() {
-            // Never block the shard on a full channel: the batch is dropped, its asks count as
-            // lost after `ASK_TIMEOUT` and are made again, and tokens it gave back are lost.
-            let message = FromShard::Lease {
-                shard: shard.index,
-                asks,
-            };
-            if shard.events.try_send(message).is_err() {
-                tracing::debug!(
-                    shard = shard.index,
-                    "lease asks dropped: control channel full"
-                );
-            }
-        }
     }
 }

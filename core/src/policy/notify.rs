@@ -2,7 +2,7 @@
 //! every task waiting at that moment. Rate limiting uses it to wake requests that wait for a
 //! lease grant, and to wake the task that sends lease requests to the control thread.
 //!
-//! Like `shard::signal::Signal`, waiters sit in `shard::wakers` slots that a dropped wait
+//! Like `rt::signal::Signal`, waiters sit in `rt::wakers` slots that a dropped wait
 //! frees, so waits cut short by a timeout never pile up.
 
 use std::cell::{Cell, RefCell};
@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use crate::shard::wakers::WakerSlots;
+use crate::rt::wakers::WakerSlots;
 
 #[derive(Default)]
 pub struct Notify {
@@ -80,7 +80,7 @@ mod tests {
 
     use super::*;
 
-    use crate::shard::runtime::test_runtime as runtime;
+    use crate::rt::runtime::test_runtime as runtime;
 
     #[test]
     fn wakes_waiters_of_the_moment_and_is_reusable() {

@@ -12,7 +12,7 @@ use crate::error::{Error, ProxyError};
 use crate::http::h1::{write_chunk_header, BodyKind, ChunkedScanner, ResponseBody, LAST_CHUNK};
 use crate::io::write_static;
 use crate::metrics::ErrorCause;
-use crate::shard::coarse::CoarseTimers;
+use crate::rt::coarse::CoarseTimers;
 use crate::upstream::UpstreamConn;
 
 /// Largest trailer section accepted after a chunked body.

@@ -10,8 +10,8 @@ use std::rc::Rc;
 
 use super::{Downstream, RequestLog};
 use crate::io::{Attached, ConnBuf, Stream};
-use crate::shard::coarse::CoarseTimers;
-use crate::shard::signal::Signal;
+use crate::rt::coarse::CoarseTimers;
+use crate::rt::signal::Signal;
 
 /// Initial bytes of a downstream read buffer; it grows up to the listener's head limit.
 pub const READ_BUF: usize = 16 * 1024;

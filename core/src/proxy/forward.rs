@@ -21,7 +21,6 @@ use ringway_config::{Balance, Endpoint, Listener, Retry, Upstream};
 
 use super::body::{buffer_request_body, relay_response_body, send_request_body, MAX_TRAILER};
 use super::head::{write_client_head, write_upstream_head, ClientFraming, Forwarded};
-use super::retry::{self, Failure, Replay};
 use super::{local, respond_static, After, Downstream};
 use crate::error::{Error, ProxyError};
 use crate::http::h1::{
@@ -31,8 +30,9 @@ use crate::http::h1::{
 use crate::io::Stream;
 use crate::io::{write_static, write_vec, ConnBuf};
 use crate::metrics::ErrorCause;
-use crate::shard::coarse::{CoarseTimers, Elapsed};
-use crate::shard::{Shard, ShardEpoch, UpstreamSlot};
+use crate::policy::retry::{self, Failure, Replay};
+use crate::rt::coarse::{CoarseTimers, Elapsed};
+use crate::state::{Shard, ShardEpoch, UpstreamSlot};
 use crate::tls::ClientTls;
 use crate::upstream::balance::request_key_hash;
 use crate::upstream::{Outcome, Pick, PoolKey, UpstreamConn};

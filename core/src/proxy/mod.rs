@@ -8,7 +8,6 @@ mod forward;
 pub mod head;
 pub mod local;
 mod record;
-pub mod retry;
 mod tunnel;
 
 use std::cell::Cell;
@@ -26,10 +25,10 @@ use crate::metrics::ErrorCause;
 use crate::policy::rate_limit::response::write_429;
 use crate::policy::rate_limit::Verdict;
 use crate::router::RequestView;
-use crate::shard::coarse::CoarseTimers;
-use crate::shard::signal::Signal;
-use crate::shard::{Shard, ShardEpoch};
-use buffers::READ_BUF;
+use crate::rt::coarse::CoarseTimers;
+use crate::rt::signal::Signal;
+use crate::state::{Shard, ShardEpoch};
+use buffers::{DownstreamPool, READ_BUF};
 
 pub(crate) use record::RequestLog;
 
@@ -208,14 +207,14 @@ enum HeadRead {
 /// Between requests the connection holds only its socket, address and listener: the request
 /// state goes back to the shard's pool and the per-request state machine is boxed for the
 /// request's duration only, so an idle connection's task stays small.
-pub async fn serve(shard: &Rc<Shard>, conn: &mut Conn) {
+pub async fn serve(shard: &Rc<Shard>, downstreams: &DownstreamPool, conn: &mut Conn) {
     let mut first = true;
     let mut d: Option<Box<Downstream>> = None;
     loop {
         // Pipelined bytes already buffered are the next request: no wait.
         if d.as_ref().is_none_or(|d| d.buf.is_empty()) {
             if let Some(state) = d.take() {
-                conn.stream = shard.downstreams.put(state);
+                conn.stream = downstreams.put(state);
             }
             let idle = {
                 let sep = shard.epoch();
@@ -235,7 +234,7 @@ pub async fn serve(shard: &Rc<Shard>, conn: &mut Conn) {
             let Some(stream) = conn.stream.take() else {
                 return;
             };
-            d = Some(shard.downstreams.take(stream, conn.peer.get()));
+            d = Some(downstreams.take(stream, conn.peer.get()));
         }
         let Some(state) = d.as_mut() else {
             return;
@@ -258,7 +257,7 @@ pub async fn serve(shard: &Rc<Shard>, conn: &mut Conn) {
             After::Gone => return,
             After::Close => {
                 if let Some(state) = d.take() {
-                    Box::pin(close_downstream(shard, state)).await;
+                    Box::pin(close_downstream(downstreams, state)).await;
                 }
                 return;
             }
@@ -340,7 +339,7 @@ async fn wait_readable(conn: &Conn, shard: &Shard, idle: Duration) -> bool {
         }
         // Not relaxed: on epoll a readiness flag left over from the previous request would
         // report readable at once and the connection would take a request state back while
-        // idle. The deadline is the shard's coarse timer (see `shard::coarse`), not a
+        // idle. The deadline is the shard's coarse timer (see `rt::coarse`), not a
         // monoio `Sleep`, and a removed listener or a drain kicks the timer instead of
         // raising a signal each idle connection would wait on: that is what keeps an idle
         // connection's task small.
@@ -615,11 +614,11 @@ async fn respond_static(
 }
 
 /// Closes the connection of a request state gracefully, then returns the state to the pool.
-async fn close_downstream(shard: &Shard, mut d: Box<Downstream>) {
+async fn close_downstream(downstreams: &DownstreamPool, mut d: Box<Downstream>) {
     let Downstream { stream, buf, .. } = &mut *d;
     linger(stream, buf).await;
     d.buf.clear();
-    drop(shard.downstreams.put(d));
+    drop(downstreams.put(d));
 }
 
 /// Closes a connection gracefully: shut the write side, then read and drop what the client is

@@ -9,8 +9,8 @@ use super::Downstream;
 use crate::http::h1::{HeaderKind, HeaderRef, RequestHead};
 use crate::metrics::{ErrorCause, TrafficStats};
 use crate::router::RouteId;
-use crate::shard::access_log::{json_str, rfc3339};
-use crate::shard::{RouteSlot, Shard, ShardEpoch, UpstreamSlot};
+use crate::state::access_log::{json_str, rfc3339};
+use crate::state::{RouteSlot, Shard, ShardEpoch, UpstreamSlot};
 
 /// Longest client-supplied request id kept (longer ones are cut).
 const MAX_REQUEST_ID: usize = 128;

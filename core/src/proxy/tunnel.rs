@@ -17,7 +17,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use crate::io::Stream;
-use crate::shard::coarse::CoarseTimers;
+use crate::rt::coarse::CoarseTimers;
 use crate::sys::dup_socket;
 use crate::tls::TlsStream;
 

@@ -3,15 +3,8 @@
 //! shard has bound every listener, or with the first error. Afterwards the control thread
 //! talks to each shard through its [`ShardLink`].
 
-pub mod access_log;
-mod book;
-pub mod coarse;
-pub mod link;
+mod leases;
 mod run;
-pub(crate) mod runtime;
-pub mod signal;
-mod state;
-pub(crate) mod wakers;
 
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
@@ -22,11 +15,9 @@ use ringway_config::{DriverChoice, Shards};
 
 use crate::Epoch;
 
-pub use access_log::AccessLog;
-pub use book::{RouteSlot, RouteState, UpstreamSlot};
-pub use link::{FromShard, ShardLink, ToShard};
-pub use runtime::DriverKind;
-pub use state::{Shard, ShardEpoch};
+pub use crate::link::{FromShard, ShardLink, ToShard};
+pub use crate::rt::DriverKind;
+pub use crate::state::{Shard, ShardEpoch};
 
 /// What a started shard reports.
 #[derive(Debug, Clone)]
@@ -109,7 +100,7 @@ pub fn start_shards(epoch: Arc<Epoch>, sinks: Sinks) -> Result<ShardSet, StartEr
     let mut threads = Vec::with_capacity(count);
     let mut links = Vec::with_capacity(count);
     for index in 0..count {
-        let (link, inbox) = link::link(index).map_err(|error| StartError::Link {
+        let (link, inbox) = crate::link::link(index).map_err(|error| StartError::Link {
             shard: index,
             error,
         })?;
@@ -117,6 +108,7 @@ pub fn start_shards(epoch: Arc<Epoch>, sinks: Sinks) -> Result<ShardSet, StartEr
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let start = ShardStart {
             index,
+            count,
             core,
             driver: runtime.driver,
             entries: runtime.uring_entries,
@@ -156,18 +148,21 @@ type Ready = mpsc::Sender<Result<ShardInfo, StartError>>;
 
 struct ShardStart {
     index: usize,
+    /// Shards started (`[runtime]` applies at start only).
+    count: usize,
     core: Option<usize>,
     driver: DriverChoice,
     entries: u32,
     epoch: Arc<Epoch>,
     sinks: Sinks,
-    inbox: link::ShardInbox,
+    inbox: crate::link::ShardInbox,
 }
 
 impl ShardStart {
     fn run(self, ready: Ready) {
         let ShardStart {
             index,
+            count,
             core,
             driver,
             entries,
@@ -187,9 +182,9 @@ impl ShardStart {
             fallback,
         };
         let body = |info: ShardInfo| {
-            let access_log = sinks.access_log.clone().map(AccessLog::new);
+            let access_log = sinks.access_log.clone().map(crate::state::AccessLog::new);
             let shard = Rc::new(Shard::new(
-                index,
+                (index, count),
                 epoch.clone(),
                 sinks.events.clone(),
                 access_log,
@@ -197,9 +192,11 @@ impl ShardStart {
             // Moved, not cloned: the first epoch must not outlive its last request here.
             run::run(shard, epoch, info, ready.clone(), inbox)
         };
-        match runtime::build(driver, entries) {
-            Ok(runtime::Built::Uring(mut rt)) => rt.block_on(body(info(DriverKind::IoUring, None))),
-            Ok(runtime::Built::Legacy(mut rt, why)) => {
+        match crate::rt::runtime::build(driver, entries) {
+            Ok(crate::rt::runtime::Built::Uring(mut rt)) => {
+                rt.block_on(body(info(DriverKind::IoUring, None)))
+            }
+            Ok(crate::rt::runtime::Built::Legacy(mut rt, why)) => {
                 rt.block_on(body(info(DriverKind::Epoll, why)))
             }
             Err((driver, error)) => {

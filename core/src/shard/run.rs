@@ -11,16 +11,17 @@ use monoio::io::AsyncReadRent;
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use ringway_config::Listener;
 
-use super::link::{FromShard, ShardInbox, ToShard};
+use crate::link::{FromShard, ShardInbox, ToShard};
 
 /// Largest connection task accepted (debug builds): an idle connection's memory is mostly
 /// this task, and a future that grows by accident (a large local left in scope across an
 /// await) multiplies it by the number of idle connections.
 const IDLE_TASK_MAX: usize = 1024;
-use super::signal::Signal;
 use super::{Ready, ShardInfo, StartError};
 use crate::io::Stream;
+use crate::proxy::buffers::DownstreamPool;
 use crate::proxy::ListenerHandle;
+use crate::rt::signal::Signal;
 use crate::shard::Shard;
 use crate::tls::{self, Refusal, ServerTls, TlsStream};
 use crate::{io, proxy, Epoch};
@@ -34,6 +35,8 @@ struct ListenerSlot {
 
 pub(super) struct Runner {
     shard: Rc<Shard>,
+    /// Request states lent to connections while they have a request in progress.
+    downstreams: Rc<DownstreamPool>,
     listeners: RefCell<Vec<ListenerSlot>>,
     stopped: Rc<Signal>,
     /// When the drain began and how long it may take.
@@ -55,8 +58,14 @@ pub(super) async fn run(
     ready: Ready,
     inbox: ShardInbox,
 ) {
+    let downstreams = DownstreamPool::new(
+        shard.access_log.is_some(),
+        shard.draining.clone(),
+        shard.timers.clone(),
+    );
     let runner = Rc::new(Runner {
         shard: shard.clone(),
+        downstreams: Rc::new(downstreams),
         listeners: RefCell::new(Vec::new()),
         stopped: Signal::new(),
         drain_timeout: Cell::new(None),
@@ -75,7 +84,7 @@ pub(super) async fn run(
     // and the statistics of its removed routes would never be freed.
     drop(epoch);
     monoio::spawn(shard.timers.clone().tick());
-    monoio::spawn(crate::policy::run_leases(shard.clone()));
+    monoio::spawn(super::leases::run_leases(shard.clone()));
     if shard.access_log.is_some() {
         monoio::spawn(flush_access_log(shard.clone()));
     }
@@ -146,7 +155,13 @@ impl Runner {
                     shard_open: shard.open_connections.clone(),
                 }),
             };
-            monoio::spawn(accept_loop(shard.clone(), socket, slot.handle.clone()));
+            let downstreams = self.downstreams.clone();
+            monoio::spawn(accept_loop(
+                shard.clone(),
+                downstreams,
+                socket,
+                slot.handle.clone(),
+            ));
             current.push(slot);
         }
         Ok(())
@@ -226,7 +241,12 @@ impl Runner {
     }
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, handle: Rc<ListenerHandle>) {
+async fn accept_loop(
+    shard: Rc<Shard>,
+    downstreams: Rc<DownstreamPool>,
+    listener: TcpListener,
+    handle: Rc<ListenerHandle>,
+) {
     let name = &handle.name;
     loop {
         let accepted = monoio::select! {
@@ -271,6 +291,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, handle: Rc<Listene
                 }
                 shard.listener_event(name, |l| l.accepted += 1);
                 let shard = shard.clone();
+                let downstreams = downstreams.clone();
                 let handle = handle.clone();
                 match tls {
                     None => {
@@ -284,7 +305,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, handle: Rc<Listene
                                     return;
                                 }
                             }
-                            proxy::serve(&shard, &mut conn).await
+                            proxy::serve(&shard, &downstreams, &mut conn).await
                         };
                         // Every idle connection holds this task: keep it small (see
                         // `proxy::serve`).
@@ -315,7 +336,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, handle: Rc<Listene
                                 // is awaited.
                                 stream.release();
                                 conn.set_stream(Stream::Tls(stream));
-                                proxy::serve(&shard, &mut conn).await;
+                                proxy::serve(&shard, &downstreams, &mut conn).await;
                             }
                         };
                         debug_assert!(

@@ -251,7 +251,7 @@ fn shard_epochs(time: Duration) -> Result<()> {
         Arc::new(Epoch::compile(2, kept).expect("compiles")),
     ];
     let (tx, _rx) = crossbeam_channel::unbounded();
-    let shard = Shard::new(0, epochs[0].clone(), tx, None);
+    let shard = Shard::new((0, 1), epochs[0].clone(), tx, None);
     // Every route has served a request and reported once: state for all 10,000.
     let record = |shard: &Shard, routes: std::ops::Range<usize>| {
         let sep = shard.epoch();

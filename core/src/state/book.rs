@@ -22,8 +22,8 @@ use ringway_config::Upstream;
 use crate::metrics::{ConcurrencyStats, TrafficStats};
 use crate::policy::concurrency::{ConcurrencyLimit, InFlight};
 use crate::policy::rate_limit::RouteLimiter;
+use crate::policy::retry::RetryBudget;
 use crate::policy::ShardPolicy;
-use crate::proxy::retry::RetryBudget;
 use crate::upstream::{Balancer, HealthTable, UpstreamGuard};
 use crate::Epoch;
 

@@ -7,16 +7,19 @@ use std::sync::Arc;
 use ahash::AHashMap;
 use crossbeam_channel::Sender;
 
-use super::access_log::AccessLog;
-use super::book::{Book, Resolved, RouteSlot, RouteState, UpstreamSlot, FREED_PER_REPORT};
-use super::coarse::CoarseTimers;
-use super::link::FromShard;
-use super::signal::Signal;
+pub mod access_log;
+mod book;
+
+use crate::link::FromShard;
 use crate::metrics::{ListenerStats, ShardReport, TrafficStats};
 use crate::policy::ShardPolicy;
-use crate::proxy::buffers::DownstreamPool;
+use crate::rt::coarse::CoarseTimers;
+use crate::rt::signal::Signal;
 use crate::upstream::{HealthTable, Pool};
 use crate::Epoch;
+pub use access_log::AccessLog;
+use book::{Book, Resolved, FREED_PER_REPORT};
+pub use book::{RouteSlot, RouteState, UpstreamSlot};
 
 /// The epoch as a shard runs it: the shared compiled config, and the routes and upstreams its
 /// requests have needed so far on this shard, resolved by index so that a request looks
@@ -61,8 +64,6 @@ pub struct Shard {
     /// `Arc`'s shared counter.
     current: RefCell<Rc<ShardEpoch>>,
     pub pool: RefCell<Pool>,
-    /// Request states lent to connections while they have a request in progress.
-    pub downstreams: DownstreamPool,
     /// Raised when the shard drains: listeners stop, idle connections close.
     pub draining: Rc<Signal>,
     /// Deadlines of connections waiting for their next request.
@@ -86,8 +87,9 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// Shard `index` of `shards`.
     pub fn new(
-        index: usize,
+        (index, shards): (usize, usize),
         epoch: Arc<Epoch>,
         events: Sender<FromShard>,
         access_log: Option<AccessLog>,
@@ -97,8 +99,7 @@ impl Shard {
             .map_or(0, |d| d.as_nanos() as u64)
             ^ ((index as u64 + 1) << 48)
             ^ u64::from(std::process::id());
-        // `[runtime]` applies at start only: this is the number of shards running.
-        let policy = ShardPolicy::new(super::shard_count(epoch.config.runtime.shards));
+        let policy = ShardPolicy::new(shards);
         let first = Rc::new(ShardEpoch::new(epoch));
         let draining = Signal::new();
         let timers = CoarseTimers::new();
@@ -106,11 +107,6 @@ impl Shard {
             index,
             current: RefCell::new(first),
             pool: RefCell::new(Pool::default()),
-            downstreams: DownstreamPool::new(
-                access_log.is_some(),
-                draining.clone(),
-                timers.clone(),
-            ),
             draining,
             timers,
             open_connections: Rc::default(),
@@ -204,7 +200,11 @@ impl Shard {
         drop(retired);
         let mut book = self.book.borrow_mut();
         let taken = book.take(&current.epoch, budget);
-        self.policy.retain(&current.epoch);
+        let epoch = &current.epoch;
+        self.policy.retain(|route| {
+            let &index = epoch.route_ids.get(route)?;
+            epoch.limiters[index].as_ref().map(|spec| spec.id)
+        });
         let open = self.listener_open.borrow();
         let mut listener_stats = self.listener_stats.borrow_mut();
         for name in open.keys() {
@@ -287,7 +287,7 @@ mod tests {
     fn shard(config: ringway_config::Config) -> Shard {
         let (tx, _rx) = crossbeam_channel::bounded(1);
         Shard::new(
-            0,
+            (0, 1),
             Arc::new(Epoch::compile(1, config).expect("compiles")),
             tx,
             None,

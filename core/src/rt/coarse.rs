@@ -278,7 +278,7 @@ impl Drop for ShutdownGuard {
 mod tests {
     use super::*;
 
-    use crate::shard::runtime::test_runtime as runtime;
+    use crate::rt::runtime::test_runtime as runtime;
 
     #[test]
     fn fires_after_the_deadline_and_frees_its_slot() {
