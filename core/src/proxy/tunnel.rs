@@ -212,24 +212,42 @@ impl Writer<'_, '_> {
     }
 }
 
+/// When the tunnel last moved a byte, and since when each direction's write has waited on its
+/// reader: a peer that stops reading must not hold the tunnel open because the other direction
+/// still has traffic (nginx's `proxy_send_timeout`).
+struct Clock {
+    active: Cell<Instant>,
+    writing: [Cell<Option<Instant>>; 2],
+}
+
+impl Clock {
+    /// When the tunnel has been idle, or one write stuck, for `idle`.
+    fn deadline(&self, idle: Duration) -> Instant {
+        let stuck = self.writing.iter().filter_map(Cell::get).min();
+        self.active.get().min(stuck.unwrap_or(self.active.get())) + idle
+    }
+}
+
 /// Relays `first` (bytes already read), then everything `from` sends, to `to`; ends `to`'s
-/// write side when `from` ends. Returns the bytes relayed.
+/// write side when `from` ends. `direction` indexes the clock's write state.
 async fn pump(
     mut from: Reader<'_, '_>,
     mut to: Writer<'_, '_>,
     first: Vec<u8>,
-    active: &Cell<Instant>,
+    (clock, direction): (&Clock, usize),
     moved: &Cell<u64>,
 ) -> io::Result<()> {
     let mut buf = first;
     loop {
         if !buf.is_empty() {
             let n = buf.len() as u64;
+            clock.writing[direction].set(Some(Instant::now()));
             let (res, back) = to.write_all(buf).await;
+            clock.writing[direction].set(None);
             buf = back;
             res?;
             moved.set(moved.get() + n);
-            active.set(Instant::now());
+            clock.active.set(Instant::now());
         }
         if buf.capacity() < CHUNK {
             buf = Vec::with_capacity(CHUNK);
@@ -240,22 +258,21 @@ async fn pump(
             to.shutdown().await;
             return Ok(());
         }
-        active.set(Instant::now());
+        clock.active.set(Instant::now());
     }
 }
 
-/// Resolves once nothing moved for `idle`.
-async fn idle_out(timers: &Rc<CoarseTimers>, active: &Cell<Instant>, idle: Duration) {
+/// Resolves once nothing moved, or a write has waited, for `idle`.
+async fn idle_out(timers: &Rc<CoarseTimers>, clock: &Clock, idle: Duration) {
     loop {
-        let deadline = active.get() + idle;
-        if timers.wait_until(deadline).await && active.get() + idle <= Instant::now() {
+        if timers.wait_until(clock.deadline(idle)).await && clock.deadline(idle) <= Instant::now() {
             return;
         }
     }
 }
 
-/// Relays between `client` and `upstream` until both directions ended, either failed, or no
-/// byte moved for `idle`. `from_client` and `from_upstream` were read past the HTTP heads.
+/// Relays between `client` and `upstream` until both directions ended, either failed, no byte
+/// moved for `idle`, or a peer left a write waiting that long. `from_client` and `from_upstream` were read past the HTTP heads.
 pub(crate) async fn relay(
     timers: &Rc<CoarseTimers>,
     client: &mut Stream,
@@ -267,18 +284,23 @@ pub(crate) async fn relay(
     let mut upstream = Side::new(upstream)?;
     let (client_r, client_w) = client.split();
     let (upstream_r, upstream_w) = upstream.split();
-    let active = Cell::new(Instant::now());
+    let clock = Clock {
+        active: Cell::new(Instant::now()),
+        writing: [Cell::new(None), Cell::new(None)],
+    };
     let (up_bytes, down_bytes) = (Cell::new(0), Cell::new(0));
-    let mut up = std::pin::pin!(pump(client_r, upstream_w, from_client, &active, &up_bytes));
-    let mut down = std::pin::pin!(pump(
+    let up = pump(client_r, upstream_w, from_client, (&clock, 0), &up_bytes);
+    let mut up = std::pin::pin!(up);
+    let down = pump(
         upstream_r,
         client_w,
         from_upstream,
-        &active,
-        &down_bytes
-    ));
+        (&clock, 1),
+        &down_bytes,
+    );
+    let mut down = std::pin::pin!(down);
     let (mut up_done, mut down_done) = (false, false);
-    let mut watchdog = std::pin::pin!(idle_out(timers, &active, idle));
+    let mut watchdog = std::pin::pin!(idle_out(timers, &clock, idle));
     let ended = loop {
         monoio::select! {
             res = up.as_mut(), if !up_done => {
@@ -299,8 +321,8 @@ pub(crate) async fn relay(
             break None;
         }
         // One direction ended: the other gets a short grace.
-        active.set(Instant::now());
-        watchdog.set(idle_out(timers, &active, idle.min(AFTER_FIN)));
+        clock.active.set(Instant::now());
+        watchdog.set(idle_out(timers, &clock, idle.min(AFTER_FIN)));
     };
     if let Some(e) = ended {
         tracing::debug!(error = %e, "upgraded connection ended by an error");
