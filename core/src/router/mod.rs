@@ -23,9 +23,12 @@ pub type RouteId = usize;
 
 pub struct Router {
     routes: Vec<Route>,
-    /// Per route, a bitmask over listener indexes it serves (routes on listeners past the 64th
-    /// are only served when they name no listener).
+    /// Per route, a bitmask over the first 64 listener indexes: those it serves (all ones for
+    /// a route that names no listener, so it serves every listener).
     listener_masks: Vec<u64>,
+    /// The listener names, by index: a listener past the 64th is looked up by name in the
+    /// route's `listeners` (a config with that many listeners is rare; the mask stays a word).
+    listener_names: Vec<String>,
     exact: AHashMap<String, Tier>,
     /// (suffix, tier), longest suffix first.
     wildcard: Vec<(String, Tier)>,
@@ -72,6 +75,7 @@ impl Router {
         Router {
             routes: routes.to_vec(),
             listener_masks,
+            listener_names: listener_names.to_vec(),
             exact: exact
                 .into_iter()
                 .map(|(host, ids)| (host, tier(ids)))
@@ -100,6 +104,8 @@ impl Router {
                 mask & (1 << req.listener) != 0
             } else {
                 mask == u64::MAX
+                    || (self.listener_names.get(req.listener))
+                        .is_some_and(|name| self.routes[id].listeners.contains(name))
             };
             serves && matcher::matches(&self.routes[id], req)
         };

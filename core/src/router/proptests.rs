@@ -8,7 +8,15 @@ use ringway_config::{HeaderMatch, HostMatch, PathMatch, Route};
 
 use super::{reference, RequestView, Router};
 
-const LISTENERS: [&str; 3] = ["a", "b", "c"];
+/// Listener names `l0` to `l69`: past the 64th, a route's listeners are not in its bitmask.
+const LISTENERS: usize = 70;
+
+/// The listeners routes name and requests come in on: some of the first 64, some past them.
+const SOME_LISTENERS: [usize; 6] = [0, 1, 2, 64, 65, 69];
+
+fn listener_name(index: usize) -> String {
+    format!("l{index}")
+}
 
 fn path_text() -> impl Strategy<Value = String> {
     "/[ab/]{0,4}"
@@ -48,14 +56,14 @@ fn header_match() -> impl Strategy<Value = HeaderMatch> {
 
 fn route() -> impl Strategy<Value = Route> {
     (
-        prop::sample::subsequence(LISTENERS.to_vec(), 0..=2),
+        prop::sample::subsequence(SOME_LISTENERS.to_vec(), 0..=2),
         host_match(),
         path_match(),
         prop::sample::subsequence(vec!["GET", "POST"], 0..=2),
         prop::collection::vec(header_match(), 0..=2),
     )
         .prop_map(|(listeners, host, path, methods, headers)| Route {
-            listeners: listeners.into_iter().map(Into::into).collect(),
+            listeners: listeners.into_iter().map(listener_name).collect(),
             host,
             path,
             methods: methods.into_iter().map(Into::into).collect(),
@@ -119,7 +127,7 @@ fn request() -> impl Strategy<Value = Request> {
         1 => prop::collection::vec(prop_oneof![Just(b'/'), Just(b'a'), Just(0xff)], 0..6),
     ];
     (
-        0..LISTENERS.len() + 1,
+        prop::sample::select(SOME_LISTENERS.to_vec()),
         host,
         path,
         prop::sample::select(vec!["GET", "POST", "get", "PUT"]),
@@ -157,7 +165,7 @@ proptest! {
         routes in routes(),
         requests in prop::collection::vec(request(), 1..24),
     ) {
-        let names: Vec<String> = LISTENERS.iter().map(|n| n.to_string()).collect();
+        let names: Vec<String> = (0..LISTENERS).map(listener_name).collect();
         let router = Router::new(&routes, &names);
         for r in &requests {
             let headers = |f: &mut dyn FnMut(&[u8], &[u8]) -> bool| {

@@ -13,9 +13,6 @@ use super::{RequestView, RouteId};
 
 /// The route `routes` (compiled against `listener_names`) give `req`: of the routes whose
 /// every condition matches, the first in precedence order.
-///
-/// Listener indexes past the 64th are not modelled: the router serves there only the routes
-/// that name no listener.
 pub fn find(routes: &[Route], listener_names: &[String], req: &RequestView<'_>) -> Option<RouteId> {
     let host = req.host.and_then(host_name);
     routes
@@ -58,10 +55,9 @@ fn serves(route: &Route, listener_names: &[String], listener: usize) -> bool {
     if route.listeners.is_empty() {
         return true;
     }
-    listener < 64
-        && listener_names
-            .get(listener)
-            .is_some_and(|name| route.listeners.contains(name))
+    listener_names
+        .get(listener)
+        .is_some_and(|name| route.listeners.contains(name))
 }
 
 /// The request's host as routes compare it: lower case, without its port and without a final

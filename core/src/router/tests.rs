@@ -203,6 +203,19 @@ fn listeners_restrict_routes() {
 }
 
 #[test]
+fn listeners_past_the_64th_restrict_routes_too() {
+    let names: Vec<String> = (0..70).map(|i| format!("l{i}")).collect();
+    let mut far = route("far");
+    far.listeners = vec!["l65".into()];
+    let r = Router::new(&[far, route("any")], &names);
+    for (listener, want) in [(65, "far"), (64, "any"), (66, "any"), (0, "any")] {
+        let mut q = req(None, "/");
+        q.listener = listener;
+        assert_eq!(find(&r, &q), Some(want), "listener {listener}");
+    }
+}
+
+#[test]
 fn no_match_is_none() {
     let r = router(vec![exact(route("x"), "/x")]);
     assert_eq!(find(&r, &req(None, "/y")), None);
