@@ -5,4 +5,5 @@
 //! these functions what the bytes mean.
 
 pub mod h1;
+pub mod h2;
 pub mod text;
