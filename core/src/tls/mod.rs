@@ -15,6 +15,7 @@
 
 mod accept;
 mod identity;
+pub mod poll;
 mod sni;
 pub mod stream;
 
@@ -40,7 +41,7 @@ use rustls_pki_types::{
 
 pub use accept::{accept, Refusal};
 pub use identity::ClientIdentity;
-pub use stream::TlsStream;
+pub use stream::{TlsParts, TlsStream};
 
 /// ALPN protocols a listener offers (h2 joins with HTTP/2).
 const ALPN: &[&[u8]] = &[b"http/1.1"];

@@ -377,6 +377,44 @@ impl TlsStream {
     }
 }
 
+/// A handshaken TLS connection taken apart, for a protocol that drives it by poll-based I/O
+/// (HTTP/2 through [`super::poll::PollTls`]).
+pub struct TlsParts {
+    pub tcp: TcpStream,
+    pub conn: Connection,
+    /// Ciphertext read from the socket that rustls has not taken yet.
+    pub unread: Vec<u8>,
+    pub identity: Option<std::rc::Rc<super::ClientIdentity>>,
+}
+
+impl TlsStream {
+    /// Sends what rustls has queued, then gives up the socket and the rustls state.
+    pub async fn into_parts(mut self) -> io::Result<TlsParts> {
+        self.flush_tls().await?;
+        let unread = self.take_unread_ciphertext();
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again: every field is read out exactly once
+        // here, and each is then owned (or dropped) as a value of its own.
+        let (tcp, conn, rbuf, wbuf, identity) = unsafe {
+            (
+                std::ptr::read(&this.io),
+                std::ptr::read(&this.conn),
+                std::ptr::read(&this.rbuf),
+                std::ptr::read(&this.wbuf),
+                std::ptr::read(&this.identity),
+            )
+        };
+        give_back(rbuf);
+        give_back(wbuf);
+        Ok(TlsParts {
+            tcp,
+            conn,
+            unread,
+            identity,
+        })
+    }
+}
+
 impl Drop for TlsStream {
     fn drop(&mut self) {
         self.release();
