@@ -157,6 +157,22 @@ fn hash_key_of(ctx: &mut Ctx<'_>, raw: &Spanned<String>, key: String) -> Option<
     Some(make(name.to_string()))
 }
 
+/// An endpoint as written: its name and port, or its address. The same endpoint written twice
+/// is refused; two names that resolve to one address are not (both point at it, as they may
+/// come to when a name is looked up again while the gateway runs).
+fn written(
+    host: Option<&str>,
+    addr: std::net::SocketAddr,
+) -> (Option<String>, std::net::SocketAddr) {
+    match host {
+        Some(host) => (
+            Some(host.to_owned()),
+            std::net::SocketAddr::from(([0, 0, 0, 0], addr.port())),
+        ),
+        None => (None, addr),
+    }
+}
+
 /// Every endpoint checked; `None` if any failed. An empty list is valid (answers 503).
 fn endpoints(ctx: &mut Ctx<'_>, upstream: usize, raw: &[At<RawEndpoint>]) -> Option<Vec<Endpoint>> {
     let mut seen = HashSet::new();
@@ -176,8 +192,11 @@ fn endpoints(ctx: &mut Ctx<'_>, upstream: usize, raw: &[At<RawEndpoint>]) -> Opt
                 if addr.port() == 0 {
                     let message = "port 0 cannot be connected to";
                     address = ctx.fail(raw_address, key("address"), message);
-                } else if !seen.insert(addr) {
-                    let message = format!("endpoint {addr} is listed twice in this upstream");
+                } else if !seen.insert(written(host.as_deref(), addr)) {
+                    let message = format!(
+                        "endpoint {} is listed twice in this upstream",
+                        raw_address.get_ref()
+                    );
                     address = ctx.fail(raw_address, key("address"), message);
                 }
             }
@@ -346,7 +365,8 @@ mod tests {
         let src = format!(
             "{BASE}[[upstreams]]\nname = \"u\"\nendpoints = [\n  {{ address = \"10.0.0.1\" }},\n  \
              {{ address = \"127.0.0.1:0\" }},\n  {{ address = \"127.0.0.1:5\" }},\n  \
-             {{ address = \"localhost:5\" }},\n]\n"
+             {{ address = \"127.0.0.1:5\" }},\n  {{ address = \"LOCALHOST:6\" }},\n  \
+             {{ address = \"localhost:6\" }},\n]\n"
         );
         assert_eq!(
             errors(&src),
@@ -354,8 +374,17 @@ mod tests {
                 "t.toml:7:15: upstreams[0].endpoints[0].address: \"10.0.0.1\" is not an address; expected ip:port or host:port",
                 "t.toml:8:15: upstreams[0].endpoints[1].address: port 0 cannot be connected to",
                 "t.toml:10:15: upstreams[0].endpoints[3].address: endpoint 127.0.0.1:5 is listed twice in this upstream",
+                "t.toml:12:15: upstreams[0].endpoints[5].address: endpoint localhost:6 is listed twice in this upstream",
             ]
         );
+        // A name and an address that come to the same place are two endpoints written
+        // differently: allowed, as when two names resolve to one address.
+        let src = format!(
+            "{BASE}[[upstreams]]\nname = \"u\"\nendpoints = [\n  {{ address = \"127.0.0.1:5\" }},\n  \
+             {{ address = \"localhost:5\" }},\n]\n"
+        );
+        let endpoints = &parse_ok(&src).upstreams[0].endpoints;
+        assert_eq!(endpoints[0].address, endpoints[1].address);
     }
 
     #[test]
