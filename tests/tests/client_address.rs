@@ -235,3 +235,66 @@ both_drivers!(proxy_protocol_before_tls, |driver| {
     // Straight into TLS, without the header: refused.
     assert!(client.connect(gw.addr()).is_err());
 });
+
+both_drivers!(lookalike_and_extra_forwarding_headers, |driver| {
+    let up = Upstream::start(|req: &Received| {
+        let mut names: Vec<String> = req.headers.iter().map(|(n, _)| n.clone()).collect();
+        names.sort();
+        Reply::ok(&names.join(","))
+    });
+    let toml = format!(
+        "{}{}{}",
+        listener_toml("trusted_proxies = [\"127.0.0.2\"]"),
+        upstream_toml("u", &[(up.addr(), 1)], ""),
+        route_toml("r", "u"),
+    );
+    let gw = Gateway::start(driver, &toml);
+    let req = "GET / HTTP/1.1\r\nHost: h\r\nX_Forwarded_For: 6.6.6.6\r\nx_real_ip: 6.6.6.6\r\n\
+               X-Forwarded-Port: 443\r\nX-Forwarded-Prefix: /app\r\nX-Forwarded-Ssl: on\r\n\
+               X-Other_Thing: kept\r\n\r\n";
+    let seen = |source: &str| {
+        let mut c = Client::connect_from(gw.addr(), ip(source));
+        c.request(req).text()
+    };
+    // Underscore spellings of forwarding fields never pass; the port, prefix and ssl fields
+    // pass from a trusted proxy only.
+    let untrusted = seen("127.0.0.3");
+    for name in [
+        "x_forwarded_for",
+        "x_real_ip",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-ssl",
+    ] {
+        assert!(!untrusted.contains(name), "{name}: {untrusted}");
+    }
+    assert!(untrusted.contains("x-other_thing"), "{untrusted}");
+    let trusted = seen("127.0.0.2");
+    assert!(!trusted.contains("x_forwarded_for") && !trusted.contains("x_real_ip"));
+    for name in ["x-forwarded-port", "x-forwarded-prefix", "x-forwarded-ssl"] {
+        assert!(trusted.contains(name), "{name}: {trusted}");
+    }
+});
+
+both_drivers!(ipv4_clients_of_a_dual_stack_listener_are_ipv4, |driver| {
+    if std::net::TcpListener::bind("[::]:0").is_err() {
+        eprintln!("no IPv6 here: skipped");
+        return;
+    }
+    let up =
+        Upstream::start(|req: &Received| Reply::ok(req.header("x-forwarded-for").unwrap_or("")));
+    let log = TempPath::new("log");
+    let port = ringway_tests::free_port();
+    let toml = format!(
+        "[[listeners]]\nname = \"main\"\nlisten = \"[::]:{port}\"\n\n{}{}[access_log]\npath = \"{}\"\n",
+        upstream_toml("u", &[(up.addr(), 1)], ""),
+        route_toml("r", "u"),
+        log.path().display(),
+    );
+    let _gw = Gateway::start(driver, &toml);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut c = Client::connect(addr);
+    let resp = c.request("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(resp.text(), "127.0.0.1");
+    assert_eq!(logged_clients(&log, 1), vec![c.local_addr().to_string()]);
+});

@@ -120,6 +120,14 @@ fn websocket(ctx: &mut Ctx<'_>, prefix: &str, r: &RawRoute) -> Option<(bool, Dur
     let key = format!("{prefix}.websocket_idle_timeout");
     let idle = match ctx.optional(r.websocket_idle_timeout.as_ref(), &key)? {
         None => WEBSOCKET_IDLE,
+        Some(raw) if !on => {
+            let message = if proxied {
+                "applies only with websocket = true"
+            } else {
+                "applies only to a route with an upstream"
+            };
+            return ctx.fail(raw, key, message);
+        }
         Some(raw) => match parse_duration(raw.get_ref()) {
             Ok(idle) => idle,
             Err(message) => return ctx.fail(raw, key, message),
@@ -261,11 +269,21 @@ pub(super) mod tests {
             r.websocket_idle_timeout,
             std::time::Duration::from_secs(300)
         );
-        let r = the_route(
-            "upstream = \"users\"\nwebsocket = false\nwebsocket_idle_timeout = \"30s\"\n",
-        );
-        assert!(!r.websocket);
+        let r = the_route("upstream = \"users\"\nwebsocket_idle_timeout = \"30s\"\n");
         assert_eq!(r.websocket_idle_timeout, std::time::Duration::from_secs(30));
+        assert!(!the_route("upstream = \"users\"\nwebsocket = false\n").websocket);
+        assert_eq!(
+            one_error(&with_route(
+                "upstream = \"users\"\nwebsocket = false\nwebsocket_idle_timeout = \"1m\"\n"
+            )),
+            "t.toml:11:26: routes[0].websocket_idle_timeout: applies only with websocket = true"
+        );
+        assert_eq!(
+            one_error(&with_route(
+                "respond = { status = 200 }\nwebsocket_idle_timeout = \"1m\"\n"
+            )),
+            "t.toml:10:26: routes[0].websocket_idle_timeout: applies only to a route with an upstream"
+        );
         assert!(!the_route("respond = { status = 200 }\n").websocket);
         assert_eq!(
             one_error(&with_route(

@@ -104,6 +104,7 @@ pub fn write_upstream_head(
             | HeaderKind::XForwardedHost
             | HeaderKind::Forwarded
             | HeaderKind::XRealIp
+            | HeaderKind::XForwardedOther
                 if !fwd.trusted =>
             {
                 continue

@@ -79,10 +79,15 @@ enum Peer {
 }
 
 impl Peer {
+    /// An IPv4 client of a dual-stack (`[::]`) listener arrives as an IPv4-mapped IPv6
+    /// address: it is kept as the IPv4 address it is, for the log, `X-Forwarded-For` and keys.
     fn new(addr: SocketAddr) -> Peer {
         match addr {
             SocketAddr::V4(v4) => Peer::V4(v4),
-            SocketAddr::V6(v6) => Peer::V6(Box::new(v6)),
+            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+                Some(ip) => Peer::V4(SocketAddrV4::new(ip, v6.port())),
+                None => Peer::V6(Box::new(v6)),
+            },
         }
     }
 

@@ -134,7 +134,11 @@ fn apply(stats: &mut TrafficStats, log: &RequestLog, total_us: u64, bytes_in: u6
     stats.record_status(log.status);
     stats.bytes_in += bytes_in;
     stats.bytes_out += bytes_out;
-    stats.total_latency.record(total_us.max(1));
+    // An upgraded connection's life is not a request's latency: its 101 counts, its
+    // duration goes to the access log only.
+    if log.status != 101 {
+        stats.total_latency.record(total_us.max(1));
+    }
     if let Some(us) = log.upstream_us {
         stats.upstream_latency.record(us.max(1));
     }

@@ -24,14 +24,21 @@ pub enum HeaderKind {
     XForwardedHost,
     Forwarded,
     XRealIp,
+    /// `X-Forwarded-Port`, `-Prefix`, `-Ssl`: what a proxy in front tells of the original
+    /// request; believed from trusted proxies only, like `Forwarded`.
+    XForwardedOther,
     Via,
     XRequestId,
+    /// A name that reads as a forwarding field (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`)
+    /// once '_' becomes '-', as CGI-style servers fold names: never forwarded, so that no
+    /// client can slip an address past the gateway's own forwarding fields.
+    ForwardingLookalike,
 }
 
 impl HeaderKind {
     /// Classifies a field name, ASCII case-insensitively.
     pub fn classify(name: &[u8]) -> HeaderKind {
-        const NAMES: [(&[u8], HeaderKind); 18] = [
+        const NAMES: [(&[u8], HeaderKind); 21] = [
             (b"host", HeaderKind::Host),
             (b"content-length", HeaderKind::ContentLength),
             (b"transfer-encoding", HeaderKind::TransferEncoding),
@@ -48,6 +55,9 @@ impl HeaderKind {
             (b"x-forwarded-host", HeaderKind::XForwardedHost),
             (b"forwarded", HeaderKind::Forwarded),
             (b"x-real-ip", HeaderKind::XRealIp),
+            (b"x-forwarded-port", HeaderKind::XForwardedOther),
+            (b"x-forwarded-prefix", HeaderKind::XForwardedOther),
+            (b"x-forwarded-ssl", HeaderKind::XForwardedOther),
             (b"via", HeaderKind::Via),
             (b"x-request-id", HeaderKind::XRequestId),
         ];
@@ -70,6 +80,7 @@ impl HeaderKind {
                 | HeaderKind::Upgrade
                 | HeaderKind::TransferEncoding
                 | HeaderKind::ProxyAuthorization
+                | HeaderKind::ForwardingLookalike
         )
     }
 }
@@ -139,7 +150,11 @@ pub(crate) fn collect(
     for header in parsed {
         let name = header.name.as_bytes();
         let value = header.value;
-        let kind = HeaderKind::classify(name);
+        let mut kind = HeaderKind::classify(name);
+        let underscore = kind == HeaderKind::Other && name.contains(&b'_');
+        if underscore && resembles_forwarding_field(name) {
+            kind = HeaderKind::ForwardingLookalike;
+        }
         out.push(HeaderRef {
             name: Span::within(buf, name),
             value: Span::within(buf, value),
@@ -198,7 +213,9 @@ pub(crate) fn collect(
                 fields.expect_continue |=
                     list_elements(value).any(|e| e.eq_ignore_ascii_case(b"100-continue"));
             }
-            HeaderKind::Other => fields.framing_lookalike |= resembles_framing_field(name),
+            HeaderKind::Other if underscore => {
+                fields.framing_lookalike |= resembles_framing_field(name)
+            }
             _ => {}
         }
     }
@@ -220,15 +237,33 @@ fn parse_content_length(element: &[u8]) -> Option<u64> {
     )
 }
 
+/// Whether `name` is `field` (lower case) once '_' reads as '-', in any case.
+fn folds_to(name: &[u8], field: &[u8]) -> bool {
+    field.len() == name.len()
+        && field
+            .iter()
+            .zip(name)
+            .all(|(&f, &n)| f == n.to_ascii_lowercase() || (f == b'-' && n == b'_'))
+}
+
+/// For a name with '_' in it.
 fn resembles_framing_field(name: &[u8]) -> bool {
-    let folds_to = |field: &[u8]| {
-        field.len() == name.len()
-            && field
-                .iter()
-                .zip(name)
-                .all(|(&f, &n)| f == n.to_ascii_lowercase() || (f == b'-' && n == b'_'))
-    };
-    name.contains(&b'_') && (folds_to(b"content-length") || folds_to(b"transfer-encoding"))
+    folds_to(name, b"content-length") || folds_to(name, b"transfer-encoding")
+}
+
+/// For a name with '_' in it.
+fn resembles_forwarding_field(name: &[u8]) -> bool {
+    const FORWARDING: [&[u8]; 8] = [
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+        b"x-forwarded-prefix",
+        b"x-forwarded-ssl",
+        b"x-real-ip",
+        b"x-client-ip",
+    ];
+    FORWARDING.iter().any(|field| folds_to(name, field))
 }
 
 /// One transfer-coding element: `Some(true)` for a bare `chunked` (it takes no parameters),
