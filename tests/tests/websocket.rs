@@ -86,6 +86,11 @@ fn serve_echo(stream: TcpStream, seen: Heads) {
             Message::Text(text) if text.as_str() == "ping" => {
                 ws.send(Message::Ping(b"srv".to_vec().into()))
             }
+            // Says bye and drops the connection, without a closing handshake.
+            Message::Text(text) if text.as_str() == "bye" => {
+                let _ = ws.send(Message::text("bye"));
+                return;
+            }
             // Sends until the connection breaks, reading nothing more.
             Message::Text(text) if text.as_str() == "flood" => loop {
                 if let Err(e) = ws.send(Message::binary(vec![1u8; 256 << 10])) {
@@ -428,5 +433,52 @@ both_drivers!(
                 "still relaying to a client that stopped reading"
             );
         }
+    }
+);
+
+both_drivers!(
+    only_websocket_is_offered_and_only_websocket_relayed,
+    |driver| {
+        // An upstream that switches to whatever else the client listed.
+        let up = Upstream::start(|_| {
+            Reply::Raw(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"
+                    .to_vec(),
+            )
+        });
+        let gw = Gateway::start(driver, &proxy_toml(up.addr(), ""));
+        let mut c = Client::connect(gw.addr());
+        let resp = c.request(
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket, h2c\r\n\r\n",
+        );
+        assert_eq!(resp.status, 502);
+        assert_eq!(up.received()[0].header("upgrade"), Some("websocket"));
+    }
+);
+
+both_drivers!(
+    a_tls_client_writing_after_the_upstream_left_does_no_harm,
+    |driver| {
+        let pki = Pki::new("ws-bye");
+        let cert = pki.issue_server(&["localhost"]);
+        let up = EchoServer::start();
+        let gw = Gateway::start(driver, &tls_proxy_toml(&[&cert], "", up.addr, ""));
+        let client = TlsClient::new(&pki, "localhost");
+        let stream = client.connect(gw.addr()).unwrap().into_stream();
+        let mut ws = handshake(stream, "localhost", "/");
+        ws.send(Message::text("bye")).unwrap();
+        assert_eq!(text(&mut ws), "bye");
+        // The upstream is gone; the client goes on writing, with a record that is not TLS.
+        let tcp = ringway_tests::Transport::tcp(ws.get_ref());
+        let mut garbage = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+        garbage.extend_from_slice(&[0xaa; 32]);
+        let _ = (&*tcp).write_all(&garbage);
+        // The shard still serves.
+        let mut ws = handshake(
+            client.connect(gw.addr()).unwrap().into_stream(),
+            "localhost",
+            "/",
+        );
+        echo_round(&mut ws, "still serving");
     }
 );

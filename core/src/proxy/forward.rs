@@ -539,6 +539,7 @@ async fn upgraded(
         .map_err(ProxyError::client_write)?;
     // What either side sent past its head is the new protocol's first bytes.
     let from_client = d.buf.data().to_vec();
+    let early_in = from_client.len() as u64;
     d.buf.consume(from_client.len());
     let from_upstream = conn.buf.data().to_vec();
     let timers = d.timers.clone();
@@ -552,7 +553,8 @@ async fn upgraded(
     .await;
     match carried {
         Ok(carried) => {
-            d.log.upgraded_in = carried.from_client;
+            // The bytes read with the head are already counted by the client buffer.
+            d.log.upgraded_in = carried.from_client - early_in;
             d.written += carried.from_upstream;
         }
         // Out of descriptors: the 101 is out, so the connection can only close.

@@ -150,9 +150,9 @@ pub fn write_upstream_head(
         out.extend_from_slice(b"\r\n");
     }
     if fwd.upgrade {
-        out.extend_from_slice(b"connection: upgrade\r\nupgrade: ");
-        join_values(out, src, headers, HeaderKind::Upgrade);
-        out.extend_from_slice(b"\r\n");
+        // WebSocket alone, whatever else the client listed: the upstream may only switch
+        // to what it is offered (RFC 9110 section 7.8), and nothing else may be tunnelled.
+        out.extend_from_slice(b"connection: upgrade\r\nupgrade: websocket\r\n");
     }
     match head.body {
         BodyKind::None => {}
@@ -238,9 +238,7 @@ pub fn write_client_head(
         ClientFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     if resp.status == 101 && resp.upgrade {
-        out.extend_from_slice(b"connection: upgrade\r\nupgrade: ");
-        join_values(out, src, headers, HeaderKind::Upgrade);
-        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(b"connection: upgrade\r\nupgrade: websocket\r\n");
     } else if resp.status >= 200 {
         if close {
             out.extend_from_slice(b"connection: close\r\n");

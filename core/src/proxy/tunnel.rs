@@ -202,8 +202,16 @@ impl Writer<'_, '_> {
                 socket,
                 sealed,
             } => {
+                // close_notify only once the peer's side has ended too: rustls must not take
+                // records after sending its own alert (a bad one would make it alert twice),
+                // and the other direction still reads this peer. Until then a TCP half-close
+                // says the same; WebSocket's own close frame guards against truncation.
                 sealed.clear();
-                if tls.borrow_mut().seal_close(sealed).is_ok() {
+                let close = {
+                    let mut tls = tls.borrow_mut();
+                    tls.input_ended() && tls.seal_close(sealed).is_ok()
+                };
+                if close {
                     let _ = socket.write_all(std::mem::take(sealed)).await;
                 }
                 let _ = socket.shutdown().await;

@@ -23,7 +23,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> PollTls<IO> {
     pub fn new(io: IO, mut conn: Connection, mut unread: &[u8]) -> io::Result<PollTls<IO>> {
         conn.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
         while !unread.is_empty() {
-            conn.read_tls(&mut unread)?;
+            // 0: rustls takes nothing more (after close_notify); what is left is not TLS the
+            // connection can use.
+            if conn.read_tls(&mut unread)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "records after close_notify",
+                ));
+            }
             conn.process_new_packets()
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         }

@@ -367,6 +367,11 @@ impl TlsStream {
         }
     }
 
+    /// The peer's side of the stream has ended (its `close_notify`, or the socket's end).
+    pub fn input_ended(&self) -> bool {
+        self.eof || self.peer_closed
+    }
+
     /// Queues `close_notify` into `out`.
     pub fn seal_close(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
         self.conn.send_close_notify();

@@ -122,6 +122,8 @@ pub(crate) struct Fields {
     /// Upgrade fields are present; `websocket`: one of them offers WebSocket.
     pub upgrade: bool,
     pub websocket: bool,
+    /// An Upgrade element names something other than WebSocket.
+    pub upgrade_other: bool,
     /// A field name that reads as Content-Length or Transfer-Encoding once '_' becomes '-'
     /// (as CGI-style servers fold them): it would reach the upstream past our framing.
     pub framing_lookalike: bool,
@@ -204,10 +206,14 @@ pub(crate) fn collect(
             HeaderKind::Upgrade => {
                 fields.upgrade = true;
                 // protocol-name ["/" protocol-version] (RFC 9110 section 7.8).
-                fields.websocket |= list_elements(value).any(|p| {
+                for p in list_elements(value).filter(|p| !p.is_empty()) {
                     let name = p.split(|&b| b == b'/').next().unwrap_or(p);
-                    name.eq_ignore_ascii_case(b"websocket")
-                });
+                    if name.eq_ignore_ascii_case(b"websocket") {
+                        fields.websocket = true;
+                    } else {
+                        fields.upgrade_other = true;
+                    }
+                }
             }
             HeaderKind::Expect => {
                 fields.expect_continue |=

@@ -44,7 +44,8 @@ pub struct ResponseHead {
     pub codings: TransferCodings,
     /// Whether the upstream connection may carry another request after this response.
     pub keep_alive: bool,
-    /// A 101 that names the protocol it switches to (`Upgrade` with `Connection: upgrade`).
+    /// A 101 switching to WebSocket and nothing else (`Upgrade: websocket` with `Connection:
+    /// upgrade`): the only switch the gateway offers, so the only one it relays.
     pub upgrade: bool,
 }
 
@@ -203,7 +204,10 @@ pub fn parse_response(
         body,
         codings,
         keep_alive,
-        upgrade: status == 101 && fields.upgrade && fields.connection_upgrade,
+        upgrade: status == 101
+            && fields.websocket
+            && !fields.upgrade_other
+            && fields.connection_upgrade,
     }))
 }
 

@@ -226,6 +226,18 @@ fn unsupported_upgrades_and_tunnels() {
         ))
         .upgrade
     );
+    // Only WebSocket is ever offered upstream; a switch to anything else is not relayed.
+    for other in [
+        "Upgrade: h2c",
+        "Upgrade: websocket, h2c",
+        "Upgrade: TLS/1.2",
+    ] {
+        let head = ok(&res(
+            "HTTP/1.1 101 Switching Protocols",
+            &[other, "Connection: upgrade"],
+        ));
+        assert!(!head.upgrade, "{other}");
+    }
     let tunnel = parse_for(&ok200(&[]), Method::Connect);
     assert_eq!(
         tunnel.unwrap_err(),
