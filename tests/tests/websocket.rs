@@ -275,11 +275,7 @@ both_drivers!(a_reload_keeps_open_websockets, |driver| {
 
 both_drivers!(idle_websockets_close_after_their_timeout, |driver| {
     let up = EchoServer::start();
-    let toml = format!(
-        "{}{}[[routes]]\nname = \"r\"\nupstream = \"u\"\nwebsocket_idle_timeout = \"1s\"\n",
-        listener_toml(""),
-        upstream_toml("u", &[(up.addr, 1)], ""),
-    );
+    let toml = route_with(up.addr, "websocket_idle_timeout = \"1s\"");
     let gw = Gateway::start(driver, &toml);
     let mut ws = connect(&gw, "/");
     // Traffic keeps it open past the timeout.
@@ -349,11 +345,7 @@ fn raw_handshake(addr: SocketAddr) -> (u16, String) {
 
 both_drivers!(routes_with_websocket_off_do_not_upgrade, |driver| {
     let up = Upstream::ok("plain");
-    let toml = format!(
-        "{}{}[[routes]]\nname = \"r\"\nupstream = \"u\"\nwebsocket = false\n",
-        listener_toml(""),
-        upstream_toml("u", &[(up.addr(), 1)], ""),
-    );
+    let toml = route_with(up.addr(), "websocket = false");
     let gw = Gateway::start(driver, &toml);
     let (status, body) = raw_handshake(gw.addr());
     assert_eq!((status, body.as_str()), (200, "plain"));
@@ -407,11 +399,7 @@ both_drivers!(
     a_client_that_stops_reading_is_closed_though_it_still_sends,
     |driver| {
         let up = EchoServer::start();
-        let toml = format!(
-            "{}{}[[routes]]\nname = \"r\"\nupstream = \"u\"\nwebsocket_idle_timeout = \"1s\"\n",
-            listener_toml(""),
-            upstream_toml("u", &[(up.addr, 1)], ""),
-        );
+        let toml = route_with(up.addr, "websocket_idle_timeout = \"1s\"");
         let gw = Gateway::start(driver, &toml);
         let mut ws = connect(&gw, "/");
         ws.send(Message::text("flood")).unwrap();
@@ -482,3 +470,12 @@ both_drivers!(
         echo_round(&mut ws, "still serving");
     }
 );
+
+/// One listener, upstream `u` at `addr`, and route `r` to it with `route_line` added.
+fn route_with(addr: SocketAddr, route_line: &str) -> String {
+    format!(
+        "{}{}[[routes]]\nname = \"r\"\nupstream = \"u\"\n{route_line}\n",
+        listener_toml(""),
+        upstream_toml("u", &[(addr, 1)], ""),
+    )
+}
