@@ -298,3 +298,24 @@ both_drivers!(ipv4_clients_of_a_dual_stack_listener_are_ipv4, |driver| {
     assert_eq!(resp.text(), "127.0.0.1");
     assert_eq!(logged_clients(&log, 1), vec![c.local_addr().to_string()]);
 });
+
+both_drivers!(
+    a_proxy_header_naming_no_client_vouches_for_nothing,
+    |driver| {
+        let (gw, _up, _log) = setup(
+            driver,
+            "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]",
+            "",
+        );
+        let req = "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n";
+        // UNKNOWN (or v2 LOCAL): the balancer itself is the peer, and its forwarding fields are
+        // not believed although it is trusted: an L4 balancer does not check them.
+        let mut c = Client::connect(gw.addr());
+        c.send(b"PROXY UNKNOWN\r\n");
+        assert!(c.request(req).text().starts_with("xff=127.0.0.1;"));
+        // A named client is the peer, untrusted: its claim is replaced too.
+        let mut c = Client::connect(gw.addr());
+        c.send(b"PROXY TCP4 198.51.100.7 127.0.0.1 4711 80\r\n");
+        assert!(c.request(req).text().starts_with("xff=198.51.100.7;"));
+    }
+);

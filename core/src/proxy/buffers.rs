@@ -50,6 +50,7 @@ impl DownstreamPool {
                 peer,
                 client: peer.ip(),
                 trusted_peer: false,
+                peer_may_forward: true,
                 listener: 0,
                 written: 0,
                 request_id: Vec::with_capacity(32),

@@ -46,6 +46,8 @@ pub(crate) struct Downstream {
     pub client: IpAddr,
     /// `peer` is one of the listener's `trusted_proxies`.
     pub trusted_peer: bool,
+    /// The peer may speak for others at all (see `Conn::may_forward`).
+    pub peer_may_forward: bool,
     /// The listener's index in the epoch serving the current request.
     pub listener: usize,
     /// Bytes written to the client since the state was taken from the pool.
@@ -107,6 +109,10 @@ pub struct Conn {
     stream: Option<Stream>,
     peer: Peer,
     listener: Rc<ListenerHandle>,
+    /// False when a PROXY header named no client (v1 UNKNOWN, v2 LOCAL): the peer is then
+    /// the balancer itself, and an L4 balancer does not vouch for the request's forwarding
+    /// fields, so they are not believed even if it is a trusted proxy.
+    may_forward: bool,
 }
 
 impl Conn {
@@ -117,6 +123,7 @@ impl Conn {
             stream: Some(stream),
             peer: Peer::new(peer),
             listener,
+            may_forward: true,
         }
     }
 }
@@ -130,6 +137,7 @@ impl Conn {
             stream: None,
             peer: Peer::new(peer),
             listener,
+            may_forward: true,
         }
     }
 
@@ -170,7 +178,10 @@ impl Conn {
                 self.peer = Peer::new(client);
                 return true;
             }
-            Ok(Ok(crate::proxy_protocol::Header::Local)) => return true,
+            Ok(Ok(crate::proxy_protocol::Header::Local)) => {
+                self.may_forward = false;
+                return true;
+            }
             Ok(Err(fault)) => fault,
             Err(_) => "no PROXY header in time",
         };
@@ -240,6 +251,9 @@ pub async fn serve(shard: &Rc<Shard>, downstreams: &DownstreamPool, conn: &mut C
                 return;
             };
             d = Some(downstreams.take(stream, conn.peer.get()));
+            if let Some(d) = d.as_mut() {
+                d.peer_may_forward = conn.may_forward;
+            }
         }
         let Some(state) = d.as_mut() else {
             return;
@@ -322,8 +336,13 @@ async fn one_request(
     if shard.is_draining() || removed {
         head.keep_alive = false;
     }
+    let trusted: &[ringway_config::IpNet] = if d.peer_may_forward {
+        &cfg.trusted_proxies
+    } else {
+        &[]
+    };
     (d.client, d.trusted_peer) =
-        client::client_address(&cfg.trusted_proxies, d.peer.ip(), d.buf.data(), &d.headers);
+        client::client_address(trusted, d.peer.ip(), d.buf.data(), &d.headers);
     d.log
         .capture(shard, d.buf.data(), &head, &d.headers, &mut d.request_id);
     let after = handle(shard, &sep, d, &head, cfg).await;
