@@ -45,8 +45,44 @@ impl PollStream {
     }
 }
 
-fn would_block(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock
+#[derive(Clone, Copy)]
+enum Direction {
+    Read,
+    Write,
+}
+
+/// Runs the non-blocking syscall `op` once the socket is ready for `direction`: its byte
+/// count, or, when the socket has nothing (no room), a readiness wait parked in `wait`.
+fn poll_syscall(
+    tcp: &Rc<TcpStream>,
+    wait: &mut Option<Wait>,
+    direction: Direction,
+    cx: &mut Context<'_>,
+    mut op: impl FnMut(std::os::fd::RawFd) -> isize,
+) -> Poll<io::Result<usize>> {
+    loop {
+        if let Some(pending) = wait {
+            ready!(pending.as_mut().poll(cx))?;
+            *wait = None;
+        }
+        let n = op(tcp.as_raw_fd());
+        if n >= 0 {
+            return Poll::Ready(Ok(n as usize));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => {}
+            _ => return Poll::Ready(Err(e)),
+        }
+        // Not relaxed: the readiness monoio remembers may be stale, since the syscall went
+        // around it.
+        let tcp = Rc::clone(tcp);
+        *wait = Some(match direction {
+            Direction::Read => Box::pin(async move { tcp.readable(false).await }),
+            Direction::Write => Box::pin(async move { tcp.writable(false).await }),
+        });
+    }
 }
 
 impl AsyncRead for PollStream {
@@ -66,38 +102,26 @@ impl AsyncRead for PollStream {
             }
             return Poll::Ready(Ok(()));
         }
-        loop {
-            if let Some(wait) = &mut this.readable {
-                ready!(wait.as_mut().poll(cx))?;
-                this.readable = None;
-            }
-            let unfilled = buf.initialize_unfilled();
-            // SAFETY: recv(2) writes at most `unfilled.len()` bytes into `unfilled`, a valid
-            // slice; MSG_DONTWAIT keeps it from blocking whatever the socket's mode.
-            let n = unsafe {
-                libc::recv(
-                    this.tcp.as_raw_fd(),
-                    unfilled.as_mut_ptr().cast(),
-                    unfilled.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n >= 0 {
-                buf.advance(n as usize);
-                return Poll::Ready(Ok(()));
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            if !would_block(&e) {
-                return Poll::Ready(Err(e));
-            }
-            // Not relaxed: the readiness monoio remembers may be stale, since this read went
-            // around it.
-            let tcp = Rc::clone(&this.tcp);
-            this.readable = Some(Box::pin(async move { tcp.readable(false).await }));
-        }
+        let unfilled = buf.initialize_unfilled();
+        // SAFETY: recv(2) writes at most `unfilled.len()` bytes into `unfilled`, a valid
+        // slice; MSG_DONTWAIT keeps it from blocking whatever the socket's mode.
+        let recv = |fd| unsafe {
+            libc::recv(
+                fd,
+                unfilled.as_mut_ptr().cast(),
+                unfilled.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        let n = ready!(poll_syscall(
+            &this.tcp,
+            &mut this.readable,
+            Direction::Read,
+            cx,
+            recv
+        ))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -108,34 +132,17 @@ impl AsyncWrite for PollStream {
         src: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        loop {
-            if let Some(wait) = &mut this.writable {
-                ready!(wait.as_mut().poll(cx))?;
-                this.writable = None;
-            }
-            // SAFETY: send(2) reads `src.len()` bytes of a valid slice; MSG_NOSIGNAL turns a
-            // closed peer into EPIPE instead of a signal.
-            let n = unsafe {
-                libc::send(
-                    this.tcp.as_raw_fd(),
-                    src.as_ptr().cast(),
-                    src.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
-            if n >= 0 {
-                return Poll::Ready(Ok(n as usize));
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            if !would_block(&e) {
-                return Poll::Ready(Err(e));
-            }
-            let tcp = Rc::clone(&this.tcp);
-            this.writable = Some(Box::pin(async move { tcp.writable(false).await }));
-        }
+        // SAFETY: send(2) reads `src.len()` bytes of a valid slice; MSG_NOSIGNAL turns a
+        // closed peer into EPIPE instead of a signal.
+        let send = |fd| unsafe {
+            libc::send(
+                fd,
+                src.as_ptr().cast(),
+                src.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        poll_syscall(&this.tcp, &mut this.writable, Direction::Write, cx, send)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
