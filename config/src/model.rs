@@ -367,6 +367,19 @@ pub struct Upstream {
     /// `resolve_interval`: how often the endpoints written as host names are looked up again
     /// while the config runs (default 30s, at least 100ms); `None` (`"off"`): only at load.
     pub resolve_interval: Option<Duration>,
+    /// `protocol`: what the gateway speaks to the endpoints (default `"h1"`).
+    pub protocol: UpstreamProtocol,
+}
+
+/// `protocol` of an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (`"h1"`), one request at a time per pooled connection.
+    #[default]
+    H1,
+    /// HTTP/2 (`"h2"`): h2c on plaintext, ALPN h2 over TLS; streams multiplexed over few
+    /// connections. What gRPC services speak.
+    H2,
 }
 
 /// `tls` of an upstream: every connection to its endpoints is TLS.

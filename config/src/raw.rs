@@ -153,6 +153,8 @@ pub(crate) struct RawUpstream {
     pub tls: Option<At<RawUpstreamTls>>,
     /// A duration, or `"off"`.
     pub resolve_interval: Option<Typed<String>>,
+    /// `"h1"` (default) or `"h2"`.
+    pub protocol: Option<Typed<String>>,
 }
 
 #[derive(Debug, Deserialize)]

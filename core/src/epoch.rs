@@ -145,9 +145,13 @@ impl Epoch {
             .iter()
             .map(|u| match &u.tls {
                 None => Ok(None),
-                Some(tls) => ClientTls::build(tls, kept.upstreams.get(u.name.as_str()).copied())
-                    .map(|t| Some(Arc::new(t)))
-                    .map_err(|e| format!("upstream {}: {e}", u.name)),
+                Some(tls) => ClientTls::build(
+                    tls,
+                    kept.upstreams.get(u.name.as_str()).copied(),
+                    u.protocol == ringway_config::UpstreamProtocol::H2,
+                )
+                .map(|t| Some(Arc::new(t)))
+                .map_err(|e| format!("upstream {}: {e}", u.name)),
             })
             .collect::<Result<Vec<_>, String>>()?;
         drop(kept);

@@ -18,25 +18,34 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 
+use crate::http::h2::bridge::Bridge;
 use crate::rt::coarse::{CoarseTimers, ShutdownGuard};
 use crate::tls::{ClientIdentity, TlsStream};
 
-/// A connection's socket, plain or with TLS on it.
+/// A connection's socket, plain or with TLS on it, or one HTTP/2 stream of a connection
+/// seen as HTTP/1.1 text (see `http::h2::bridge`).
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream>),
+    H2(Box<Bridge>),
 }
 
 impl Stream {
-    pub fn tcp(&self) -> &TcpStream {
+    /// The socket, for a stream that is one.
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(t) => t.tcp(),
+            Stream::Plain(s) => Some(s),
+            Stream::Tls(t) => Some(t.tcp()),
+            Stream::H2(_) => None,
         }
     }
 
     pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(_) => true,
+            Stream::H2(b) => b.tls,
+        }
     }
 
     /// The verified client certificate's identity, on a mutual-TLS connection.
@@ -44,14 +53,17 @@ impl Stream {
         match self {
             Stream::Plain(_) => None,
             Stream::Tls(t) => t.identity.as_ref(),
+            Stream::H2(b) => b.identity.as_ref(),
         }
     }
 
-    /// Waits until a read would find bytes (see `TcpStream::readable`).
+    /// Waits until a read would find bytes (see `TcpStream::readable`); an h2 stream's read
+    /// waits by itself.
     pub async fn readable(&self, relaxed: bool) -> io::Result<()> {
         match self {
             Stream::Plain(s) => s.readable(relaxed).await,
             Stream::Tls(t) => t.readable(relaxed).await,
+            Stream::H2(_) => Ok(()),
         }
     }
 
@@ -59,7 +71,7 @@ impl Stream {
     /// plain sockets keep theirs in the kernel, where the pool's peek sees it.
     pub fn has_pending_input(&self) -> bool {
         match self {
-            Stream::Plain(_) => false,
+            Stream::Plain(_) | Stream::H2(_) => false,
             Stream::Tls(t) => t.has_pending_input(),
         }
     }
@@ -67,8 +79,16 @@ impl Stream {
     /// The stream ended without the peer's `close_notify` (TLS only).
     pub fn ended_uncleanly(&self) -> bool {
         match self {
-            Stream::Plain(_) => false,
+            Stream::Plain(_) | Stream::H2(_) => false,
             Stream::Tls(t) => t.ended_uncleanly(),
+        }
+    }
+
+    /// The h2 stream this is, if it is one.
+    pub fn bridge(&mut self) -> Option<&mut Bridge> {
+        match self {
+            Stream::H2(b) => Some(b),
+            _ => None,
         }
     }
 
@@ -80,9 +100,10 @@ impl Stream {
     }
 }
 
-impl AsRawFd for Stream {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.tcp().as_raw_fd()
+impl Stream {
+    /// The socket's descriptor; none for an h2 stream.
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.tcp().map(AsRawFd::as_raw_fd)
     }
 }
 
@@ -91,12 +112,15 @@ impl AsRawFd for Stream {
 /// several times a plain one's; inline, it would make every plain read and write future as
 /// large, copied wherever futures move. A box per TLS operation costs far less than the
 /// record it encrypts or decrypts.
-pub enum StreamOp<P, T> {
+pub enum StreamOp<P, T, H> {
     Plain(P),
     Tls(Pin<Box<T>>),
+    H2(Pin<Box<H>>),
 }
 
-impl<P: Future, T: Future<Output = P::Output>> Future for StreamOp<P, T> {
+impl<P: Future, T: Future<Output = P::Output>, H: Future<Output = P::Output>> Future
+    for StreamOp<P, T, H>
+{
     type Output = P::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<P::Output> {
@@ -105,6 +129,7 @@ impl<P: Future, T: Future<Output = P::Output>> Future for StreamOp<P, T> {
         match unsafe { self.get_unchecked_mut() } {
             StreamOp::Plain(p) => unsafe { Pin::new_unchecked(p) }.poll(cx),
             StreamOp::Tls(t) => t.as_mut().poll(cx),
+            StreamOp::H2(h) => h.as_mut().poll(cx),
         }
     }
 }
@@ -114,6 +139,7 @@ impl AsyncReadRent for Stream {
         match self {
             Stream::Plain(s) => StreamOp::Plain(s.read(buf)),
             Stream::Tls(t) => StreamOp::Tls(Box::pin(t.read(buf))),
+            Stream::H2(b) => StreamOp::H2(Box::pin(b.read(buf))),
         }
     }
 
@@ -121,6 +147,7 @@ impl AsyncReadRent for Stream {
         match self {
             Stream::Plain(s) => StreamOp::Plain(s.readv(buf)),
             Stream::Tls(t) => StreamOp::Tls(Box::pin(t.readv(buf))),
+            Stream::H2(_) => StreamOp::H2(Box::pin(unsupported(buf))),
         }
     }
 }
@@ -130,6 +157,7 @@ impl AsyncWriteRent for Stream {
         match self {
             Stream::Plain(s) => StreamOp::Plain(s.write(buf)),
             Stream::Tls(t) => StreamOp::Tls(Box::pin(t.write(buf))),
+            Stream::H2(b) => StreamOp::H2(Box::pin(b.write(buf))),
         }
     }
 
@@ -137,6 +165,7 @@ impl AsyncWriteRent for Stream {
         match self {
             Stream::Plain(s) => StreamOp::Plain(s.writev(buf)),
             Stream::Tls(t) => StreamOp::Tls(Box::pin(t.writev(buf))),
+            Stream::H2(_) => StreamOp::H2(Box::pin(unsupported(buf))),
         }
     }
 
@@ -144,6 +173,7 @@ impl AsyncWriteRent for Stream {
         match self {
             Stream::Plain(s) => StreamOp::Plain(s.flush()),
             Stream::Tls(t) => StreamOp::Tls(Box::pin(t.flush())),
+            Stream::H2(_) => StreamOp::H2(Box::pin(std::future::ready(Ok(())))),
         }
     }
 
@@ -151,8 +181,15 @@ impl AsyncWriteRent for Stream {
         match self {
             Stream::Plain(s) => StreamOp::Plain(s.shutdown()),
             Stream::Tls(t) => StreamOp::Tls(Box::pin(t.shutdown())),
+            // The stream ends with its message; there is no connection of its own to close.
+            Stream::H2(_) => StreamOp::H2(Box::pin(std::future::ready(Ok(())))),
         }
     }
+}
+
+/// Vectored I/O on an h2 stream: the pipeline never asks for it.
+async fn unsupported<T>(buf: T) -> BufResult<usize, T> {
+    (Err(io::ErrorKind::Unsupported.into()), buf)
 }
 
 pub struct ConnBuf {
@@ -245,6 +282,11 @@ impl ConnBuf {
         false
     }
 
+    /// Appends bytes that did not come from a read (an h2 request's head, rendered).
+    pub fn append(&mut self, bytes: &[u8]) {
+        self.vec.extend_from_slice(bytes);
+    }
+
     /// Reads once from `stream`, appending. Ok(0) means end of stream; an error of kind
     /// `OutOfMemory` means the buffer is at `max_capacity` and full.
     pub async fn read_from<S: AsyncReadRent>(
@@ -324,23 +366,31 @@ impl Attached {
     /// The TLS connection, when the client speaks TLS.
     pub fn tls(&self) -> Option<&TlsStream> {
         match self.stream.as_ref()? {
-            Stream::Plain(_) => None,
             Stream::Tls(t) => Some(t),
+            _ => None,
         }
     }
 
     /// Bounds each later write (the listener's `send_timeout`).
     pub fn set_send_timeout(&mut self, timeout: Duration) {
         self.send_timeout = timeout;
+        if let Some(Stream::H2(b)) = self.stream.as_mut() {
+            if let Some(sink) = b.sink.as_mut() {
+                sink.send_timeout = timeout;
+            }
+        }
     }
 
     /// Shuts the socket down if the write about to start is not done within the send
     /// timeout. The guard goes into the write's future, which borrows the stream: the
     /// descriptor stays open for as long as the guard can act on it.
-    fn send_guard(&mut self) -> ShutdownGuard {
-        let fd = self.get().as_raw_fd();
-        self.timers
-            .shutdown_at(fd, self.timers.after(self.send_timeout))
+    fn send_guard(&mut self) -> Option<ShutdownGuard> {
+        // An h2 stream bounds its own writes: it waits for flow-control window, not a socket.
+        let fd = self.get().raw_fd()?;
+        Some(
+            self.timers
+                .shutdown_at(fd, self.timers.after(self.send_timeout)),
+        )
     }
 
     /// The socket itself, for a connection that leaves HTTP (an upgrade): its writes are no
@@ -359,11 +409,11 @@ impl Attached {
 /// Runs the write `op` and reports `TimedOut` when `guard` shut the socket down before it
 /// ended (the write then failed at once, and gave its buffer back).
 async fn bounded<T>(
-    guard: ShutdownGuard,
+    guard: Option<ShutdownGuard>,
     op: impl Future<Output = BufResult<usize, T>>,
 ) -> BufResult<usize, T> {
     let (res, buf) = op.await;
-    if guard.fired() {
+    if guard.is_some_and(|g| g.fired()) {
         let e = io::Error::new(
             io::ErrorKind::TimedOut,
             "send timeout: the client took none of the response in time",

@@ -12,7 +12,7 @@ use super::protect::{circuit_breaker, health_check, outlier_detection};
 use super::resolver::resolve_interval;
 use super::tls::upstream_tls;
 use super::Ctx;
-use crate::model::{Balance, Endpoint, HashKey, Upstream};
+use crate::model::{Balance, Endpoint, HashKey, Upstream, UpstreamProtocol};
 use crate::raw::{At, List, RawEndpoint, RawUpstream, Typed};
 
 pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<At<RawUpstream>>) -> Vec<Upstream> {
@@ -72,6 +72,7 @@ pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<At<RawUpstream>>) -> Vec<U
         let outlier = outlier_detection(ctx, &prefix, u.outlier_detection.as_ref());
         let tls = upstream_tls(ctx, &prefix, u.tls.as_ref());
         let resolve_interval = resolve_interval(ctx, &prefix, u.resolve_interval.as_ref());
+        let protocol = protocol(ctx, u, &prefix);
         let upstream = (|| {
             Some(Upstream {
                 name: name?,
@@ -87,11 +88,28 @@ pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<At<RawUpstream>>) -> Vec<U
                 outlier_detection: outlier?,
                 tls: tls?,
                 resolve_interval: resolve_interval?,
+                protocol: protocol?,
             })
         })();
         valid.extend(upstream);
     }
     valid
+}
+
+/// `protocol`: `"h1"` (default) or `"h2"`.
+fn protocol(ctx: &mut Ctx<'_>, u: &RawUpstream, prefix: &str) -> Option<UpstreamProtocol> {
+    let key = format!("{prefix}.protocol");
+    let Some(raw) = ctx.optional(u.protocol.as_ref(), &key)? else {
+        return Some(UpstreamProtocol::H1);
+    };
+    match raw.get_ref().as_str() {
+        "h1" => Some(UpstreamProtocol::H1),
+        "h2" => Some(UpstreamProtocol::H2),
+        other => {
+            let message = format!("unknown protocol \"{other}\"; expected \"h1\" or \"h2\"");
+            ctx.fail(raw, key, message)
+        }
+    }
 }
 
 /// `balance` and `hash_key`: the key is required with `"hash"` and refused with the others.

@@ -148,7 +148,7 @@ impl HealthChecker {
                 None => None,
                 // Built per check (not shared with the epoch): checks are few and rare, and
                 // this way a check never holds an epoch's state alive.
-                Some(cfg) => match ClientTls::build(cfg, None) {
+                Some(cfg) => match ClientTls::build(cfg, None, false) {
                     Ok(client) => {
                         let name = client.server_name(host.as_deref(), key.1);
                         Some((Arc::new(client), name))

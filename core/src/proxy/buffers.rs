@@ -57,12 +57,14 @@ impl DownstreamPool {
                 log: RequestLog::new(self.access_log),
                 draining: self.draining.clone(),
                 timers: self.timers.clone(),
+                call_deadline: None,
             })
         });
         d.stream.attach(stream);
         d.peer = peer;
         d.client = peer.ip();
         d.trusted_peer = false;
+        d.call_deadline = None;
         d
     }
 

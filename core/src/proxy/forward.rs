@@ -269,7 +269,10 @@ async fn exchange(
     let guard = &up.guard;
     let policy = route_cfg.retry.as_ref();
     let started = Instant::now();
-    let total = route_cfg.timeout.map(|t| started + t);
+    let total = match (route_cfg.timeout.map(|t| started + t), d.call_deadline) {
+        (Some(route), Some(call)) => Some(route.min(call)),
+        (route, call) => route.or(call),
+    };
     let mut now = started;
     let replay = Replay {
         method: req.method,
@@ -704,7 +707,7 @@ async fn stream_body_watching(
     // rustls. Such a connection sends the body whole first.
     let watcher = match &conn.stream {
         Stream::Plain(tcp) => crate::sys::dup_socket(tcp).and_then(TcpStream::from_std),
-        Stream::Tls(_) => Err(std::io::ErrorKind::Unsupported.into()),
+        Stream::Tls(_) | Stream::H2(_) => Err(std::io::ErrorKind::Unsupported.into()),
     };
     let Ok(mut watcher) = watcher else {
         // Out of descriptors, or TLS: send without watching.

@@ -5,6 +5,7 @@ mod body;
 pub mod buffers;
 pub mod client;
 mod forward;
+mod h2;
 pub mod head;
 pub mod local;
 mod record;
@@ -60,6 +61,8 @@ pub(crate) struct Downstream {
     pub draining: Rc<Signal>,
     /// The shard's coarse timers, which bound this request's reads and writes.
     pub timers: Rc<CoarseTimers>,
+    /// The client's own deadline for the answer (a gRPC call's `grpc-timeout`).
+    pub call_deadline: Option<Instant>,
 }
 
 /// What the connections one listener accepted on one shard share.
@@ -207,10 +210,14 @@ pub(crate) enum After {
     Close,
     /// The client went away or idled out: drop the connection without a word.
     Gone,
+    /// The client sent the HTTP/2 preface: the connection speaks h2 from here.
+    Http2,
 }
 
 enum HeadRead {
     Head(RequestHead),
+    /// The HTTP/2 connection preface (h2c with prior knowledge).
+    Http2,
     /// The client went away or idled out between requests: close without a word.
     Gone,
     /// Answer with this status, then close.
@@ -223,7 +230,13 @@ enum HeadRead {
 /// Between requests the connection holds only its socket, address and listener: the request
 /// state goes back to the shard's pool and the per-request state machine is boxed for the
 /// request's duration only, so an idle connection's task stays small.
-pub async fn serve(shard: &Rc<Shard>, downstreams: &DownstreamPool, conn: &mut Conn) {
+pub async fn serve(shard: &Rc<Shard>, downstreams: &Rc<DownstreamPool>, conn: &mut Conn) {
+    if let Some(Stream::Tls(tls)) = &conn.stream {
+        if tls.connection().alpn_protocol() == Some(b"h2") {
+            Box::pin(serve_tls_h2(shard, downstreams, conn)).await;
+            return;
+        }
+    }
     let mut first = true;
     let mut d: Option<Box<Downstream>> = None;
     loop {
@@ -274,6 +287,12 @@ pub async fn serve(shard: &Rc<Shard>, downstreams: &DownstreamPool, conn: &mut C
         match after {
             After::KeepAlive => continue,
             After::Gone => return,
+            After::Http2 => {
+                if let Some(state) = d.take() {
+                    Box::pin(serve_h2c(shard, downstreams, conn, state)).await;
+                }
+                return;
+            }
             After::Close => {
                 if let Some(state) = d.take() {
                     Box::pin(close_downstream(downstreams, state)).await;
@@ -319,6 +338,7 @@ async fn one_request(
     let mut head = match read {
         HeadRead::Head(head) => head,
         HeadRead::Gone => return After::Gone,
+        HeadRead::Http2 => return After::Http2,
         HeadRead::Reject(status) => {
             tracing::debug!(shard = shard.index, peer = %d.peer, status, "request rejected");
             d.log.status = status;
@@ -409,6 +429,14 @@ async fn read_head(
                 Ok(Some(head)) => return HeadRead::Head(head),
                 Ok(None) => {}
                 Err(e) => {
+                    // Only the preface makes an HTTP/2.0 request line (505 otherwise); h2c
+                    // over TLS is not offered (ALPN says h2 there).
+                    if first
+                        && d.buf.data().starts_with(&crate::http::h2::PREFACE[..16])
+                        && !d.stream.is_tls()
+                    {
+                        return HeadRead::Http2;
+                    }
                     tracing::debug!(reason = e.reason(), "bad request head");
                     return HeadRead::Reject(e.status());
                 }
@@ -635,6 +663,37 @@ async fn respond_static(
         Ok(()) if keep => After::KeepAlive,
         _ => After::Close,
     }
+}
+
+/// Goes on with a plain connection whose first bytes were the HTTP/2 preface, as h2c.
+async fn serve_h2c(
+    shard: &Rc<Shard>,
+    downstreams: &Rc<DownstreamPool>,
+    conn: &mut Conn,
+    mut d: Box<Downstream>,
+) {
+    let read = d.buf.data().to_vec();
+    d.buf.clear();
+    let Some(Stream::Plain(tcp)) = downstreams.put(d) else {
+        return;
+    };
+    let io = crate::http::h2::io::PollStream::new(tcp, read);
+    h2::serve(shard, downstreams, conn, io, None, false).await;
+}
+
+/// Goes on with a TLS connection whose client chose h2 by ALPN.
+async fn serve_tls_h2(shard: &Rc<Shard>, downstreams: &Rc<DownstreamPool>, conn: &mut Conn) {
+    let Some(Stream::Tls(tls)) = conn.stream.take() else {
+        return;
+    };
+    let Ok(parts) = tls.into_parts().await else {
+        return;
+    };
+    let io = crate::http::h2::io::PollStream::new(parts.tcp, Vec::new());
+    let Ok(io) = crate::tls::poll::PollTls::new(io, parts.conn, &parts.unread) else {
+        return;
+    };
+    h2::serve(shard, downstreams, conn, io, parts.identity, true).await;
 }
 
 /// Closes the connection of a request state gracefully, then returns the state to the pool.

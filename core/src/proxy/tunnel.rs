@@ -61,6 +61,8 @@ impl<'a> Side<'a> {
                 writer: dup(tls.tcp())?,
                 tls: RefCell::new(&mut **tls),
             },
+            // Upgrades are offered only to HTTP/1.1 clients and upstreams.
+            Stream::H2(_) => return Err(io::ErrorKind::Unsupported.into()),
         })
     }
 

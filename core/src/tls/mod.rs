@@ -43,8 +43,12 @@ pub use accept::{accept, Refusal};
 pub use identity::ClientIdentity;
 pub use stream::{TlsParts, TlsStream};
 
-/// ALPN protocols a listener offers (h2 joins with HTTP/2).
-const ALPN: &[&[u8]] = &[b"http/1.1"];
+/// ALPN protocols a listener offers, in its order of preference.
+const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+/// ALPN protocols offered to an HTTP/1.1 upstream.
+const UPSTREAM_ALPN: &[&[u8]] = &[b"http/1.1"];
+/// ALPN protocols offered to an HTTP/2 upstream.
+const UPSTREAM_H2_ALPN: &[&[u8]] = &[b"h2"];
 /// Client sessions remembered per upstream, for resumption towards its endpoints.
 const CLIENT_SESSIONS: usize = 1024;
 
@@ -229,9 +233,15 @@ impl ServerTls {
 }
 
 impl ClientTls {
-    /// Builds an upstream's TLS; `kept` is the same upstream's in the running epoch.
-    pub fn build(cfg: &UpstreamTls, kept: Option<&ClientTls>) -> Result<ClientTls, String> {
+    /// Builds an upstream's TLS; `kept` is the same upstream's in the running epoch; `h2`:
+    /// the upstream speaks HTTP/2, which ALPN asks for.
+    pub fn build(
+        cfg: &UpstreamTls,
+        kept: Option<&ClientTls>,
+        h2: bool,
+    ) -> Result<ClientTls, String> {
         let settings = digest(|h| {
+            h2.hash(h);
             cfg.sni.hash(h);
             cfg.ca.as_ref().map(|ca| &ca.certs).hash(h);
             cfg.client_cert
@@ -268,7 +278,8 @@ impl ClientTls {
                 .with_client_auth_cert(chain(cert), private_key(cert))
                 .map_err(|e| format!("{}: {e}", cert.key_file.display()))?,
         };
-        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        let alpn = if h2 { UPSTREAM_H2_ALPN } else { UPSTREAM_ALPN };
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         config.resumption =
             Resumption::store(Arc::new(ClientSessionMemoryCache::new(CLIENT_SESSIONS)));
         Ok(ClientTls {

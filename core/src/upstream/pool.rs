@@ -62,7 +62,9 @@ impl Pool {
         let now = Instant::now();
         while let Some(idle) = list.pop() {
             let fresh = now.duration_since(idle.since) < PEEK_AFTER;
-            if idle.expires > now && (fresh || liveness(&idle.conn.stream) == Liveness::Idle) {
+            if idle.expires > now
+                && (fresh || idle.conn.stream.tcp().map(liveness) == Some(Liveness::Idle))
+            {
                 let mut conn = idle.conn;
                 conn.reused = true;
                 return Some(conn);

@@ -124,7 +124,19 @@ impl ChunkedScanner {
     pub fn scan_data(
         &mut self,
         input: &[u8],
+        data: impl FnMut(Range<usize>),
+    ) -> Result<Scan, ChunkError> {
+        self.scan_parts(input, data, |_| {})
+    }
+
+    /// As [`ChunkedScanner::scan_data`], and calls `trailer` with every byte of the trailer
+    /// section (its field lines and the empty line that ends it), for a relay that carries
+    /// trailers into another protocol.
+    pub fn scan_parts(
+        &mut self,
+        input: &[u8],
         mut data: impl FnMut(Range<usize>),
+        mut trailer: impl FnMut(u8),
     ) -> Result<Scan, ChunkError> {
         match self.state {
             State::Done => {
@@ -150,6 +162,16 @@ impl ChunkedScanner {
             }
             let byte = input[i];
             i += 1;
+            if matches!(
+                self.state,
+                State::TrailerStart
+                    | State::TrailerName
+                    | State::TrailerValue
+                    | State::TrailerLf
+                    | State::FinalLf
+            ) {
+                trailer(byte);
+            }
             if let Err(err) = self.step(byte) {
                 self.state = State::Failed(err);
                 return Err(err);

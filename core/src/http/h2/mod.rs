@@ -4,6 +4,7 @@
 //! monoio's `poll-io` feature (that feature costs every HTTP/1.1 request on io_uring 4-5%
 //! more instructions, perf/RESULTS.md, session 6).
 
+pub mod bridge;
 pub mod io;
 
 /// The client connection preface (RFC 9113 section 3.4): how an h2c client with prior
