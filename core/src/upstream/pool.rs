@@ -77,7 +77,8 @@ impl Pool {
     pub fn checkin(&mut self, mut conn: UpstreamConn, max_idle: usize, idle_timeout: Duration) {
         // Bytes after the response (a TLS stream holds them where no peek sees them) would
         // become the next request's response.
-        if conn.stream.has_pending_input() {
+        // An h2 stream is one exchange: its connection is the h2 pool's.
+        if conn.stream.has_pending_input() || conn.stream.tcp().is_none() {
             return;
         }
         let list = self.idle.entry(conn.key).or_default();
