@@ -363,6 +363,11 @@ impl Attached {
         self.stream.as_ref().is_some_and(Stream::is_tls)
     }
 
+    /// The client's request is one stream of an HTTP/2 connection.
+    pub fn is_h2(&self) -> bool {
+        matches!(self.stream, Some(Stream::H2(_)))
+    }
+
     /// The TLS connection, when the client speaks TLS.
     pub fn tls(&self) -> Option<&TlsStream> {
         match self.stream.as_ref()? {

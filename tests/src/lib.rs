@@ -22,6 +22,7 @@ mod control;
 pub mod dns;
 pub mod faults;
 mod gateway;
+pub mod h2client;
 mod reply;
 #[cfg(test)]
 mod selftest;

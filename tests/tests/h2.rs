@@ -4,11 +4,16 @@
 //! (.ci/run installs both). Hostile HTTP/2 is in h2_hostile.rs, gRPC in grpc.rs.
 
 use std::process::Command;
+use std::time::Duration;
 
+use bytes::Bytes;
 use ringway_tests::tls::{curl_https, tls_proxy_toml};
 use ringway_tests::{
-    both_drivers, get, proxy_toml, Client, Gateway, Pki, Received, Reply, Upstream,
+    both_drivers, get, h2client, proxy_toml, Client, Gateway, Pki, Received, Reply, Upstream,
 };
+
+/// Longest any one HTTP/2 exchange below may take.
+const LIMIT: Duration = Duration::from_secs(20);
 
 /// An upstream answering `METHOD TARGET BODY-LENGTH` to every request.
 fn echo() -> Upstream {
@@ -182,3 +187,210 @@ both_drivers!(many_streams_on_few_connections, |driver| {
     assert!(out.contains("status codes: 2000 2xx"), "{out}");
     assert_eq!(up.requests(), 2000);
 });
+
+/// A listener proxying everything to `up` (control socket and drain timeout set), with
+/// `listener_extra` in the listener's table.
+fn proxied(up: &Upstream, listener_extra: &str) -> String {
+    format!(
+        "[control]\nsocket = \"{{control_socket}}\"\ndrain_timeout = \"10s\"\n\n[[listeners]]\nname = \"main\"\nlisten = \"{{listen}}\"\n{listener_extra}\n\n[[upstreams]]\nname = \"u\"\nendpoints = [{{ address = \"{}\" }}]\n\n[[routes]]\nname = \"all\"\nupstream = \"u\"\n",
+        up.addr()
+    )
+}
+
+both_drivers!(trailers_pass_both_ways, |driver| {
+    // The upstream answers chunked with trailers; it records the request's trailers.
+    let up = Upstream::start(|_: &Received| {
+        Reply::Raw(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n\r\n\
+              5\r\nhello\r\n0\r\nx-checksum: abc123\r\n\r\n"
+                .to_vec(),
+        )
+    });
+    let gw = Gateway::start(driver, &proxied(&up, ""));
+    let (body, trailers) = h2client::block_on(LIMIT, async {
+        let mut h2 = h2client::connect(gw.addr()).await;
+        let (response, mut stream) = h2
+            .send
+            .send_request(h2client::request("POST", "/t"), false)
+            .unwrap();
+        stream.send_data(Bytes::from_static(b"abc"), false).unwrap();
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-request-sum", "42".parse().unwrap());
+        stream.send_trailers(trailers).unwrap();
+        let response = response.await.expect("a response");
+        assert_eq!(response.status(), 200);
+        h2client::read_body(response.into_body()).await.unwrap()
+    });
+    assert_eq!(body, b"hello");
+    let trailers = trailers.expect("the upstream's trailers arrive as h2 trailers");
+    assert_eq!(trailers["x-checksum"], "abc123");
+    let got = up.received();
+    assert_eq!(got[0].body, b"abc");
+    assert!(got[0].chunked, "no length: chunked towards HTTP/1.1");
+    assert_eq!(
+        got[0].trailers,
+        [("x-request-sum".to_string(), "42".to_string())]
+    );
+});
+
+both_drivers!(a_stalled_stream_does_not_stall_the_others, |driver| {
+    const BIG: u64 = 4 * 1024 * 1024;
+    let up = Upstream::start(|r: &Received| {
+        if r.target == "/big" {
+            Reply::Full {
+                status: 200,
+                headers: Vec::new(),
+                body: Reply::sized_body(BIG),
+            }
+        } else {
+            Reply::ok("small")
+        }
+    });
+    let gw = Gateway::start(driver, &proxied(&up, ""));
+    h2client::block_on(LIMIT, async {
+        let mut h2 = h2client::connect(gw.addr()).await;
+        // The big response fills its stream's window and waits: the client reads none of it.
+        let (big, _) = h2
+            .send
+            .send_request(h2client::request("GET", "/big"), true)
+            .unwrap();
+        let big = big.await.expect("the big response's head");
+        for i in 0..50 {
+            h2.send = h2.send.ready().await.expect("the connection takes streams");
+            let (small, _) = h2
+                .send
+                .send_request(h2client::request("GET", &format!("/s{i}")), true)
+                .unwrap();
+            let small = small
+                .await
+                .expect("a small response beside the stalled one");
+            let (body, _) = h2client::read_body(small.into_body()).await.unwrap();
+            assert_eq!(body, b"small");
+        }
+        // Now the big one, whole.
+        let (body, _) = h2client::read_body(big.into_body()).await.unwrap();
+        assert_eq!(body.len() as u64, BIG);
+        assert!(body == Reply::sized_body(BIG));
+    });
+});
+
+both_drivers!(
+    a_stream_the_client_never_reads_is_reset_after_send_timeout,
+    |driver| {
+        let up = Upstream::start(|_: &Received| Reply::Full {
+            status: 200,
+            headers: Vec::new(),
+            body: Reply::sized_body(1 << 20),
+        });
+        let gw = Gateway::start(driver, &proxied(&up, "send_timeout = \"1s\""));
+        let reason = h2client::block_on(LIMIT, async {
+            let mut h2 = h2client::connect(gw.addr()).await;
+            let (resp, _) = h2
+                .send
+                .send_request(h2client::request("GET", "/"), true)
+                .unwrap();
+            let mut body = resp.await.expect("the head").into_body();
+            // Read what the window lets through without releasing it, then wait.
+            loop {
+                match body.data().await {
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return e.reason(),
+                    None => return None,
+                }
+            }
+        });
+        assert_eq!(
+            reason,
+            Some(h2::Reason::INTERNAL_ERROR),
+            "the stalled stream is reset"
+        );
+    }
+);
+
+both_drivers!(
+    drain_sends_goaway_and_finishes_streams_in_flight,
+    |driver| {
+        let up = Upstream::start(|r: &Received| {
+            if r.target == "/slow" {
+                Reply::Delay(Duration::from_millis(1500), Box::new(Reply::ok("slow")))
+            } else {
+                Reply::ok("fast")
+            }
+        });
+        let mut gw = Gateway::start(driver, &proxied(&up, ""));
+        let (slow, after) = h2client::block_on(LIMIT, async {
+            let mut h2 = h2client::connect(gw.addr()).await;
+            let (slow, _) = h2
+                .send
+                .send_request(h2client::request("GET", "/slow"), true)
+                .unwrap();
+            let waited = std::time::Instant::now();
+            while up.requests() < 1 && waited.elapsed() < Duration::from_secs(5) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            gw.signal("TERM");
+            let slow = slow.await.expect("the stream in flight is answered");
+            let (body, _) = h2client::read_body(slow.into_body()).await.unwrap();
+            // GOAWAY came: the connection takes no new stream, and ends.
+            let after = match h2.send.ready().await {
+                Err(e) => Some(e.is_go_away() || e.is_io() || e.is_remote()),
+                Ok(mut send) => match send.send_request(h2client::request("GET", "/late"), true) {
+                    Err(_) => Some(true),
+                    Ok((late, _)) => late.await.err().map(|_| true),
+                },
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), h2.driver).await;
+            (body, after)
+        });
+        assert_eq!(slow, b"slow");
+        assert_eq!(after, Some(true), "no stream after GOAWAY");
+        assert_eq!(
+            up.requests(),
+            1,
+            "nothing after the drain reached the upstream"
+        );
+        let status = gw
+            .wait_exit(Duration::from_secs(10))
+            .expect("exits after the drain");
+        assert_eq!(status.code(), Some(0));
+    }
+);
+
+both_drivers!(a_reload_that_removes_the_listener_sends_goaway, |driver| {
+    let up = Upstream::ok("one");
+    let gw = Gateway::start(driver, &proxied(&up, ""));
+    h2client::block_on(LIMIT, async {
+        let mut h2 = h2client::connect(gw.addr()).await;
+        let (resp, _) = h2
+            .send
+            .send_request(h2client::request("GET", "/"), true)
+            .unwrap();
+        assert_eq!(resp.await.unwrap().status(), 200);
+        // The new config serves on the second address only.
+        gw.write_config(&proxied(&up, "").replace("{listen}", "{listen2}"));
+        gw.ctl(&["reload"]).expect_ok("reload");
+        // The connection ends gracefully: its driver returns without an error of ours.
+        let ended = tokio::time::timeout(Duration::from_secs(5), h2.driver).await;
+        assert!(ended.is_ok(), "the connection ended after GOAWAY");
+    });
+});
+
+both_drivers!(
+    an_idle_h2_connection_is_closed_after_idle_timeout,
+    |driver| {
+        let up = Upstream::ok("x");
+        let gw = Gateway::start(driver, &proxied(&up, "idle_timeout = \"1s\""));
+        h2client::block_on(LIMIT, async {
+            let mut h2 = h2client::connect(gw.addr()).await;
+            let (resp, _) = h2
+                .send
+                .send_request(h2client::request("GET", "/"), true)
+                .unwrap();
+            assert_eq!(resp.await.unwrap().status(), 200);
+            let started = std::time::Instant::now();
+            let ended = tokio::time::timeout(Duration::from_secs(5), h2.driver).await;
+            assert!(ended.is_ok(), "the idle connection was closed");
+            assert!(started.elapsed() >= Duration::from_millis(800));
+        });
+    }
+);

@@ -343,3 +343,50 @@ pub async fn relay_response_body(
         }
     }
 }
+
+/// Carries the rest of a request body from an h2 client's stream to an h2 upstream's,
+/// beside the exchange (see `forward::spawn_duplex`): `rest` first, then what the client
+/// sends, until its stream ends. Bounded like any request body: by the listener's
+/// `max_request_body` and `body_timeout`, and the upstream's idle timeout per write. A body
+/// that fails or overruns resets the upstream's stream, so the upstream never takes a cut
+/// body for a whole one.
+pub async fn pump(
+    timers: Rc<CoarseTimers>,
+    mut client: crate::io::Stream,
+    mut upstream: crate::io::Stream,
+    mut rest: crate::io::ConnBuf,
+    (limit, body_timeout, idle): (u64, Duration, Duration),
+) {
+    let mut carried = 0u64;
+    let done = loop {
+        if !rest.is_empty() {
+            let n = rest.len();
+            carried += n as u64;
+            if carried > limit.saturating_add(limit / 4 + MAX_TRAILER as u64) {
+                break false;
+            }
+            let write = rest.write_range_to(&mut upstream, 0, n);
+            match timers.within(Instant::now() + idle, write).await {
+                Ok(Ok(())) => rest.consume(n),
+                _ => break false,
+            }
+        }
+        if upstream.bridge().is_some_and(|b| b.sent_whole()) {
+            break true;
+        }
+        let cap = rest.capacity().max(READ_CHUNK);
+        let read = rest.read_from(&mut client, cap);
+        match timers.within(Instant::now() + body_timeout, read).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => break false,
+        }
+    };
+    if !done {
+        if let Some(sink) = upstream.bridge().and_then(|b| b.sink.as_ref()) {
+            sink.shared.target.borrow_mut().reset(h2::Reason::CANCEL);
+        }
+    }
+}
+
+/// Bytes read from a client's stream per read in [`pump`].
+const READ_CHUNK: usize = 16 * 1024;

@@ -27,6 +27,7 @@ use crate::http::h1::{
     parse_response, BodyKind, ChunkedScanner, Method, RequestHead, ResponseBody, ResponseHead,
     TransferCodings, Version,
 };
+use crate::http::h2::bridge::Bridge;
 use crate::io::Stream;
 use crate::io::{write_static, write_vec, ConnBuf};
 use crate::metrics::ErrorCause;
@@ -704,10 +705,22 @@ async fn stream_body_watching(
     };
     let timers = d.timers.clone();
     // A TLS stream cannot be read through a second descriptor: its records go through
-    // rustls. Such a connection sends the body whole first.
-    let watcher = match &conn.stream {
-        Stream::Plain(tcp) => crate::sys::dup_socket(tcp).and_then(TcpStream::from_std),
-        Stream::Tls(_) | Stream::H2(_) => Err(std::io::ErrorKind::Unsupported.into()),
+    // rustls. Such a connection sends the body whole first. An h2 stream's response half
+    // reads by itself: it is lent to the watcher and given back.
+    let watcher = match &mut conn.stream {
+        Stream::Plain(tcp) => crate::sys::dup_socket(tcp)
+            .and_then(TcpStream::from_std)
+            .map(Stream::Plain),
+        Stream::H2(bridge) => match bridge.source.take() {
+            Some(source) => Ok(Stream::H2(Box::new(Bridge {
+                source: Some(source),
+                sink: None,
+                tls: bridge.tls,
+                identity: None,
+            }))),
+            None => Err(std::io::ErrorKind::NotConnected.into()),
+        },
+        Stream::Tls(_) => Err(std::io::ErrorKind::Unsupported.into()),
     };
     let Ok(mut watcher) = watcher else {
         // Out of descriptors, or TLS: send without watching.
@@ -724,7 +737,7 @@ async fn stream_body_watching(
     let mut buf = std::mem::replace(&mut conn.buf, ConnBuf::with_capacity(0));
     let mut read = std::pin::pin!(async move {
         let read = buf.read_from(&mut watcher, MAX_RESPONSE_HEAD).await;
-        (read, buf)
+        (read, buf, watcher)
     });
     let first = {
         let send = send_request_body(d, conn, body, cfg, up_cfg.idle_timeout);
@@ -736,8 +749,9 @@ async fn stream_body_watching(
         }
     };
     match first {
-        Err((read, buf)) => {
+        Err((read, buf, watcher)) => {
             conn.buf = buf;
+            give_back(conn, watcher);
             // The write given up may have taken the client buffer's memory with it; the
             // connection closes after this response, so only its state needs to be sane.
             d.buf.clear();
@@ -748,11 +762,59 @@ async fn stream_body_watching(
             // The watcher's read, already in flight, is the first read of the response head:
             // giving it up could lose bytes it has taken from the socket.
             let limit = deadline.min(Instant::now() + up_cfg.idle_timeout);
-            let (read, buf) = timers.within(limit, read).await.map_err(|_| timed_out())?;
+            let (read, buf, watcher) = timers.within(limit, read).await.map_err(|_| timed_out())?;
             conn.buf = buf;
+            give_back(conn, watcher);
             first_head_bytes(read).map(|()| false)
         }
     }
+}
+
+/// Returns an h2 stream's response half, lent to the watcher, to its stream.
+fn give_back(conn: &mut UpstreamConn, mut watcher: Stream) {
+    if let (Stream::H2(bridge), Some(lent)) = (&mut conn.stream, watcher.bridge()) {
+        bridge.source = lent.source.take();
+    }
+}
+
+/// Sends the rest of an h2 client's request body to an h2 upstream in a task of its own,
+/// while the exchange reads the response: both directions at once, as gRPC's streaming
+/// calls need (a bidirectional call's upstream answers each message before the next comes).
+/// The client's request half and the upstream stream's sending half move into the task;
+/// `rest` is what of the body the client buffer already holds.
+fn spawn_duplex(
+    d: &mut Downstream,
+    conn: &mut UpstreamConn,
+    cfg: &Listener,
+    idle: std::time::Duration,
+) -> bool {
+    let (Some(client), Some(upstream)) = (d.stream.stream_mut().bridge(), conn.stream.bridge())
+    else {
+        return false;
+    };
+    let (Some(source), Some(sink)) = (client.source.take(), upstream.sink.take()) else {
+        return false;
+    };
+    let mut rest = ConnBuf::with_capacity(super::buffers::READ_BUF);
+    rest.append(d.buf.data());
+    d.buf.clear();
+    let half = |source, sink| {
+        Stream::H2(Box::new(Bridge {
+            source,
+            sink,
+            tls: false,
+            identity: None,
+        }))
+    };
+    let pump = super::body::pump(
+        d.timers.clone(),
+        half(Some(source), None),
+        half(None, Some(sink)),
+        rest,
+        (cfg.max_request_body, cfg.body_timeout, idle),
+    );
+    monoio::spawn(pump);
+    true
 }
 
 /// The first read of a response head: some bytes, or why there are none.
@@ -821,7 +883,7 @@ async fn send_and_read_head(
     // Retrying is safe only while nothing is lost: the body must still be in the buffer.
     let replayable = req.buffered_body.is_some();
     let mut received = false;
-    if req.buffered_body.is_none() {
+    if req.buffered_body.is_none() && !spawn_duplex(d, conn, cfg, up_cfg.idle_timeout) {
         notes.early = stream_body_watching(d, conn, req.body, up_cfg, cfg, deadline).await?;
         received = true;
     }

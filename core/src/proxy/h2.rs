@@ -63,6 +63,8 @@ struct ConnInfo {
     listener: Rc<super::ListenerHandle>,
     /// Streams in progress.
     open: Cell<usize>,
+    /// When the last stream in progress ended.
+    idle_since: Cell<Instant>,
 }
 
 /// Serves an HTTP/2 connection until it closes. `io` starts right after what was already
@@ -105,22 +107,29 @@ pub(crate) async fn serve<IO>(
         identity,
         listener: conn.listener.clone(),
         open: Cell::new(0),
+        idle_since: Cell::new(Instant::now()),
     });
     let stop = conn.listener.stop.clone();
     let mut closing = false;
-    let mut idle_since = Instant::now();
     loop {
         if !closing && (shard.is_draining() || stop.is_raised()) {
             h2.graceful_shutdown();
             closing = true;
         }
-        let idle = info.open.get() == 0 && !closing;
+        // With streams open the idle check is only armed again: streams end without waking
+        // this task, so the timer is what notices the connection went idle.
+        let now = Instant::now();
+        let idle_check = if info.open.get() == 0 {
+            info.idle_since.get() + idle_timeout
+        } else {
+            now + idle_timeout
+        };
         let accepted = monoio::select! {
             accepted = h2.accept() => accepted,
             _ = shard.draining.wait(), if !closing => continue,
             _ = stop.wait(), if !closing => continue,
-            expired = shard.timers.wait_until(idle_since + idle_timeout), if idle => {
-                if expired && info.open.get() == 0 {
+            _ = shard.timers.wait_until(idle_check), if !closing => {
+                if info.open.get() == 0 && Instant::now() >= info.idle_since.get() + idle_timeout {
                     h2.graceful_shutdown();
                     closing = true;
                 }
@@ -134,6 +143,9 @@ pub(crate) async fn serve<IO>(
                 monoio::spawn(async move {
                     Box::pin(stream(&shard, &downstreams, &info, request, respond)).await;
                     info.open.set(info.open.get() - 1);
+                    if info.open.get() == 0 {
+                        info.idle_since.set(Instant::now());
+                    }
                 });
             }
             Some(Err(e)) => {
@@ -142,9 +154,6 @@ pub(crate) async fn serve<IO>(
                 break;
             }
             None => break,
-        }
-        if info.open.get() == 0 {
-            idle_since = Instant::now();
         }
     }
     // Frames queued for streams still finishing go out before the socket closes.

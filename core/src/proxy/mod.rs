@@ -363,8 +363,15 @@ async fn one_request(
     };
     (d.client, d.trusted_peer) =
         client::client_address(trusted, d.peer.ip(), d.buf.data(), &d.headers);
-    d.log
-        .capture(shard, d.buf.data(), &head, &d.headers, &mut d.request_id);
+    let h2 = d.stream.is_h2();
+    d.log.capture(
+        shard,
+        d.buf.data(),
+        &head,
+        &d.headers,
+        &mut d.request_id,
+        h2,
+    );
     let after = handle(shard, &sep, d, &head, cfg).await;
     record::finish(shard, &sep, d);
     after

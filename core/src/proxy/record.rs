@@ -90,6 +90,7 @@ impl RequestLog {
         head: &RequestHead,
         headers: &[HeaderRef],
         request_id: &mut Vec<u8>,
+        h2: bool,
     ) {
         request_id.clear();
         match headers.iter().find(|h| h.kind == HeaderKind::XRequestId) {
@@ -106,6 +107,10 @@ impl RequestLog {
             json_str(&mut self.fields, head.host.map_or(&b""[..], |h| h.get(src)));
             self.fields.extend_from_slice(b",\"path\":");
             json_str(&mut self.fields, head.target.get(src));
+            self.fields.extend_from_slice(b",\"protocol\":\"");
+            let protocol = if h2 { "HTTP/2" } else { head.version.as_str() };
+            self.fields.extend_from_slice(protocol.as_bytes());
+            self.fields.push(b'"');
         }
     }
 }
