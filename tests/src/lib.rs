@@ -23,6 +23,7 @@ pub mod dns;
 pub mod faults;
 mod gateway;
 pub mod h2client;
+pub mod h2upstream;
 mod reply;
 #[cfg(test)]
 mod selftest;

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use monoio::net::TcpStream;
-use ringway_config::{Balance, Endpoint, Listener, Retry, Upstream};
+use ringway_config::{Balance, Endpoint, Listener, Retry, Upstream, UpstreamProtocol};
 
 use super::body::{buffer_request_body, relay_response_body, send_request_body, MAX_TRAILER};
 use super::head::{write_client_head, write_upstream_head, ClientFraming, Forwarded};
@@ -27,7 +27,7 @@ use crate::http::h1::{
     parse_response, BodyKind, ChunkedScanner, Method, RequestHead, ResponseBody, ResponseHead,
     TransferCodings, Version,
 };
-use crate::http::h2::bridge::Bridge;
+use crate::http::h2::bridge::{upstream_stream, Bridge};
 use crate::io::Stream;
 use crate::io::{write_static, write_vec, ConnBuf};
 use crate::metrics::ErrorCause;
@@ -36,7 +36,7 @@ use crate::rt::coarse::{CoarseTimers, Elapsed};
 use crate::state::{Shard, ShardEpoch, UpstreamSlot};
 use crate::tls::ClientTls;
 use crate::upstream::balance::request_key_hash;
-use crate::upstream::{Outcome, Pick, PoolKey, UpstreamConn};
+use crate::upstream::{H2Limits, Outcome, Pick, PoolKey, UpstreamConn};
 
 /// Largest response head accepted from an upstream.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -411,14 +411,19 @@ async fn attempt(
 ) -> Result<(UpstreamConn, ResponseHead, Notes), Error> {
     let mut fresh_only = false;
     loop {
-        let pooled = if fresh_only {
-            None
+        let mut conn = if up_cfg.protocol == UpstreamProtocol::H2 {
+            // Boxed: only h2 upstreams pay for the checkout's state in their futures.
+            Box::pin(h2_stream(shard, target, up_cfg, req.method, deadline)).await?
         } else {
-            shard.pool.borrow_mut().checkout(target.key())
-        };
-        let mut conn = match pooled {
-            Some(conn) => conn,
-            None => connect(&shard.timers, target, up_cfg, deadline).await?,
+            let pooled = if fresh_only {
+                None
+            } else {
+                shard.pool.borrow_mut().checkout(target.key())
+            };
+            match pooled {
+                Some(conn) => conn,
+                None => connect(&shard.timers, target, up_cfg, deadline).await?,
+            }
         };
         match send_and_read_head(d, &mut conn, req, up_cfg, cfg, deadline).await {
             Ok((resp, notes)) => return Ok((conn, resp, notes)),
@@ -429,11 +434,54 @@ async fn attempt(
                     && !fresh_only =>
             {
                 tracing::debug!(addr = %target.addr(), error = %e, "stale pooled connection, sending again on a fresh one");
+                // An h2 connection that failed a stream it did not process is lent no more;
+                // the next checkout opens a new one (or uses another live one).
+                if let Some(slot) = &conn.h2_slot {
+                    slot.discard_connection();
+                }
                 fresh_only = true;
             }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// A stream on a pooled HTTP/2 connection to the target, as an upstream connection that holds
+/// the stream's slot until the exchange ends.
+async fn h2_stream(
+    shard: &Rc<Shard>,
+    target: &Target<'_>,
+    up_cfg: &Upstream,
+    method: Method,
+    deadline: Instant,
+) -> Result<UpstreamConn, Error> {
+    let limits = H2Limits::new(up_cfg.pool_idle_timeout);
+    let key = target.key();
+    let open = async {
+        connect(&shard.timers, target, up_cfg, deadline)
+            .await
+            .map(|conn| conn.stream)
+    };
+    let lease = shard
+        .h2pool
+        .checkout(key, open, &limits, deadline, &shard.timers)
+        .await?;
+    // `:authority` only for a request without Host (an HTTP/1.0 client's).
+    let authority = match target.endpoint.host.as_deref() {
+        Some(host) => host.to_owned(),
+        None => target.addr().to_string(),
+    };
+    let bridge = upstream_stream(
+        lease.send,
+        target.tls.is_some(),
+        &authority,
+        method == Method::Head,
+        shard.timers.clone(),
+    );
+    let mut conn = UpstreamConn::new(Stream::H2(Box::new(bridge)), key);
+    conn.reused = lease.reused;
+    conn.h2_slot = Some(lease.slot);
+    Ok(conn)
 }
 
 /// Writes the response head to the client and relays the body; the upstream connection goes

@@ -221,6 +221,7 @@ impl Runner {
                         slot.handle.stop.raise();
                     }
                     shard.draining.raise();
+                    shard.h2pool.close_idle();
                     shard.timers.kick_all();
                     monoio::spawn(self.clone().finish_drain(timeout));
                 }

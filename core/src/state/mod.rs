@@ -15,7 +15,7 @@ use crate::metrics::{ListenerStats, ShardReport, TrafficStats};
 use crate::policy::ShardPolicy;
 use crate::rt::coarse::CoarseTimers;
 use crate::rt::signal::Signal;
-use crate::upstream::{HealthTable, Pool};
+use crate::upstream::{H2Pool, HealthTable, Pool};
 use crate::Epoch;
 pub use access_log::AccessLog;
 use book::{Book, Resolved, FREED_PER_REPORT};
@@ -64,6 +64,8 @@ pub struct Shard {
     /// `Arc`'s shared counter.
     current: RefCell<Rc<ShardEpoch>>,
     pub pool: RefCell<Pool>,
+    /// HTTP/2 connections to upstreams, each shared by the streams in flight on it.
+    pub h2pool: H2Pool,
     /// Raised when the shard drains: listeners stop, idle connections close.
     pub draining: Rc<Signal>,
     /// Deadlines of connections waiting for their next request.
@@ -107,6 +109,7 @@ impl Shard {
             index,
             current: RefCell::new(first),
             pool: RefCell::new(Pool::default()),
+            h2pool: H2Pool::new(),
             draining,
             timers,
             open_connections: Rc::default(),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::io::{ConnBuf, Stream};
 use crate::sys::{liveness, Liveness};
+use crate::upstream::h2pool::StreamSlot;
 use ahash::AHashMap;
 
 /// Bytes of the read buffer each upstream connection owns.
@@ -27,6 +28,8 @@ pub struct UpstreamConn {
     pub buf: ConnBuf,
     /// Served at least one exchange before (it came from the pool).
     pub reused: bool,
+    /// An HTTP/2 stream's place on its pooled connection, held until the exchange ends.
+    pub h2_slot: Option<StreamSlot>,
 }
 
 impl UpstreamConn {
@@ -36,6 +39,7 @@ impl UpstreamConn {
             key,
             buf: ConnBuf::with_capacity(UPSTREAM_BUF),
             reused: false,
+            h2_slot: None,
         }
     }
 }
