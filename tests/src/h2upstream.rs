@@ -33,6 +33,8 @@ pub struct H2Reply {
     pub body: Vec<u8>,
     pub trailers: Vec<(&'static str, String)>,
     pub delay: Duration,
+    /// Reset the stream with this code after the head and body, instead of ending it.
+    pub reset: Option<h2::Reason>,
 }
 
 impl H2Reply {
@@ -273,15 +275,18 @@ async fn answer(
         response = response.header(*name, value.as_str());
     }
     let response = response.body(()).expect("a valid response");
-    let end = reply.body.is_empty() && reply.trailers.is_empty();
+    let end = reply.body.is_empty() && reply.trailers.is_empty() && reply.reset.is_none();
     let mut send = respond.send_response(response, end)?;
     if !reply.body.is_empty() {
-        send_all(
-            &mut send,
-            Bytes::from(reply.body),
-            reply.trailers.is_empty(),
-        )
-        .await?;
+        let last = reply.trailers.is_empty() && reply.reset.is_none();
+        send_all(&mut send, Bytes::from(reply.body), last).await?;
+    }
+    if let Some(reason) = reply.reset {
+        // h2 drops the frames still queued on a stream it resets: let the head and body go
+        // out first, so that the reset comes mid-response.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        send.send_reset(reason);
+        return Ok(());
     }
     if !reply.trailers.is_empty() {
         let mut map = http::HeaderMap::new();

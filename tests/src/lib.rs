@@ -21,6 +21,7 @@ mod client;
 mod control;
 pub mod dns;
 pub mod faults;
+pub mod grpc;
 mod gateway;
 pub mod h2client;
 pub mod h2upstream;
