@@ -416,9 +416,12 @@ pub struct CircuitBreaker {
     pub half_open_probes: u32,
 }
 
-/// `health_check` of an upstream: HTTP checks from the control thread to every endpoint.
+/// `health_check` of an upstream: HTTP or gRPC checks from the control thread to every
+/// endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
+    /// `kind`: what a check sends (default `"http"`).
+    pub kind: HealthCheckKind,
     /// Request target of the check (default `/`): starts with `/`, no spaces or controls.
     pub path: String,
     /// `Host` header of the check; `None`: the endpoint's address.
@@ -433,6 +436,17 @@ pub struct HealthCheck {
     pub healthy_threshold: u32,
     /// Failed checks in a row that make a healthy endpoint unhealthy (default 3).
     pub unhealthy_threshold: u32,
+}
+
+/// `kind` of a health check.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HealthCheckKind {
+    /// `GET path` over HTTP/1.1; passes on an expected status.
+    #[default]
+    Http,
+    /// `grpc.health.v1.Health/Check` for `service` (`""`: the server as a whole) over HTTP/2;
+    /// passes on SERVING.
+    Grpc { service: String },
 }
 
 impl HealthCheck {

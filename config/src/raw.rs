@@ -182,6 +182,8 @@ pub(crate) struct RawCircuitBreaker {
 #[derive(Debug, Deserialize)]
 #[serde(expecting = "an active health check such as { path = \"/healthz\", interval = \"5s\" }")]
 pub(crate) struct RawHealthCheck {
+    pub kind: Option<Typed<String>>,
+    pub service: Option<Typed<String>>,
     pub path: Option<Typed<String>>,
     pub host: Option<Typed<String>>,
     pub interval: Option<Typed<String>>,

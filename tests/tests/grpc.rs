@@ -276,3 +276,36 @@ both_drivers!(gateway_failures_are_trailers_only_grpc_statuses, |driver| {
     assert_eq!(raw_call(&gw, "/slow.Svc/M"), ("4".into(), true));
     assert_eq!(slow.requests(), 1);
 });
+
+both_drivers!(grpc_health_checks_follow_the_serving_status, |driver| {
+    let server = GrpcServer::start();
+    let check = "health_check = { kind = \"grpc\", interval = \"100ms\", timeout = \"100ms\", \
+                 unhealthy_threshold = 1, healthy_threshold = 1 }";
+    let gw = Gateway::start(driver, &grpc_toml(server.addr(), check, ""));
+    let health = |gw: &Gateway| {
+        let stats = gw.ctl(&["stats"]).expect_ok("stats");
+        stats["upstreams"]["grpc"]["health"][server.addr().to_string()].clone()
+    };
+    let wait = |healthy: bool| {
+        wait_for(&format!("healthy = {healthy}"), LIMIT, || {
+            health(&gw)["healthy"] == serde_json::Value::Bool(healthy)
+        });
+    };
+    wait(true);
+    server.set_serving(false);
+    wait(false);
+    assert!(
+        health(&gw).to_string().contains("NOT_SERVING"),
+        "{}",
+        health(&gw)
+    );
+    // No healthy endpoint: the call is refused by the gateway as UNAVAILABLE.
+    assert_eq!(raw_call(&gw, "/test.Echo/Unary"), ("14".into(), true));
+    server.set_serving(true);
+    wait(true);
+    let reply = h2client::block_on(LIMIT, async {
+        let mut client = EchoClient::connect(gw.addr()).await;
+        client.unary(Request::new(Msg::text("back"))).await.unwrap()
+    });
+    assert_eq!(reply.get_ref().text, "echo: back");
+});

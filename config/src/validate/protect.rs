@@ -7,7 +7,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::Ctx;
-use crate::model::{CircuitBreaker, HealthCheck, OutlierDetection};
+use crate::model::{CircuitBreaker, HealthCheck, HealthCheckKind, OutlierDetection};
 use crate::raw::{
     At, IntOrText, RawCircuitBreaker, RawHealthCheck, RawOutlierDetection, RawStatus, Typed,
 };
@@ -126,6 +126,7 @@ pub(super) fn health_check(
     let raw = table.get_ref();
     let prefix = format!("{prefix}.health_check");
     let key = |field: &str| format!("{prefix}.{field}");
+    let kind = health_check_kind(ctx, raw, &prefix);
     let path = match ctx.optional(raw.path.as_ref(), &key("path")) {
         None => None,
         Some(None) => Some("/".to_string()),
@@ -209,6 +210,7 @@ pub(super) fn health_check(
         }
     }
     Some(Some(HealthCheck {
+        kind: kind?,
         path: path?,
         host: host?,
         interval: interval?,
@@ -217,6 +219,60 @@ pub(super) fn health_check(
         healthy_threshold: healthy_threshold?,
         unhealthy_threshold: unhealthy_threshold?,
     }))
+}
+
+/// `kind` and `service` of a health check; a gRPC check has no use for the HTTP check's
+/// `path` and `expected_statuses`, so writing them is an error rather than ignored.
+fn health_check_kind(
+    ctx: &mut Ctx<'_>,
+    raw: &RawHealthCheck,
+    prefix: &str,
+) -> Option<HealthCheckKind> {
+    let key = |field: &str| format!("{prefix}.{field}");
+    let grpc = match ctx.optional(raw.kind.as_ref(), &key("kind")) {
+        None => return None,
+        Some(None) => false,
+        Some(Some(at)) => match at.get_ref().as_str() {
+            "http" => false,
+            "grpc" => true,
+            other => {
+                let message = format!("unknown kind \"{other}\"; expected \"http\" or \"grpc\"");
+                return ctx.fail(at, key("kind"), message);
+            }
+        },
+    };
+    let service = ctx.optional(raw.service.as_ref(), &key("service"))?;
+    if !grpc {
+        if let Some(at) = service {
+            let message = "only for kind = \"grpc\" (the gRPC service to ask about)";
+            return ctx.fail(at, key("service"), message);
+        }
+        return Some(HealthCheckKind::Http);
+    }
+    if let Some(at) = written(&raw.path) {
+        return ctx.fail(
+            at,
+            key("path"),
+            "only for kind = \"http\": a gRPC check calls grpc.health.v1.Health/Check",
+        );
+    }
+    if let Some(list) = &raw.expected_statuses {
+        let message = "only for kind = \"http\": a gRPC check passes on SERVING";
+        ctx.error_near(list.span(), key("expected_statuses"), message);
+        return None;
+    }
+    let service = match service {
+        None => String::new(),
+        Some(at) => {
+            let name = at.get_ref();
+            if name.len() > 1024 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+                let message = format!("\"{name}\" is not a gRPC service name: at most 1024 printable characters, no spaces");
+                return ctx.fail(at, key("service"), message);
+            }
+            name.clone()
+        }
+    };
+    Some(HealthCheckKind::Grpc { service })
 }
 
 /// One `expected_statuses` entry: `200` or `"2xx"`, as an inclusive range.
@@ -314,7 +370,7 @@ pub(super) fn outlier_detection(
 mod tests {
     use std::time::Duration;
 
-    use crate::model::{CircuitBreaker, HealthCheck, OutlierDetection};
+    use crate::model::{CircuitBreaker, HealthCheck, HealthCheckKind, OutlierDetection};
     use crate::validate::test_util::{errors, one_error, parse_ok, BASE};
 
     /// An upstream `u` (lines 4 to 6) with `lines` from line 7.
@@ -349,6 +405,7 @@ mod tests {
         assert_eq!(
             u.health_check,
             Some(HealthCheck {
+                kind: HealthCheckKind::Http,
                 path: "/".into(),
                 host: None,
                 interval: Duration::from_secs(5),
@@ -444,6 +501,38 @@ mod tests {
         assert_eq!(
             one_error(&with("circuit_breaker = { consecutive = 3 }")),
             "t.toml:7:21: upstreams[0].circuit_breaker.consecutive: unknown field `consecutive`, expected one of `consecutive_failures`, `error_percent`, `window`, `min_requests`, `open_for`, `max_open_for`, `half_open_probes`"
+        );
+    }
+
+    #[test]
+    fn grpc_health_checks() {
+        let u = &parse_ok(&with("health_check = { kind = \"grpc\" }")).upstreams[0];
+        let h = u.health_check.as_ref().unwrap();
+        assert_eq!(
+            h.kind,
+            HealthCheckKind::Grpc {
+                service: String::new()
+            }
+        );
+        let src = with("health_check = { kind = \"grpc\", service = \"users.v1.Users\" }");
+        let u = &parse_ok(&src).upstreams[0];
+        assert_eq!(
+            u.health_check.as_ref().unwrap().kind,
+            HealthCheckKind::Grpc {
+                service: "users.v1.Users".into()
+            }
+        );
+        assert_eq!(
+            errors(&with("health_check = { kind = \"tcp\" }")),
+            ["t.toml:7:25: upstreams[0].health_check.kind: unknown kind \"tcp\"; expected \"http\" or \"grpc\""]
+        );
+        assert_eq!(
+            errors(&with("health_check = { kind = \"grpc\", path = \"/h\" }")),
+            ["t.toml:7:40: upstreams[0].health_check.path: only for kind = \"http\": a gRPC check calls grpc.health.v1.Health/Check"]
+        );
+        assert_eq!(
+            errors(&with("health_check = { service = \"x\" }")),
+            ["t.toml:7:28: upstreams[0].health_check.service: only for kind = \"grpc\" (the gRPC service to ask about)"]
         );
     }
 

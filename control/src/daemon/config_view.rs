@@ -6,7 +6,10 @@
 //! so is the `value` beside a `name` that names a secret (header conditions such as
 //! `{ name = "x-api-key", value = "..." }`).
 
-use ringway_config::{Config, HostMatch, PathMatch, RateLimitKey, RouteAction, Shards};
+use ringway_config::{
+    Config, HealthCheckKind, HostMatch, PathMatch, RateLimitKey, RouteAction, Shards,
+    UpstreamProtocol,
+};
 use serde_json::{json, Map, Value};
 
 pub const REDACTED: &str = "<redacted>";
@@ -51,6 +54,7 @@ pub fn render(config: &Config) -> Value {
                     "cert": t.client_cert.as_ref().map(|c| c.cert_file.display().to_string()),
                     "key": t.client_cert.as_ref().map(|c| c.key_file.display().to_string()),
                 })),
+                "protocol": match u.protocol { UpstreamProtocol::H1 => "h1", UpstreamProtocol::H2 => "h2" },
                 "connect_timeout": duration(u.connect_timeout),
                 "request_timeout": duration(u.request_timeout),
                 "idle_timeout": duration(u.idle_timeout),
@@ -67,6 +71,8 @@ pub fn render(config: &Config) -> Value {
                     "half_open_probes": b.half_open_probes,
                 })),
                 "health_check": u.health_check.as_ref().map(|h| json!({
+                    "kind": match h.kind { HealthCheckKind::Http => "http", HealthCheckKind::Grpc { .. } => "grpc" },
+                    "service": match &h.kind { HealthCheckKind::Grpc { service } => Some(service), HealthCheckKind::Http => None },
                     "path": h.path,
                     "host": h.host,
                     "interval": duration(h.interval),

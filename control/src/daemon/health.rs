@@ -1,5 +1,5 @@
-//! Active health checks: HTTP requests to every endpoint of each upstream with a
-//! `health_check`, run on the control side, never on a shard.
+//! Active health checks: HTTP requests (or gRPC health calls, `grpc_health`) to every
+//! endpoint of each upstream with a `health_check`, run on the control side, never on a shard.
 //!
 //! Thread: one ("ringway-health") for every check, running a small monoio runtime on epoll
 //! with one task per checked endpoint, so thousands of endpoints cost thousands of small
@@ -26,7 +26,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use ringway_config::{Config, HealthCheck, UpstreamTls};
+use ringway_config::{Config, HealthCheck, HealthCheckKind, UpstreamTls};
 use ringway_core::http::h1::{parse_response, HeaderRef, Method};
 use ringway_core::io::Stream;
 use ringway_core::tls::ClientTls;
@@ -148,7 +148,12 @@ impl HealthChecker {
                 None => None,
                 // Built per check (not shared with the epoch): checks are few and rare, and
                 // this way a check never holds an epoch's state alive.
-                Some(cfg) => match ClientTls::build(cfg, None, false) {
+                // A gRPC check speaks HTTP/2, which TLS must agree on by ALPN.
+                Some(cfg) => match ClientTls::build(
+                    cfg,
+                    None,
+                    matches!(config.kind, HealthCheckKind::Grpc { .. }),
+                ) {
                     Ok(client) => {
                         let name = client.server_name(host.as_deref(), key.1);
                         Some((Arc::new(client), name))
@@ -306,9 +311,17 @@ async fn checks(
 ) {
     let tls = tls.as_ref().map(|(client, name)| (&**client, name));
     loop {
-        let (passed, detail) = match check(address, &config, tls).await {
-            Ok(status) => (config.expects(status), format!("status {status}")),
-            Err(why) => (false, why),
+        let (passed, detail) = match &config.kind {
+            HealthCheckKind::Http => match check(address, &config, tls).await {
+                Ok(status) => (config.expects(status), format!("status {status}")),
+                Err(why) => (false, why),
+            },
+            HealthCheckKind::Grpc { service } => {
+                match super::grpc_health::check(address, &config, service, tls).await {
+                    Ok(()) => (true, "SERVING".to_string()),
+                    Err(why) => (false, why),
+                }
+            }
         };
         if stopped.get() || results.send(Probe { id, passed, detail }).is_err() {
             return;
@@ -320,6 +333,34 @@ async fn checks(
     }
 }
 
+/// A connection for one check: TCP to `address`, then TLS when `tls` is given.
+pub(super) async fn connect(
+    address: SocketAddr,
+    tls: Option<(&ClientTls, &ServerName<'static>)>,
+) -> Result<Stream, String> {
+    let tcp = TcpStream::connect_addr(address)
+        .await
+        .map_err(|e| io_failure("connect", e))?;
+    let _ = tcp.set_nodelay(true);
+    Ok(match tls {
+        None => Stream::Plain(tcp),
+        Some((client, name)) => {
+            let tls = ringway_core::tls::connect(tcp, client, name.clone())
+                .await
+                .map_err(|e| match ringway_core::tls::tls_error(&e) {
+                    Some(e) => format!("tls: {e}"),
+                    None => io_failure("tls", e),
+                })?;
+            Stream::Tls(Box::new(tls))
+        }
+    })
+}
+
+/// An I/O failure as a check's detail: what failed and the error's kind (no OS text).
+pub(super) fn io_failure(what: &str, e: std::io::Error) -> String {
+    format!("{what}: {}", e.kind())
+}
+
 /// One check: `GET path` to `address` (over TLS when `tls` is given); the response's status,
 /// or why there is none.
 pub async fn check(
@@ -327,7 +368,7 @@ pub async fn check(
     config: &HealthCheck,
     tls: Option<(&ClientTls, &ServerName<'static>)>,
 ) -> Result<u16, String> {
-    let io = |what: &str, e: std::io::Error| format!("{what}: {}", e.kind());
+    let io = io_failure;
     let host = config.host.clone().unwrap_or_else(|| address.to_string());
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ringway-health-check\r\n\
@@ -335,22 +376,7 @@ pub async fn check(
         config.path
     );
     let exchange = async {
-        let tcp = TcpStream::connect_addr(address)
-            .await
-            .map_err(|e| io("connect", e))?;
-        let _ = tcp.set_nodelay(true);
-        let mut stream = match tls {
-            None => Stream::Plain(tcp),
-            Some((client, name)) => {
-                let tls = ringway_core::tls::connect(tcp, client, name.clone())
-                    .await
-                    .map_err(|e| match ringway_core::tls::tls_error(&e) {
-                        Some(e) => format!("tls: {e}"),
-                        None => io("tls", e),
-                    })?;
-                Stream::Tls(Box::new(tls))
-            }
-        };
+        let mut stream = connect(address, tls).await?;
         let (written, _) = stream.write_all(request.into_bytes()).await;
         written.map_err(|e| io("write", e))?;
         // The response head, parsed by the data plane's strict codec; 1xx heads are skipped.

@@ -13,6 +13,7 @@ mod admin;
 mod background;
 mod config_view;
 mod control;
+mod grpc_health;
 mod health;
 mod names;
 mod notify;
