@@ -24,6 +24,7 @@ pub mod faults;
 mod gateway;
 pub mod grpc;
 pub mod h2client;
+pub mod h2raw;
 pub mod h2upstream;
 mod reply;
 #[cfg(test)]
