@@ -46,7 +46,7 @@ enum Command {
     Start {
         id: u64,
         address: SocketAddr,
-        config: HealthCheck,
+        config: Box<HealthCheck>,
         /// The upstream's TLS and the endpoint's server name: checks speak what requests do.
         tls: Option<(Arc<ClientTls>, ServerName<'static>)>,
     },
@@ -173,7 +173,7 @@ impl HealthChecker {
             let _ = self.commands.send(Command::Start {
                 id,
                 address: key.1,
-                config: config.clone(),
+                config: Box::new(config.clone()),
                 tls: client,
             });
             let check = Check {
@@ -283,7 +283,7 @@ fn run(commands: Receiver<Command>, results: Sender<Probe>) {
                         let stopped = Rc::new(Cell::new(false));
                         running.insert(id, stopped.clone());
                         let results = results.clone();
-                        monoio::spawn(checks(id, address, config, tls, results, stopped));
+                        monoio::spawn(checks(id, address, *config, tls, results, stopped));
                     }
                     Ok(Command::Stop(id)) => {
                         if let Some(stopped) = running.remove(&id) {
