@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ringway_tests::h2upstream::{H2Options, H2Reply, H2Upstream};
-use ringway_tests::{both_drivers, get, h2client, proxy_toml, Client, Gateway};
+use ringway_tests::tls::upstream_tls_toml;
+use ringway_tests::{
+    assert_gateway_error, both_drivers, get, h2client, proxy_toml, Client, Gateway, Pki,
+    TlsUpstream,
+};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -174,3 +178,49 @@ both_drivers!(
         assert_eq!(up.connections(), 2);
     }
 );
+
+both_drivers!(tls_upstreams_are_reached_by_alpn_h2, |driver| {
+    let pki = Pki::new("h2-upstream");
+    let cert = pki.issue_server(&["backend.internal"]);
+    let tls = TlsUpstream::builder(&cert).alpn(&["h2"]).server_config();
+    let up = H2Upstream::start_with(
+        H2Options {
+            tls: Some(std::sync::Arc::new(tls)),
+            ..H2Options::default()
+        },
+        |req| H2Reply::ok(&format!("{} {}", req.scheme, req.path)),
+    );
+    let upstream = format!(
+        "protocol = \"h2\"\n{}",
+        upstream_tls_toml(Some(pki.ca_file()), "sni = \"backend.internal\"")
+    );
+    let gw = Gateway::start(driver, &proxy_toml(up.addr(), &upstream));
+    let mut client = Client::connect(gw.addr());
+    for i in 0..3 {
+        let resp = client.request(&get("api.test", &format!("/s{i}")));
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(resp.text(), format!("https /s{i}"));
+    }
+    assert_eq!(
+        up.connections(),
+        1,
+        "one TLS connection carries every stream"
+    );
+});
+
+both_drivers!(a_tls_upstream_without_h2_is_a_502, |driver| {
+    // The endpoint speaks TLS but not HTTP/2: the gateway must not fall back to HTTP/1.1
+    // on a connection the config says is h2.
+    let pki = Pki::new("h1-only");
+    let up = TlsUpstream::builder(&pki.issue_server(&["backend.internal"]))
+        .alpn(&["http/1.1"])
+        .ok("h1");
+    let upstream = format!(
+        "protocol = \"h2\"\n{}",
+        upstream_tls_toml(Some(pki.ca_file()), "sni = \"backend.internal\"")
+    );
+    let gw = Gateway::start(driver, &proxy_toml(up.addr(), &upstream));
+    let resp = Client::connect(gw.addr()).request(&get("api.test", "/"));
+    assert_gateway_error(&resp, 502);
+    assert_eq!(up.requests(), 0);
+});

@@ -127,7 +127,9 @@ impl TlsUpstreamBuilder {
         self.start(move |_| Reply::ok(&body))
     }
 
-    fn server_config(&self) -> ServerConfig {
+    /// The rustls config it serves with (for servers of other protocols, such as the h2
+    /// test upstream).
+    pub fn server_config(&self) -> ServerConfig {
         let provider = provider();
         let versions = TlsVersion::rustls_list(self.version);
         let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
