@@ -375,13 +375,14 @@ both_drivers!(interval_log_reads_back_with_hdrhistogram, |driver| {
 });
 
 /// The fields every access-log line has.
-const FIELDS: [&str; 16] = [
+const FIELDS: [&str; 17] = [
     "time",
     "request_id",
     "client",
     "method",
     "host",
     "path",
+    "protocol",
     "status",
     "bytes_in",
     "bytes_out",
@@ -467,6 +468,7 @@ both_drivers!(access_log_has_a_json_line_per_request, |driver| {
         assert!(e["cause"].is_null(), "{e}");
         assert!(e["bytes_in"].as_u64().unwrap() > 0, "{e}");
         assert!(e["bytes_out"].as_u64().unwrap() > 0, "{e}");
+        assert_eq!(e["protocol"], "HTTP/1.1", "{e}");
         let upstream_ms = e["upstream_ms"].as_f64().expect("upstream_ms");
         assert!(upstream_ms <= e["duration_ms"].as_f64().unwrap(), "{e}");
     }
@@ -494,6 +496,7 @@ both_drivers!(access_log_has_a_json_line_per_request, |driver| {
     assert!(refused["upstream"].is_null(), "{refused}");
     assert!(refused["endpoint"].is_null(), "{refused}");
     assert!(refused["upstream_ms"].is_null(), "{refused}");
+    assert!(refused["protocol"].is_null(), "{refused}");
     // The refused request line's words are logged escaped: they read back as sent, and the
     // request still gets an id.
     assert_eq!(refused["path"], "/a/bad\u{1}path", "{refused}");

@@ -130,6 +130,7 @@ impl RequestLog {
             json_str(&mut self.fields, &method[..method.len().min(32)]);
             self.fields.extend_from_slice(b",\"host\":null,\"path\":");
             json_str(&mut self.fields, &target[..target.len().min(256)]);
+            self.fields.extend_from_slice(b",\"protocol\":null");
         }
     }
 }
