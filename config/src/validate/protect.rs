@@ -506,7 +506,10 @@ mod tests {
 
     #[test]
     fn grpc_health_checks() {
-        let u = &parse_ok(&with("health_check = { kind = \"grpc\" }")).upstreams[0];
+        let u = &parse_ok(&with(
+            "health_check = { kind = \"grpc\" }\nprotocol = \"h2\"",
+        ))
+        .upstreams[0];
         let h = u.health_check.as_ref().unwrap();
         assert_eq!(
             h.kind,
@@ -514,7 +517,9 @@ mod tests {
                 service: String::new()
             }
         );
-        let src = with("health_check = { kind = \"grpc\", service = \"users.v1.Users\" }");
+        let src = with(
+            "health_check = { kind = \"grpc\", service = \"users.v1.Users\" }\nprotocol = \"h2\"",
+        );
         let u = &parse_ok(&src).upstreams[0];
         assert_eq!(
             u.health_check.as_ref().unwrap().kind,
@@ -527,12 +532,16 @@ mod tests {
             ["t.toml:7:25: upstreams[0].health_check.kind: unknown kind \"tcp\"; expected \"http\" or \"grpc\""]
         );
         assert_eq!(
-            errors(&with("health_check = { kind = \"grpc\", path = \"/h\" }")),
+            errors(&with("health_check = { kind = \"grpc\", path = \"/h\" }\nprotocol = \"h2\"")),
             ["t.toml:7:40: upstreams[0].health_check.path: only for kind = \"http\": a gRPC check calls grpc.health.v1.Health/Check"]
         );
         assert_eq!(
             errors(&with("health_check = { service = \"x\" }")),
             ["t.toml:7:28: upstreams[0].health_check.service: only for kind = \"grpc\" (the gRPC service to ask about)"]
+        );
+        assert_eq!(
+            errors(&with("health_check = { kind = \"grpc\" }")),
+            ["t.toml:7:25: upstreams[0].health_check.kind: a gRPC health check needs protocol = \"h2\" on the upstream (gRPC runs over HTTP/2)"]
         );
     }
 

@@ -12,7 +12,7 @@ use super::protect::{circuit_breaker, health_check, outlier_detection};
 use super::resolver::resolve_interval;
 use super::tls::upstream_tls;
 use super::Ctx;
-use crate::model::{Balance, Endpoint, HashKey, Upstream, UpstreamProtocol};
+use crate::model::{Balance, Endpoint, HashKey, HealthCheckKind, Upstream, UpstreamProtocol};
 use crate::raw::{At, List, RawEndpoint, RawUpstream, Typed};
 
 pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<At<RawUpstream>>) -> Vec<Upstream> {
@@ -73,6 +73,11 @@ pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<At<RawUpstream>>) -> Vec<U
         let tls = upstream_tls(ctx, &prefix, u.tls.as_ref());
         let resolve_interval = resolve_interval(ctx, &prefix, u.resolve_interval.as_ref());
         let protocol = protocol(ctx, u, &prefix);
+        if let (Some(Some(check)), Some(UpstreamProtocol::H1)) = (&health, protocol) {
+            if matches!(check.kind, HealthCheckKind::Grpc { .. }) {
+                grpc_check_needs_h2(ctx, u, &prefix);
+            }
+        }
         let upstream = (|| {
             Some(Upstream {
                 name: name?,
@@ -94,6 +99,21 @@ pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<At<RawUpstream>>) -> Vec<U
         valid.extend(upstream);
     }
     valid
+}
+
+/// A gRPC health check on an HTTP/1.1 upstream: gRPC runs over HTTP/2 only, so the check
+/// and the traffic would disagree about what the endpoint speaks.
+fn grpc_check_needs_h2(ctx: &mut Ctx<'_>, u: &RawUpstream, prefix: &str) {
+    let Some(Typed::Ok(kind)) = u
+        .health_check
+        .as_ref()
+        .and_then(|t| t.get_ref().kind.as_ref())
+    else {
+        return;
+    };
+    let message =
+        "a gRPC health check needs protocol = \"h2\" on the upstream (gRPC runs over HTTP/2)";
+    ctx.error(kind, format!("{prefix}.health_check.kind"), message);
 }
 
 /// `protocol`: `"h1"` (default) or `"h2"`.

@@ -95,9 +95,11 @@ where
         if head.status != http::StatusCode::OK {
             return Err(format!("HTTP status {}", head.status.as_u16()));
         }
-        // Trailers-only: the status is in the head.
-        if let Some(status) = head.headers.get("grpc-status") {
-            return grpc_status(status.as_bytes(), head.headers.get("grpc-message"));
+        // A failing status in the head (trailers-only) is final. An OK there is not enough:
+        // the verdict is the HealthCheckResponse, which must still follow.
+        let head_status = head.headers.get("grpc-status").cloned();
+        if let Some(status) = &head_status {
+            grpc_status(status.as_bytes(), head.headers.get("grpc-message"))?;
         }
         let mut message = BytesMut::new();
         while let Some(chunk) = body.data().await {
@@ -113,10 +115,11 @@ where
             .await
             .map_err(|e| h2_failure("h2 trailers", e))?
             .unwrap_or_default();
-        let Some(status) = trailers.get("grpc-status") else {
-            return Err("no grpc-status".to_string());
-        };
-        grpc_status(status.as_bytes(), trailers.get("grpc-message"))?;
+        match trailers.get("grpc-status") {
+            Some(status) => grpc_status(status.as_bytes(), trailers.get("grpc-message"))?,
+            None if head_status.is_none() => return Err("no grpc-status".to_string()),
+            None => {}
+        }
         serving(&message)
     };
     let mut exchange = std::pin::pin!(exchange);
@@ -183,6 +186,9 @@ fn grpc_status(status: &[u8], message: Option<&http::HeaderValue>) -> Result<(),
 
 /// Whether the length-prefixed HealthCheckResponse in `message` says SERVING.
 fn serving(message: &[u8]) -> Result<(), String> {
+    if message.is_empty() {
+        return Err("no HealthCheckResponse".to_string());
+    }
     let malformed = || "malformed HealthCheckResponse".to_string();
     let [compressed, l0, l1, l2, l3, proto @ ..] = message else {
         return Err(malformed());
@@ -268,6 +274,86 @@ mod tests {
         assert_eq!(
             grpc_status(b"12", Some(&message)),
             Err("grpc-status 12: no such method".into())
+        );
+    }
+
+    /// How a server answers the check in [`answer`].
+    #[derive(Clone, Copy)]
+    enum Answer {
+        /// grpc-status 0 in the head, then a message, then trailers with grpc-status 0.
+        HeadOkThen(u8),
+        /// The status in the head with END_STREAM: no message at all.
+        TrailersOnly(&'static str),
+        /// The usual: head, message, trailers.
+        Normal(u8),
+    }
+
+    /// Runs `call` against an HTTP/2 server over an in-memory pipe that answers as told.
+    fn answer(how: Answer) -> Result<(), String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (client, server) = tokio::io::duplex(64 * 1024);
+            let serve = async move {
+                let mut conn = h2::server::handshake(server).await.unwrap();
+                let Some(Ok((_req, mut respond))) = conn.accept().await else {
+                    return;
+                };
+                let ok = |status: &str| {
+                    http::Response::builder()
+                        .status(200)
+                        .header("content-type", "application/grpc")
+                        .header("grpc-status", status)
+                        .body(())
+                        .unwrap()
+                };
+                let plain = http::Response::builder()
+                    .status(200)
+                    .header("content-type", "application/grpc")
+                    .body(())
+                    .unwrap();
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                let message = |status| Bytes::from(vec![0, 0, 0, 0, 2, 0x08, status]);
+                match how {
+                    Answer::TrailersOnly(status) => {
+                        respond.send_response(ok(status), true).unwrap();
+                    }
+                    Answer::HeadOkThen(status) | Answer::Normal(status) => {
+                        let head = match how {
+                            Answer::HeadOkThen(_) => ok("0"),
+                            _ => plain,
+                        };
+                        let mut body = respond.send_response(head, false).unwrap();
+                        body.send_data(message(status), false).unwrap();
+                        body.send_trailers(trailers).unwrap();
+                    }
+                }
+                // Keep the connection up until the client is done with it.
+                while conn.accept().await.is_some() {}
+            };
+            let check = call(client, false, "health.test", "");
+            tokio::select! {
+                result = check => result,
+                _ = serve => Err("server ended first".to_string()),
+            }
+        })
+    }
+
+    #[test]
+    fn the_message_decides_not_an_ok_in_the_head() {
+        assert_eq!(answer(Answer::Normal(1)), Ok(()));
+        assert_eq!(answer(Answer::Normal(2)), Err("NOT_SERVING".into()));
+        assert_eq!(answer(Answer::HeadOkThen(2)), Err("NOT_SERVING".into()));
+        assert_eq!(answer(Answer::HeadOkThen(1)), Ok(()));
+        assert_eq!(
+            answer(Answer::TrailersOnly("0")),
+            Err("no HealthCheckResponse".into())
+        );
+        assert_eq!(
+            answer(Answer::TrailersOnly("14")),
+            Err("grpc-status 14".into())
         );
     }
 }

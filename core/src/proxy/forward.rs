@@ -455,7 +455,7 @@ async fn h2_stream(
     method: Method,
     deadline: Instant,
 ) -> Result<UpstreamConn, Error> {
-    let limits = H2Limits::new(up_cfg.pool_idle_timeout);
+    let limits = H2Limits::new(up_cfg.connect_timeout, up_cfg.pool_idle_timeout);
     let key = target.key();
     let open = async {
         connect(&shard.timers, target, up_cfg, deadline)

@@ -70,15 +70,19 @@ pub struct H2Limits {
     /// A connection with no stream in flight for this long closes (the upstream's
     /// `pool_idle_timeout`).
     pub idle_timeout: Duration,
+    /// Opening a connection (TCP, TLS and the HTTP/2 handshake up to the peer's SETTINGS)
+    /// takes at most this long (the upstream's `connect_timeout`).
+    pub connect_timeout: Duration,
 }
 
 impl H2Limits {
     /// 100 streams per connection and 64 connections per key.
-    pub const fn new(idle_timeout: Duration) -> H2Limits {
+    pub const fn new(connect_timeout: Duration, idle_timeout: Duration) -> H2Limits {
         H2Limits {
             max_streams: 100,
             max_connections: 64,
             idle_timeout,
+            connect_timeout,
         }
     }
 }
@@ -367,7 +371,10 @@ impl H2Pool {
             })?;
             Ok::<_, Error>(conn)
         };
-        let conn = match timers.within(deadline, opened).await {
+        // A peer that accepts TCP but never speaks HTTP/2 costs connect_timeout, as one that
+        // never accepts does, not the request's whole deadline.
+        let limit = deadline.min(Instant::now() + limits.connect_timeout);
+        let conn = match timers.within(limit, opened).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
                 ks.failed(e.cause);
