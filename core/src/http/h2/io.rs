@@ -19,6 +19,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 type Wait = Pin<Box<dyn Future<Output = io::Result<()>>>>;
 
+/// Slices per `sendmsg`, at most (the kernel's UIO_MAXIOV); the rest go in the next write.
+const MAX_IOV: usize = 1024;
+
 pub struct PollStream {
     tcp: Rc<TcpStream>,
     /// Bytes read before this stream was made; `read_first[at..]` not yet handed out.
@@ -143,6 +146,33 @@ impl AsyncWrite for PollStream {
             )
         };
         poll_syscall(&this.tcp, &mut this.writable, Direction::Write, cx, send)
+    }
+
+    /// One `sendmsg` for a frame's head and its payload: without it the h2 crate writes a
+    /// DATA frame's payload of 1 KiB or more in a syscall (and often a segment) of its own.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let count = bufs.len().min(MAX_IOV);
+        let send = |fd| {
+            // SAFETY: an all-zero msghdr is valid (no name, no control data); IoSlice is
+            // ABI-compatible with iovec on Unix, and `bufs[..count]` outlives the call, which
+            // only reads those slices.
+            unsafe {
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+                msg.msg_iovlen = count as _;
+                libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            }
+        };
+        poll_syscall(&this.tcp, &mut this.writable, Direction::Write, cx, send)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
