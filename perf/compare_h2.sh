@@ -20,12 +20,15 @@
 #             answering every call itself (a `respond` route, 200 application/grpc with a
 #             gRPC-framed body), so that every target meets the same h2c upstream.
 #
-# h2load reports no latency percentiles, so neither does this script (perf/compare.sh has the
-# HTTP/1.1 latency figures).
+#   h2-p99, grpc-p99  open loop at 50% of nginx's max of the same round (its h2-max or
+#             grpc-max), the same connections and streams, with ringway-perf h2 (h2load has
+#             no open loop per request nor percentiles): p99 latency counted from each
+#             request's due time (coordinated omission corrected).
 #
 # CPU layout (env; taskset lists): on 2 cores, the proxy on core 1 alone, the load generator
 # and the upstreams on core 0.
 GEN_CORES=${GEN_CORES:-0}
+GEN_THREADS=${GEN_THREADS:-1}     # h2load threads (CONNECTIONS must be a multiple)
 PROXY_CORES=${PROXY_CORES:-1}
 STUB_CORES=${STUB_CORES:-0}
 ROUNDS=${ROUNDS:-3}
@@ -34,6 +37,7 @@ WARMUP=${WARMUP:-1}               # seconds of warm-up per run, not measured
 CONNECTIONS=${CONNECTIONS:-4}
 STREAMS=${STREAMS:-100}           # concurrent streams per connection
 TARGETS=${TARGETS:-"ringway-uring ringway-epoll nginx haproxy"}
+P99=${P99:-1}                     # 0: leave out the open-loop latency runs
 PORT_BASE=${PORT_BASE:-19000}
 SKIP_BUILD=${SKIP_BUILD:-0}
 RESULTS=${RESULTS:-perf/results/h2-latest.md}
@@ -117,7 +121,7 @@ EOF
     upstream stub { server 127.0.0.1:$STUB; keepalive 512; keepalive_requests 100000000; }
     upstream grpcup { server 127.0.0.1:$GRPC_UP; keepalive 64; keepalive_requests 100000000; }
     server {
-        # h2c by prior knowledge (the listen flag: nginx before 1.25 has no `http2 on`).
+        # h2c by prior knowledge (the listen flag: nginx before 1.25 has no "http2 on").
         listen 127.0.0.1:${PORT[nginx]} http2;
         proxy_http_version 1.1;
         proxy_set_header Connection "";
@@ -160,10 +164,11 @@ start_target() {
     haproxy) start haproxy "$PROXY_CORES" haproxy -db -f "$WORK/haproxy.cfg" ;;
     esac
     wait_port "$1" "${PORT[$1]}"
-    local code
-    code=$(curl -s -o /dev/null -w '%{http_code}' --http2-prior-knowledge "http://127.0.0.1:${PORT[$1]}/" || true)
-    if [[ $code != 200 ]]; then
-        log "$1 answered $code over h2c; its log:"
+    local out
+    out=$(h2load -n 1 -c 1 "http://127.0.0.1:${PORT[$1]}/" 2>&1 || true)
+    if ! grep -q 'status codes: 1 2xx' <<<"$out"; then
+        log "$1 did not answer 200 over h2c:"
+        log "$out"
         cat "$WORK/$1.log" >&2 || true
         exit 1
     fi
@@ -176,7 +181,7 @@ printf '\0\0\0\0\0' >"$WORK/grpc-request.bin"
 h2run() { # target path [h2load flags...] -> "req/s failed"
     local t=$1 path=$2 out
     shift 2
-    out=$(taskset -c "$GEN_CORES" h2load -t 1 -c "$CONNECTIONS" -m "$STREAMS" -D "$DURATION" \
+    out=$(taskset -c "$GEN_CORES" h2load -t "$GEN_THREADS" -c "$CONNECTIONS" -m "$STREAMS" -D "$DURATION" \
         --warm-up-time "$WARMUP" "$@" "http://127.0.0.1:${PORT[$t]}$path" 2>&1) || true
     local rps failed
     rps=$(grep -o 'finished in [^,]*, [0-9.]* req/s' <<<"$out" | awk '{print $(NF-1)}')
@@ -187,6 +192,15 @@ h2run() { # target path [h2load flags...] -> "req/s failed"
         rps=0
     fi
     echo "$rps ${failed:-0}"
+}
+
+p99run() { # target path rate [flags...] -> the JSON summary of an open-loop run
+    local t=$1 path=$2 rate=$3
+    shift 3
+    taskset -c "$GEN_CORES" "$PERF" h2 --url "http://127.0.0.1:${PORT[$t]}$path" \
+        --connections "$CONNECTIONS" --streams "$STREAMS" --threads "$GEN_THREADS" \
+        --rate "$rate" --duration "${DURATION}s" --warmup "${WARMUP}s" --json "$@" 2>/dev/null ||
+        echo '{}'
 }
 
 write_configs
@@ -202,8 +216,10 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     log "round $ROUND/$ROUNDS"
     order=$(rotate "$ROUND")
     for t in $order; do start_target "$t"; done
+    declare -A H2MAX=() GRPCMAX=()
     for t in $order; do
         read -r rps failed < <(h2run "$t" /)
+        H2MAX[$t]=$rps
         record h2-max "$t" "$rps"
         record errors "$t" "$failed"
         log "  h2-max   $t $rps req/s ($failed failed)"
@@ -211,20 +227,38 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     for t in $order; do
         read -r rps failed < <(h2run "$t" /bench.Svc/Unary -d "$WORK/grpc-request.bin" \
             -H 'content-type: application/grpc' -H 'te: trailers')
+        GRPCMAX[$t]=$rps
         record grpc-max "$t" "$rps"
         record errors "$t" "$failed"
         log "  grpc-max $t $rps calls/s ($failed failed)"
     done
+    if ((P99)); then
+        for test in h2 grpc; do
+            if [[ $test == h2 ]]; then base=${H2MAX[nginx]:-${H2MAX[ringway-uring]}}; path=/; flags=()
+            else base=${GRPCMAX[nginx]:-${GRPCMAX[ringway-uring]}}; path=/bench.Svc/Unary; flags=(--grpc); fi
+            rate=$(awk -v m="$base" 'BEGIN { printf "%d", m / 2 }')
+            record "rate-$test" all "$rate"
+            for t in $order; do
+                json=$(p99run "$t" "$path" "$rate" "${flags[@]}")
+                record "$test-p99" "$t" "$(jget "$json" p99)"
+                record errors "$t" "$(jget "$json" total)"
+                record errors "$t" "$(jget "$json" unsent)"
+                log "  $test-p99 $t at $rate/s: p50 $(jget "$json" p50) p99 $(jget "$json" p99) us"
+            done
+        done
+    fi
     for t in $order; do stop "$t"; done
 done
 
 ROWS=(
     "h2-max|h2 GET req/s, 13 B body, h1 upstream|rps"
     "grpc-max|gRPC-shaped unary calls/s, h2 upstream|rps"
+    "h2-p99|h2 GET p99 at 50% of nginx's max|us"
+    "grpc-p99|gRPC-shaped p99 at 50% of nginx's max|us"
 )
 {
     print_table
-    echo "Medians of $ROUNDS round(s) (min-max) and the ratio to nginx's median. h2load: 1 thread," \
+    echo "Medians of $ROUNDS round(s) (min-max) and the ratio to nginx's median. h2load: $GEN_THREADS thread(s)," \
         "$CONNECTIONS connections x $STREAMS concurrent streams, ${DURATION}s after ${WARMUP}s warm-up."
     echo "Layout: proxy alone on CPU $PROXY_CORES; h2load, the HTTP/1.1 stub and the h2 upstream on CPU $GEN_CORES."
 } >"$WORK/table.md"

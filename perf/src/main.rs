@@ -5,6 +5,8 @@
 //! - `load`: the load generator (thread per core, glommio): open loop at a fixed rate with
 //!   coordinated-omission-corrected latency, or closed loop for maximum throughput; over
 //!   plain TCP or TLS (a cheap rustls client, for handshakes per second).
+//! - `h2`: the HTTP/2 load generator (h2c): open or closed loop, many streams per connection,
+//!   gRPC-shaped calls with `--grpc`.
 //! - `idle`: holds many idle keep-alive connections open, to measure a server's memory per
 //!   connection.
 //! - `relay`: a blind one-to-one TCP relay, the floor under any proxy's CPU per request.
@@ -39,6 +41,8 @@ enum Command {
     Stub(stub::Args),
     /// Load generator: open loop (--rate) or closed loop.
     Load(load::Args),
+    /// HTTP/2 load generator (h2c): open loop (--rate) or closed loop, --streams per connection.
+    H2(load::h2::Args),
     /// Opens and holds idle keep-alive connections.
     Idle(idle::Args),
     /// Micro-benchmarks of the hot pieces: head parsing, routing, balancing, histograms.
@@ -53,6 +57,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Stub(args) => stub::run(args.into()),
         Command::Load(args) => load::run(args),
+        Command::H2(args) => load::h2::run(args),
         Command::Idle(args) => idle::run(args),
         Command::Micro(args) => micro::run(args),
         Command::Relay(args) => relay::run(args),

@@ -11,6 +11,7 @@
 //! `--resume`, resumed).
 
 mod conn;
+pub mod h2;
 mod report;
 pub mod response;
 pub mod schedule;
