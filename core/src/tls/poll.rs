@@ -16,6 +16,8 @@ const SEND_BUFFER_LIMIT: usize = 64 * 1024;
 pub struct PollTls<IO> {
     io: IO,
     conn: Connection,
+    /// Decrypted bytes rustls holds for reading, as of its last `process_new_packets`.
+    plaintext: usize,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> PollTls<IO> {
@@ -34,7 +36,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> PollTls<IO> {
             conn.process_new_packets()
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         }
-        Ok(PollTls { io, conn })
+        let plaintext = conn
+            .process_new_packets()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+            .plaintext_bytes_to_read();
+        Ok(PollTls {
+            io,
+            conn,
+            plaintext,
+        })
     }
 
     pub fn connection(&self) -> &Connection {
@@ -69,10 +79,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> PollTls<IO> {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
             Err(e) => return Poll::Ready(Err(e)),
         };
-        if let Err(e) = self.conn.process_new_packets() {
-            // The alert rustls queued says why; the error is what the caller needs.
-            let _ = self.poll_send_records(cx);
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+        match self.conn.process_new_packets() {
+            Ok(state) => self.plaintext = state.plaintext_bytes_to_read(),
+            Err(e) => {
+                // The alert rustls queued says why; the error is what the caller needs.
+                let _ = self.poll_send_records(cx);
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+            }
         }
         Poll::Ready(Ok(n))
     }
@@ -86,9 +99,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for PollTls<IO> {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
-            match this.conn.reader().read(buf.initialize_unfilled()) {
+            // Zero only as much of the caller's buffer as there is plaintext to copy into it
+            // (the h2 crate hands a fresh, uninitialised buffer to every read), and at least
+            // a byte, so that Ok(0) still means close_notify.
+            if buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            let want = this.plaintext.clamp(1, buf.remaining());
+            match this.conn.reader().read(buf.initialize_unfilled_to(want)) {
                 // Ok(0): close_notify, the end of the stream.
                 Ok(n) => {
+                    this.plaintext = this.plaintext.saturating_sub(n);
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
@@ -232,7 +253,7 @@ mod tests {
                         let path = req.uri().path().to_string();
                         let resp = http::Response::builder().status(200).body(()).unwrap();
                         let mut send = respond.send_response(resp, false).unwrap();
-                        send.send_data(Bytes::from(path.repeat(1000)), true)
+                        send.send_data(Bytes::from(path.repeat(20_000)), true)
                             .unwrap();
                     });
                 }
@@ -264,7 +285,7 @@ mod tests {
                         let _ = body.flow_control().release_capacity(chunk.len());
                         got.extend_from_slice(&chunk);
                     }
-                    assert_eq!(got, format!("/{i}").repeat(1000).into_bytes());
+                    assert_eq!(got, format!("/{i}").repeat(20_000).into_bytes());
                 }));
             }
             for t in tasks {

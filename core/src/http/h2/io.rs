@@ -105,9 +105,14 @@ impl AsyncRead for PollStream {
             }
             return Poll::Ready(Ok(()));
         }
-        let unfilled = buf.initialize_unfilled();
+        // Not `initialize_unfilled`: the h2 crate hands a fresh, uninitialised buffer to
+        // every read, and zeroing its spare capacity each time cost more instructions per
+        // request than anything else on the h2 path.
+        // SAFETY: only recv(2) writes to this memory, and only `n` bytes of it are then marked
+        // initialised.
+        let unfilled = unsafe { buf.unfilled_mut() };
         // SAFETY: recv(2) writes at most `unfilled.len()` bytes into `unfilled`, a valid
-        // slice; MSG_DONTWAIT keeps it from blocking whatever the socket's mode.
+        // region; MSG_DONTWAIT keeps it from blocking whatever the socket's mode.
         let recv = |fd| unsafe {
             libc::recv(
                 fd,
@@ -123,6 +128,8 @@ impl AsyncRead for PollStream {
             cx,
             recv
         ))?;
+        // SAFETY: recv(2) wrote these `n` bytes.
+        unsafe { buf.assume_init(n) };
         buf.advance(n);
         Poll::Ready(Ok(()))
     }
