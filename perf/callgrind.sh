@@ -7,14 +7,19 @@
 # the machine: run it a few times and compare ranges.
 #
 #   perf/callgrind.sh [epoll|io_uring ...]      (default: both)
+#   MODE=h2 perf/callgrind.sh                    h2c GETs (4 connections x 100 streams) to the
+#                                                HTTP/1.1 stub
+#   MODE=grpc perf/callgrind.sh                  gRPC-shaped unary calls over h2c to an h2
+#                                                upstream (a second ringway answering them)
 #
 # Needs valgrind and the release binaries (cargo build --release -p ringway-control -p ringway-perf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REQUESTS=${REQUESTS:-20000}
+MODE=${MODE:-h1}
 RATE=2000
-BIN=target/release/ringway
+BIN=${BIN:-target/release/ringway}
 PERF=target/release/ringway-perf
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 [ -x "$BIN" ] && [ -x "$PERF" ] || { echo "build the release binaries first" >&2; exit 1; }
@@ -25,7 +30,7 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$work"
+    [ -n "${KEEP:-}" ] && cp "$work"/callgrind.out.* "$KEEP"/ 2>/dev/null; rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -46,6 +51,35 @@ pids+=($!)
 disown
 wait_port "$stub_port"
 
+grpc_port=$(free_port)
+if [ "$MODE" = grpc ]; then
+    cat >"$work/grpc-up.toml" <<EOF
+[runtime]
+shards = 1
+driver = "epoll"
+[control]
+socket = "$work/grpc-up.sock"
+[[listeners]]
+name = "up"
+listen = "127.0.0.1:$grpc_port"
+[[routes]]
+name = "answer"
+respond = { status = 200, headers = { content-type = "application/grpc", grpc-status = "0" }, body = "\u0000\u0000\u0000\u0000\u0000" }
+EOF
+    "$BIN" run -c "$work/grpc-up.toml" >"$work/grpc-up.log" 2>&1 &
+    pids+=($!)
+    disown
+    wait_port "$grpc_port"
+fi
+case $MODE in
+    h1) load() { "$PERF" load --url "$1" --connections 10 --rate "$RATE" "${@:2}"; } ;;
+    h2) load() { "$PERF" h2 --url "$1" --connections 4 --streams 100 --rate "$RATE" "${@:2}"; } ;;
+    grpc) load() { "$PERF" h2 --grpc --url "$1" --connections 4 --streams 100 --rate "$RATE" "${@:2}"; } ;;
+    *) echo "MODE is h1, h2 or grpc" >&2; exit 1 ;;
+esac
+path=/
+[ "$MODE" = grpc ] && path=/bench.Svc/Unary
+
 for driver in "${drivers[@]}"; do
     port=$(free_port)
     cat >"$work/gw.toml" <<EOF
@@ -60,6 +94,15 @@ listen = "127.0.0.1:$port"
 [[upstreams]]
 name = "stub"
 endpoints = [{ address = "127.0.0.1:$stub_port" }]
+max_idle_per_endpoint = 512
+[[upstreams]]
+name = "grpc"
+protocol = "h2"
+endpoints = [{ address = "127.0.0.1:$grpc_port" }]
+[[routes]]
+name = "grpc"
+path_prefix = "/bench.Svc/"
+upstream = "grpc"
 [[routes]]
 name = "all"
 upstream = "stub"
@@ -71,11 +114,11 @@ EOF
     pids+=($vg)
     disown
     wait_port "$port"
-    url="http://127.0.0.1:$port/"
-    "$PERF" load --url "$url" --connections 10 --rate "$RATE" --duration 2s >/dev/null 2>&1
+    url="http://127.0.0.1:$port$path"
+    load "$url" --duration 2s >/dev/null 2>&1
     callgrind_control -z "$vg" >/dev/null 2>&1
     secs=$(( REQUESTS / RATE ))
-    summary=$("$PERF" load --url "$url" --connections 10 --rate "$RATE" --duration "${secs}s" --json 2>/dev/null)
+    summary=$(load "$url" --duration "${secs}s" --json 2>/dev/null)
     callgrind_control -d "$vg" >/dev/null 2>&1
     # Every request sent while counting: the measured window's and those still in flight at
     # its end alike passed through the shard.
@@ -89,5 +132,5 @@ EOF
         n=$( (grep -m1 -E '^(summary|totals):' "$f" || true) | awk '{print $2}')
         if [ -n "$n" ] && [ "$n" -gt "$best" ]; then best=$n; fi
     done
-    echo "$driver: $((best / done_requests)) instructions per request ($best over $done_requests requests, $(git rev-parse --short HEAD))"
+    echo "$driver $MODE: $((best / done_requests)) instructions per request ($best over $done_requests requests, $(git rev-parse --short HEAD))"
 done

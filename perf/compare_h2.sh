@@ -210,7 +210,7 @@ wait_port stub "$STUB"
 wait_port grpc-up "$GRPC_UP"
 
 log "compare_h2: rounds $ROUNDS, ${DURATION}s (+${WARMUP}s warm-up) per run," \
-    "$CONNECTIONS connections x $STREAMS streams; generator and upstreams on cores $GEN_CORES," \
+    "$CONNECTIONS connections x $STREAMS streams; generator on cores $GEN_CORES, upstreams on $STUB_CORES," \
     "proxies on $PROXY_CORES"
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     log "round $ROUND/$ROUNDS"
@@ -260,6 +260,6 @@ ROWS=(
     print_table
     echo "Medians of $ROUNDS round(s) (min-max) and the ratio to nginx's median. h2load: $GEN_THREADS thread(s)," \
         "$CONNECTIONS connections x $STREAMS concurrent streams, ${DURATION}s after ${WARMUP}s warm-up."
-    echo "Layout: proxy alone on CPU $PROXY_CORES; h2load, the HTTP/1.1 stub and the h2 upstream on CPU $GEN_CORES."
+    echo "Layout: proxy alone on CPU $PROXY_CORES; h2load and ringway-perf h2 on CPU $GEN_CORES; the HTTP/1.1 stub and the h2 upstream on CPU $STUB_CORES."
 } >"$WORK/table.md"
 write_results "$WORK/table.md"
