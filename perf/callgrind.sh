@@ -78,7 +78,22 @@ case $MODE in
     *) echo "MODE is h1, h2 or grpc" >&2; exit 1 ;;
 esac
 path=/
-[ "$MODE" = grpc ] && path=/bench.Svc/Unary
+extra=""
+# h2 modes: up to 400 streams at once, each its own HTTP/1.1 connection to the stub.
+stub_extra=""
+[ "$MODE" = h1 ] || stub_extra="max_idle_per_endpoint = 512"
+if [ "$MODE" = grpc ]; then
+    path=/bench.Svc/Unary
+    # Before the catch-all route, and only in this mode: the h1 count keeps its config.
+    extra="[[upstreams]]
+name = \"grpc\"
+protocol = \"h2\"
+endpoints = [{ address = \"127.0.0.1:$grpc_port\" }]
+[[routes]]
+name = \"grpc\"
+path_prefix = \"/bench.Svc/\"
+upstream = \"grpc\""
+fi
 
 for driver in "${drivers[@]}"; do
     port=$(free_port)
@@ -91,18 +106,11 @@ socket = "$work/ctl.sock"
 [[listeners]]
 name = "main"
 listen = "127.0.0.1:$port"
+$extra
 [[upstreams]]
 name = "stub"
 endpoints = [{ address = "127.0.0.1:$stub_port" }]
-max_idle_per_endpoint = 512
-[[upstreams]]
-name = "grpc"
-protocol = "h2"
-endpoints = [{ address = "127.0.0.1:$grpc_port" }]
-[[routes]]
-name = "grpc"
-path_prefix = "/bench.Svc/"
-upstream = "grpc"
+$stub_extra
 [[routes]]
 name = "all"
 upstream = "stub"
