@@ -309,3 +309,43 @@ both_drivers!(grpc_health_checks_follow_the_serving_status, |driver| {
     });
     assert_eq!(reply.get_ref().text, "echo: back");
 });
+
+both_drivers!(early_answers_close_the_stream_cleanly, |driver| {
+    // The gateway answers (no route: UNIMPLEMENTED) while the call's body is still open. It
+    // reads the rest of the body rather than resetting the stream with NO_ERROR, which some
+    // clients take for a failed call.
+    let closed: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let toml = listener_toml("")
+        + &upstream_toml("grpc", &[(closed, 1)], "protocol = \"h2\"")
+        + "[[routes]]\nname = \"other\"\npath_prefix = \"/other/\"\nupstream = \"grpc\"\n";
+    let gw = Gateway::start(driver, &toml);
+    h2client::block_on(LIMIT, async {
+        let mut h2 = h2client::connect(gw.addr()).await;
+        let call = || {
+            http::Request::builder()
+                .method("POST")
+                .uri("http://grpc.test/pkg.Svc/Call")
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(())
+                .unwrap()
+        };
+        let (response, mut body) = h2.send.send_request(call(), false).unwrap();
+        let response = response.await.expect("a response");
+        assert_eq!(response.headers()["grpc-status"], "12");
+        assert!(response.body().is_end_stream(), "a trailers-only answer");
+        let reset = tokio::time::timeout(
+            Duration::from_millis(300),
+            std::future::poll_fn(|cx| body.poll_reset(cx)),
+        )
+        .await;
+        assert!(reset.is_err(), "the stream was reset: {reset:?}");
+        body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+            .expect("the rest of the body is taken");
+        // The connection carries on.
+        let mut send = h2.send.clone().ready().await.unwrap();
+        let (response, _) = send.send_request(call(), true).unwrap();
+        let response = response.await.expect("a second response");
+        assert_eq!(response.headers()["grpc-status"], "12");
+    });
+});

@@ -28,6 +28,11 @@ use crate::metrics::ErrorCause;
 use crate::state::Shard;
 use crate::tls::ClientIdentity;
 
+/// What is left of a request's body after its complete answer is read and dropped, up to
+/// this much and this long, before the stream is reset (RST_STREAM(NO_ERROR)) instead.
+const DISCARD_MAX: usize = 64 * 1024;
+const DISCARD_TIME: Duration = Duration::from_secs(1);
+
 /// Streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
 pub const MAX_CONCURRENT_STREAMS: u32 = 128;
 /// Each stream's receive window: what one stream may have in flight towards the gateway.
@@ -236,5 +241,16 @@ async fn stream(
         shared.target.borrow_mut().reset(h2::Reason::INTERNAL_ERROR);
     }
     d.buf.clear();
-    drop(downstreams.put(d));
+    let bridge = downstreams.put(d);
+    if served.is_some() && shared.done.get() {
+        if let Some(Stream::H2(mut bridge)) = bridge {
+            if let Some(source) = bridge.source.as_mut() {
+                let limit = Instant::now() + DISCARD_TIME;
+                let _ = shard
+                    .timers
+                    .within(limit, source.discard_rest(DISCARD_MAX))
+                    .await;
+            }
+        }
+    }
 }

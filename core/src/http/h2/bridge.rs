@@ -194,6 +194,33 @@ impl Source {
         }
     }
 
+    /// Reads and drops what is left of the incoming body, `max` bytes at most: whether it
+    /// ended. For a request answered whole before its body ended (a gateway error, a 413),
+    /// so that its stream closes cleanly instead of with RST_STREAM(NO_ERROR), which RFC 9113
+    /// allows but some clients (curl 7.88) report as an error.
+    pub async fn discard_rest(&mut self, max: usize) -> bool {
+        let Some(recv) = self.recv.as_mut() else {
+            return true;
+        };
+        let mut left = max;
+        while !recv.is_end_stream() {
+            match recv.data().await {
+                Some(Ok(chunk)) => {
+                    let n = chunk.len();
+                    let _ = recv.flow_control().release_capacity(n);
+                    let Some(rest) = left.checked_sub(n) else {
+                        return false;
+                    };
+                    left = rest;
+                }
+                Some(Err(_)) => return false,
+                // The body ended, with END_STREAM on DATA or with trailers.
+                None => break,
+            }
+        }
+        true
+    }
+
     /// Takes the rendered text not read yet (a request's head, to parse at once).
     pub fn take_text(&mut self) -> Vec<u8> {
         let mut text = std::mem::take(&mut self.text);
