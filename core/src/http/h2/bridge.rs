@@ -207,10 +207,11 @@ impl Source {
             match recv.data().await {
                 Some(Ok(chunk)) => {
                     let n = chunk.len();
-                    let _ = recv.flow_control().release_capacity(n);
                     let Some(rest) = left.checked_sub(n) else {
                         return false;
                     };
+                    // Only within the budget: past it, no WINDOW_UPDATE invites more.
+                    let _ = recv.flow_control().release_capacity(n);
                     left = rest;
                 }
                 Some(Err(_)) => return false,
