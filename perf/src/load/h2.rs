@@ -25,7 +25,7 @@ use bytes::Bytes;
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 use glommio::timer::sleep;
-use glommio::{spawn_local, LocalExecutorBuilder, Placement};
+use glommio::{spawn_local, LocalExecutorBuilder};
 use h2::client::SendRequest;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
@@ -122,25 +122,15 @@ pub fn run(args: Args) -> Result<()> {
     let cpu_before = super::process_cpu();
     let mut handles = Vec::with_capacity(args.threads);
     for t in 0..args.threads {
-        let placement = match &args.cores {
-            Some(Cores(cores)) if !cores.is_empty() => Placement::Fixed(cores[t % cores.len()]),
-            _ => Placement::Unbound,
-        };
         let plan = plan.clone();
         let threads = args.threads;
-        let handle = LocalExecutorBuilder::new(placement)
+        let handle = LocalExecutorBuilder::new(super::placement(&args.cores, t))
             .name(&format!("h2load-{t}"))
             .spawn(move || thread_main(plan, t, threads))
             .map_err(|e| anyhow::anyhow!("starting load thread {t}: {e}"))?;
         handles.push(handle);
     }
-    let mut total = Stats::default();
-    for handle in handles {
-        let stats = handle
-            .join()
-            .map_err(|e| anyhow::anyhow!("a load thread failed: {e}"))?;
-        total.merge(&stats);
-    }
+    let total = super::join_all(handles)?;
     let cpu = super::process_cpu()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
@@ -157,12 +147,7 @@ pub fn run(args: Args) -> Result<()> {
         stats: &total,
     };
     eprintln!("HTTP/2: {} streams per connection at most", args.streams);
-    if args.json {
-        eprint!("{}", summary.human());
-        println!("{}", summary.json());
-    } else {
-        print!("{}", summary.human());
-    }
+    summary.print(args.json);
     Ok(())
 }
 

@@ -24,7 +24,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Result};
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
 
 use crate::target::{parse_cores, parse_duration, Cores, Target};
@@ -135,14 +135,10 @@ pub fn run(args: Args) -> Result<()> {
     let (tx, rx) = mpsc::channel::<Interval>();
     let mut handles = Vec::with_capacity(args.threads);
     for t in 0..args.threads {
-        let placement = match &args.cores {
-            Some(Cores(cores)) if !cores.is_empty() => Placement::Fixed(cores[t % cores.len()]),
-            _ => Placement::Unbound,
-        };
         let plan = plan.clone();
         let tx = args.hdr_log.is_some().then(|| tx.clone());
         let threads = args.threads;
-        let handle = LocalExecutorBuilder::new(placement)
+        let handle = LocalExecutorBuilder::new(placement(&args.cores, t))
             .name(&format!("load-{t}"))
             .spawn(move || thread_main(plan, t, threads, tx))
             .map_err(|e| anyhow::anyhow!("starting load thread {t}: {e}"))?;
@@ -152,13 +148,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.hdr_log {
         report::write_log(path, log_start, args.threads, rx)?;
     }
-    let mut total = Stats::default();
-    for handle in handles {
-        let stats = handle
-            .join()
-            .map_err(|e| anyhow::anyhow!("a load thread failed: {e}"))?;
-        total.merge(&stats);
-    }
+    let total = join_all(handles)?;
     let cpu = process_cpu()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
@@ -174,13 +164,28 @@ pub fn run(args: Args) -> Result<()> {
         busy: cpu.map(|cpu| cpu.as_secs_f64() / (plan.end - plan.start).as_secs_f64()),
         stats: &total,
     };
-    if args.json {
-        eprint!("{}", summary.human());
-        println!("{}", summary.json());
-    } else {
-        print!("{}", summary.human());
-    }
+    summary.print(args.json);
     Ok(())
+}
+
+/// Where thread `t` of a run goes: the `t`-th of `cores` (round robin), or anywhere.
+fn placement(cores: &Option<Cores>, t: usize) -> Placement {
+    match cores {
+        Some(Cores(cores)) if !cores.is_empty() => Placement::Fixed(cores[t % cores.len()]),
+        _ => Placement::Unbound,
+    }
+}
+
+/// Every thread's results, merged.
+fn join_all(handles: Vec<ExecutorJoinHandle<Stats>>) -> Result<Stats> {
+    let mut total = Stats::default();
+    for handle in handles {
+        let stats = handle
+            .join()
+            .map_err(|e| anyhow::anyhow!("a load thread failed: {e}"))?;
+        total.merge(&stats);
+    }
+    Ok(total)
 }
 
 /// One thread: its connections are `thread`, `thread + threads`, ... of the run's.

@@ -42,6 +42,17 @@ impl Summary<'_> {
         self.stats.responses as f64 / self.duration.as_secs_f64()
     }
 
+    /// The human summary on stdout; with `json`, the JSON line on stdout and the human
+    /// summary on stderr.
+    pub fn print(&self, json: bool) {
+        if json {
+            eprint!("{}", self.human());
+            println!("{}", self.json());
+        } else {
+            print!("{}", self.human());
+        }
+    }
+
     pub fn human(&self) -> String {
         let s = self.stats;
         let mode = match self.rate {
