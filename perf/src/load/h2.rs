@@ -104,9 +104,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let uri: http::Uri = args.url.parse().context("the URL as an HTTP/2 :path")?;
     crate::raise_fd_limit(args.connections + 64);
-    let lead = Duration::from_millis(200) + Duration::from_micros(50 * args.connections);
-    let start = Instant::now() + lead;
-    let window_start = start + args.warmup;
+    let (start, window_start) = super::start_times(args.connections, args.warmup);
     let plan = Arc::new(Plan {
         target,
         uri,

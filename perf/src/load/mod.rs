@@ -114,10 +114,7 @@ pub fn run(args: Args) -> Result<()> {
         false => None,
     };
     crate::raise_fd_limit(args.connections + 64);
-    // Time to start the executors and connect before the first request is due.
-    let lead = Duration::from_millis(200) + Duration::from_micros(50 * args.connections);
-    let start = Instant::now() + lead;
-    let window_start = start + args.warmup;
+    let (start, window_start) = start_times(args.connections, args.warmup);
     let plan = Arc::new(Plan {
         target,
         tls,
@@ -166,6 +163,14 @@ pub fn run(args: Args) -> Result<()> {
     };
     summary.print(args.json);
     Ok(())
+}
+
+/// When a run of `connections` starts (time to start the executors and connect before the
+/// first request is due) and when its measured window does, after `warmup`.
+fn start_times(connections: u64, warmup: Duration) -> (Instant, Instant) {
+    let lead = Duration::from_millis(200) + Duration::from_micros(50 * connections);
+    let start = Instant::now() + lead;
+    (start, start + warmup)
 }
 
 /// Where thread `t` of a run goes: the `t`-th of `cores` (round robin), or anywhere.
