@@ -282,9 +282,17 @@ impl ConnBuf {
         false
     }
 
-    /// Appends bytes that did not come from a read (an h2 request's head, rendered).
+    /// Appends bytes that did not come from a read (a body's start, handed to another task).
     pub fn append(&mut self, bytes: &[u8]) {
         self.vec.extend_from_slice(bytes);
+    }
+
+    /// The empty buffer's memory, to write bytes that do not come from a read (an h2
+    /// request's head, built by its codec).
+    pub fn fill(&mut self) -> &mut Vec<u8> {
+        debug_assert!(self.is_empty());
+        self.clear();
+        &mut self.vec
     }
 
     /// Reads once from `stream`, appending. Ok(0) means end of stream; an error of kind

@@ -20,14 +20,16 @@ use monoio::net::TcpStream;
 use ringway_config::{Balance, Endpoint, Listener, Retry, Upstream, UpstreamProtocol};
 
 use super::body::{buffer_request_body, relay_response_body, send_request_body, MAX_TRAILER};
-use super::head::{write_client_head, write_upstream_head, ClientFraming, Forwarded};
+use super::head::{
+    client_fields, write_client_head, write_upstream_head, ClientFraming, Forwarded,
+};
 use super::{local, respond_static, After, Downstream};
 use crate::error::{Error, ProxyError};
 use crate::http::h1::{
     parse_response, BodyKind, ChunkedScanner, Method, RequestHead, ResponseBody, ResponseHead,
     TransferCodings, Version,
 };
-use crate::http::h2::bridge::{upstream_stream, Bridge};
+use crate::http::h2::bridge::{upstream_stream, BodyFraming, Bridge};
 use crate::io::Stream;
 use crate::io::{write_static, write_vec, ConnBuf};
 use crate::metrics::ErrorCause;
@@ -529,15 +531,31 @@ async fn relay(
     };
     let close_client = !req.keep_alive || framing == ClientFraming::Close || d.draining.is_raised();
     d.out.clear();
-    write_client_head(
-        &mut d.out,
-        conn.buf.data(),
-        &resp,
-        &d.headers,
-        framing,
-        close_client,
-        req.version,
-    );
+    if let Some(sink) = d.stream.stream_mut().bridge().and_then(|b| b.sink.as_mut()) {
+        // An h2 client's answer: the head goes as the fields the upstream's codec checked,
+        // with the same ones left out as from an HTTP/1.1 head.
+        let src = conn.buf.data();
+        let body = match framing {
+            ClientFraming::None => BodyFraming::None,
+            ClientFraming::Length(n) => BodyFraming::Length(n),
+            ClientFraming::Chunked | ClientFraming::Close => BodyFraming::Chunked,
+        };
+        let fields =
+            client_fields(&resp, &d.headers, framing).map(|h| (h.name.get(src), h.value.get(src)));
+        d.written += sink
+            .send_response_fields(resp.status, fields, body)
+            .map_err(ProxyError::client_write)? as u64;
+    } else {
+        write_client_head(
+            &mut d.out,
+            conn.buf.data(),
+            &resp,
+            &d.headers,
+            framing,
+            close_client,
+            req.version,
+        );
+    }
     conn.buf.consume(resp.head_len);
     let mut body = resp.body;
     if let ResponseBody::Length(n) = body {
@@ -547,10 +565,12 @@ async fn relay(
             body = ResponseBody::None;
         }
     }
-    d.written += d.out.len() as u64;
-    write_vec(&mut d.stream, &mut d.out)
-        .await
-        .map_err(ProxyError::client_write)?;
+    if !d.out.is_empty() {
+        d.written += d.out.len() as u64;
+        write_vec(&mut d.stream, &mut d.out)
+            .await
+            .map_err(ProxyError::client_write)?;
+    }
     let relayed = relay_response_body(d, &mut conn, body, framing, up_cfg.idle_timeout).await?;
     if resp.keep_alive && relayed.upstream_clean {
         shard.pool.borrow_mut().checkin(

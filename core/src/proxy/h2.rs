@@ -1,6 +1,7 @@
 //! HTTP/2 client connections: the h2 crate runs the protocol (with the limits below), and each
-//! stream is served by the same pipeline as an HTTP/1.1 request, through a
-//! [`Bridge`](crate::http::h2::bridge::Bridge) that shows it the stream as HTTP/1.1 text.
+//! stream is served by the same pipeline as an HTTP/1.1 request: its head built from the
+//! HEADERS frame ([`request_head`]), its body and the answer carried by a
+//! [`Bridge`](crate::http::h2::bridge::Bridge).
 //!
 //! A connection is one task that drives the h2 connection (accepting streams, reading and
 //! writing frames); each stream is a task of its own, so a slow stream waits alone. The
@@ -22,7 +23,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::buffers::DownstreamPool;
 use super::{one_request, record, Conn};
+use crate::http::h1::RequestLimits;
 use crate::http::h2::bridge::{grpc_timeout, Bridge, Sink, Source};
+use crate::http::h2::head::request_head;
 use crate::io::Stream;
 use crate::metrics::ErrorCause;
 use crate::state::Shard;
@@ -180,6 +183,17 @@ async fn stream(
     respond: SendResponse<Bytes>,
 ) {
     let (head, body) = request.into_parts();
+    let limits = {
+        let sep = shard.epoch();
+        let Some(index) = sep.listener_index(&info.listener.name) else {
+            return;
+        };
+        let cfg = &sep.epoch.config.listeners[index];
+        RequestLimits {
+            max_request_line: cfg.max_request_line,
+            max_head: cfg.max_header_bytes,
+        }
+    };
     let grpc = head
         .headers
         .get(CONTENT_TYPE)
@@ -191,18 +205,17 @@ async fn stream(
         .filter(|_| grpc)
         .and_then(|v| grpc_timeout(v.as_bytes()))
         .map(|t| Instant::now() + t);
-    let mut source = Source::request(&head, body);
-    let text = source.take_text();
+    let end_stream = body.is_end_stream();
     let sink = Sink::respond(
         respond,
         grpc,
         head.method == http::Method::HEAD,
         shard.timers.clone(),
     );
-    drop(head);
     let shared = sink.shared.clone();
+    let chunked = !end_stream && !head.headers.contains_key(http::header::CONTENT_LENGTH);
     let bridge = Bridge {
-        source: Some(source),
+        source: Some(Source::request(body, chunked)),
         sink: Some(sink),
         tls: info.tls,
         identity: info.identity.clone(),
@@ -210,7 +223,9 @@ async fn stream(
     let mut d = downstreams.take(Stream::H2(Box::new(bridge)), info.peer);
     d.peer_may_forward = info.may_forward;
     d.call_deadline = deadline;
-    d.buf.append(&text);
+    let built = request_head(&head, end_stream, d.buf.fill(), &mut d.headers, &limits);
+    d.prepared = Some(built);
+    drop(head);
     let listener = &info.listener;
     let served = {
         let request = one_request(shard, &mut d, &listener.name, &listener.stop, true);
@@ -244,7 +259,8 @@ async fn stream(
     let bridge = downstreams.put(d);
     if served.is_some() && shared.done.get() {
         if let Some(Stream::H2(mut bridge)) = bridge {
-            if let Some(source) = bridge.source.as_mut() {
+            // Only a body still arriving costs a timer (most requests read theirs whole).
+            if let Some(source) = bridge.source.as_mut().filter(|s| s.body_open()) {
                 let limit = Instant::now() + DISCARD_TIME;
                 let _ = shard
                     .timers

@@ -181,6 +181,25 @@ pub enum ClientFraming {
     Close,
 }
 
+/// The upstream's response fields passed to the client, whatever its protocol: hop-by-hop
+/// ones and framing left out, except a `content-length` that describes the representation of
+/// a bodiless answer (to HEAD, or a 304; never a 204 or 1xx).
+pub fn client_fields<'a>(
+    resp: &ResponseHead,
+    headers: &'a [HeaderRef],
+    framing: ClientFraming,
+) -> impl Iterator<Item = &'a HeaderRef> {
+    let keep_length = framing == ClientFraming::None && resp.status >= 200 && resp.status != 204;
+    let mut kept_length = false;
+    headers.iter().filter(move |h| {
+        if h.kind == HeaderKind::ContentLength && keep_length && !kept_length {
+            kept_length = true;
+            return true;
+        }
+        !h.strip_when_forwarding()
+    })
+}
+
 /// The response head sent to the client: final (`close` decides `connection: close`) or
 /// interim (1xx: `framing` None, `close` false).
 pub fn write_client_head(

@@ -20,7 +20,9 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use ringway_config::{Listener, RateLimit};
 
 use crate::epoch::{Action, LocalResponse};
-use crate::http::h1::{parse_request, BodyKind, HeaderRef, Method, RequestHead, RequestLimits};
+use crate::http::h1::{
+    parse_request, BodyKind, HeaderRef, Method, RequestError, RequestHead, RequestLimits,
+};
 use crate::io::{write_static, write_vec, Attached, ConnBuf, Stream};
 use crate::metrics::ErrorCause;
 use crate::policy::rate_limit::response::write_429;
@@ -63,6 +65,9 @@ pub(crate) struct Downstream {
     pub timers: Rc<CoarseTimers>,
     /// The client's own deadline for the answer (a gRPC call's `grpc-timeout`).
     pub call_deadline: Option<Instant>,
+    /// A head its codec built already (an h2 stream's, from its HEADERS), for the request
+    /// to run on instead of reading one from `buf`.
+    pub prepared: Option<Result<RequestHead, RequestError>>,
 }
 
 /// What the connections one listener accepted on one shard share.
@@ -316,14 +321,23 @@ async fn one_request(
     let Some(index) = waiting.listener_index(listener) else {
         return After::Close;
     };
-    let read = read_head(
-        d,
-        &waiting.epoch.config.listeners[index],
-        first,
-        shard,
-        stop,
-    )
-    .await;
+    let read = match d.prepared.take() {
+        Some(Ok(head)) => HeadRead::Head(head),
+        Some(Err(e)) => {
+            tracing::debug!(reason = e.reason(), "bad request head");
+            HeadRead::Reject(e.status())
+        }
+        None => {
+            read_head(
+                d,
+                &waiting.epoch.config.listeners[index],
+                first,
+                shard,
+                stop,
+            )
+            .await
+        }
+    };
     // The request runs on the epoch current when its head arrived; if that epoch removed
     // the listener, on the one it arrived under, and the connection closes after it.
     let current = shard.epoch();

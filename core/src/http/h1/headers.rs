@@ -147,26 +147,52 @@ pub(crate) fn collect(
     out: &mut Vec<HeaderRef>,
 ) -> Result<Fields, &'static str> {
     out.reserve(MAX_HEADERS);
-    let mut fields = Fields::default();
-    let mut connection_options = false;
+    let mut collector = Collector::default();
     for header in parsed {
-        let name = header.name.as_bytes();
-        let value = header.value;
+        let name = Span::within(buf, header.name.as_bytes());
+        let value = Span::within(buf, header.value);
+        collector.field(buf, name, value, out)?;
+    }
+    Ok(collector.finish(buf, out))
+}
+
+/// The field checks of one head, a field at a time, for every codec: the h1 parser feeds it
+/// what httparse found, the h2 codec the fields of a HEADERS frame.
+#[derive(Default)]
+pub(crate) struct Collector {
+    fields: Fields,
+    connection_options: bool,
+}
+
+impl Collector {
+    /// Classifies and checks one field (`name` and `value` are spans into `buf`) and pushes
+    /// it to `out`.
+    #[inline]
+    pub(crate) fn field(
+        &mut self,
+        buf: &[u8],
+        name_span: Span,
+        value_span: Span,
+        out: &mut Vec<HeaderRef>,
+    ) -> Result<(), &'static str> {
+        let fields = &mut self.fields;
+        let name = name_span.get(buf);
+        let value = value_span.get(buf);
         let mut kind = HeaderKind::classify(name);
         let underscore = kind == HeaderKind::Other && name.contains(&b'_');
         if underscore && resembles_forwarding_field(name) {
             kind = HeaderKind::ForwardingLookalike;
         }
         out.push(HeaderRef {
-            name: Span::within(buf, name),
-            value: Span::within(buf, value),
+            name: name_span,
+            value: value_span,
             kind,
             named_in_connection: false,
         });
         match kind {
             HeaderKind::Host => {
                 fields.host_count += 1;
-                fields.host = Some(Span::within(buf, value));
+                fields.host = Some(value_span);
             }
             HeaderKind::ContentLength => {
                 for element in list_elements(value) {
@@ -197,7 +223,7 @@ pub(crate) fn collect(
                         fields.keep_alive = true;
                     } else if is_token(option) {
                         fields.connection_upgrade |= option.eq_ignore_ascii_case(b"upgrade");
-                        connection_options = true;
+                        self.connection_options = true;
                     } else {
                         return Err("invalid Connection option");
                     }
@@ -224,11 +250,17 @@ pub(crate) fn collect(
             }
             _ => {}
         }
+        Ok(())
     }
-    if connection_options {
-        mark_named_in_connection(buf, out);
+
+    /// What the head's fields say together, once every field is in `out`.
+    #[inline]
+    pub(crate) fn finish(self, buf: &[u8], out: &mut [HeaderRef]) -> Fields {
+        if self.connection_options {
+            mark_named_in_connection(buf, out);
+        }
+        self.fields
     }
-    Ok(fields)
 }
 
 /// Content-Length element: 1 to 19 ASCII digits (so it always fits u64), nothing else.

@@ -27,6 +27,7 @@ pub use chunked::{write_chunk_header, ChunkError, ChunkedScanner, Scan, LAST_CHU
 pub use headers::{HeaderKind, HeaderRef};
 pub use request::{parse_request, BodyKind, RequestError, RequestHead, RequestLimits};
 pub use response::{parse_response, ResponseBody, ResponseError, ResponseHead, TransferCodings};
+pub(crate) use scan::is_valid_authority;
 
 /// Most header fields a head may carry; one more is answered with 431 (or refused upstream).
 pub const MAX_HEADERS: usize = 100;

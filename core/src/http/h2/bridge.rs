@@ -2,10 +2,10 @@
 //! (`proxy`: head parsing, routing, policies, retries, body relays, the access log) serves h2
 //! exactly as it serves h1.
 //!
-//! A [`Bridge`] has two halves. Its [`Source`] renders the message arriving on the stream (a
-//! client's request, or an upstream's response) as HTTP/1.1 text: a head the h1 codec parses
-//! with every check it makes of a client's head, then the body, `chunked` when the message
-//! does not say its length (its trailers become the chunked trailer section). Its [`Sink`]
+//! A [`Bridge`] has two halves. Its [`Source`] renders the message arriving on the stream as
+//! HTTP/1.1 text: an upstream's response head, which the h1 codec parses, then the body (a
+//! client's request body too, its head being built by [`super::head`]), `chunked` when the
+//! message does not say its length (its trailers become the chunked trailer section). Its [`Sink`]
 //! takes the HTTP/1.1 text the pipeline writes (a response to the client, or a request to an
 //! upstream) and sends it as h2 frames: HEADERS from the head (connection-specific fields
 //! dropped), DATA from the body with its framing taken off, trailers from a chunked trailer
@@ -159,39 +159,26 @@ fn push_framing(out: &mut Vec<u8>, headers: &HeaderMap, empty: bool) -> bool {
 }
 
 impl Source {
-    /// A client's request: the request line and head, `host` from `:authority`.
-    pub fn request(head: &http::request::Parts, recv: RecvStream) -> Source {
-        let mut text = Vec::with_capacity(512);
-        text.extend_from_slice(head.method.as_str().as_bytes());
-        text.push(b' ');
-        let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
-        text.extend_from_slice(if path.is_empty() {
-            b"/"
-        } else {
-            path.as_bytes()
-        });
-        text.extend_from_slice(b" HTTP/1.1\r\n");
-        // `:authority` wins over a `host` field (RFC 9113 section 8.3.1).
-        let authority = head.uri.authority().map(|a| a.as_str());
-        if let Some(authority) = authority {
-            push_field(&mut text, b"host", authority.as_bytes());
-        }
-        push_fields(&mut text, &head.headers, |n| {
-            (authority.is_some() && n == HOST) || connection_specific(n.as_str().as_bytes())
-        });
-        let empty = recv.is_end_stream();
-        let chunked = push_framing(&mut text, &head.headers, empty);
-        text.extend_from_slice(b"\r\n");
+    /// A client's request body (its head is built by [`super::head::request_head`]):
+    /// `chunked` when the request says no length and the stream did not end with its
+    /// HEADERS, so that the pipeline reads where it ends (and its trailers).
+    pub fn request(recv: RecvStream, chunked: bool) -> Source {
+        let ended = recv.is_end_stream();
         Source {
             pending: Pending::Ready,
-            text,
+            text: Vec::new(),
             at: 0,
             data: Bytes::new(),
             chunk_open: false,
             chunked,
-            ended: empty,
-            recv: (!empty).then_some(recv),
+            ended,
+            recv: (!ended).then_some(recv),
         }
+    }
+
+    /// Whether the incoming body may still have bytes to come.
+    pub fn body_open(&self) -> bool {
+        self.recv.as_ref().is_some_and(|r| !r.is_end_stream())
     }
 
     /// Reads and drops what is left of the incoming body, `max` bytes at most: whether it
@@ -220,14 +207,6 @@ impl Source {
             }
         }
         true
-    }
-
-    /// Takes the rendered text not read yet (a request's head, to parse at once).
-    pub fn take_text(&mut self) -> Vec<u8> {
-        let mut text = std::mem::take(&mut self.text);
-        text.drain(..self.at);
-        self.at = 0;
-        text
     }
 
     /// An upstream's response to the request the paired sink sends; `head_only`: the request
@@ -404,6 +383,15 @@ impl Target {
 pub struct SinkShared {
     pub target: RefCell<Target>,
     pub done: Cell<bool>,
+}
+
+/// How the body after a head handed over as fields arrives at the sink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    None,
+    Length(u64),
+    /// In HTTP/1.1 chunked framing, trailers in its trailer section.
+    Chunked,
 }
 
 #[derive(Debug)]
@@ -706,6 +694,59 @@ impl Sink {
         *response.status_mut() = StatusCode::from_u16(status)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad status"))?;
         let (framing, grpc_status) = collect_fields(parsed.headers, response.headers_mut())?;
+        self.respond_head(status, response, framing, grpc_status)
+    }
+
+    /// Sends a response head the pipeline hands over as fields, the way its codec checked
+    /// them, rather than as text: `fields` must hold no framing field (`content-length` is
+    /// written from `body`, and only passed among them for a bodiless answer to HEAD or a
+    /// 304). Returns the bytes the fields amount to, for the access log.
+    pub fn send_response_fields<'a>(
+        &mut self,
+        status: u16,
+        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+        body: BodyFraming,
+    ) -> io::Result<usize> {
+        let bad = |what: &'static str| io::Error::new(io::ErrorKind::InvalidData, what);
+        let mut response = Response::new(());
+        *response.status_mut() = StatusCode::from_u16(status).map_err(|_| bad("bad status"))?;
+        let map = response.headers_mut();
+        let mut grpc_status = false;
+        let mut bytes = 0;
+        for (name, value) in fields {
+            if connection_specific(name) {
+                continue;
+            }
+            grpc_status |= name.eq_ignore_ascii_case(b"grpc-status");
+            bytes += name.len() + value.len() + 4;
+            let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+            else {
+                return Err(bad("bad header field"));
+            };
+            map.append(n, v);
+        }
+        let framing = match body {
+            BodyFraming::None | BodyFraming::Length(0) => Framing::Done,
+            BodyFraming::Length(n) => Framing::Length(n),
+            BodyFraming::Chunked => Framing::Chunked(Box::new(ChunkedScanner::new(MAX_TRAILER))),
+        };
+        if let BodyFraming::Length(n) = body {
+            map.insert(CONTENT_LENGTH, HeaderValue::from(n));
+            bytes += 20;
+        }
+        self.respond_head(status, response, framing, grpc_status)?;
+        Ok(bytes)
+    }
+
+    /// Sends a response head (or, for a gRPC call that failed as HTTP, the trailers-only
+    /// answer in its place); the body follows in `framing`.
+    fn respond_head(
+        &mut self,
+        status: u16,
+        response: Response<()>,
+        framing: Framing,
+        grpc_status: bool,
+    ) -> io::Result<()> {
         let mut target = self.shared.target.borrow_mut();
         let Target::Respond(respond) = &mut *target else {
             return Err(io::ErrorKind::BrokenPipe.into());

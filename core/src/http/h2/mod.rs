@@ -5,6 +5,7 @@
 //! more instructions, perf/RESULTS.md, session 6).
 
 pub mod bridge;
+pub mod head;
 pub mod io;
 
 /// The client connection preface (RFC 9113 section 3.4): how an h2c client with prior
