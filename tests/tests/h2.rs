@@ -9,7 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use ringway_tests::tls::{curl_https, tls_proxy_toml};
 use ringway_tests::{
-    both_drivers, get, h2client, proxy_toml, Client, Gateway, Pki, Received, Reply, Upstream,
+    both_drivers, get, h2client, listener_toml, proxy_toml, route_toml, upstream_toml, Client,
+    Gateway, Pki, Received, Reply, Upstream,
 };
 
 /// Longest any one HTTP/2 exchange below may take.
@@ -394,3 +395,39 @@ both_drivers!(
         });
     }
 );
+
+both_drivers!(h2_heads_meet_the_http_1_1_head_rules, |driver| {
+    let up = echo();
+    let config = listener_toml("max_request_line = 1024\nmax_header_bytes = 4096")
+        + &upstream_toml("backend", &[(up.addr(), 1)], "")
+        + &route_toml("all", "backend");
+    let gw = Gateway::start(driver, &config);
+    let statuses = h2client::block_on(LIMIT, async {
+        let mut h2 = h2client::connect(gw.addr()).await;
+        let mut status = |req: http::Request<()>| {
+            let (resp, _) = h2.send.send_request(req, true).expect("a stream");
+            async move { resp.await.expect("an answer").status().as_u16() }
+        };
+        let with = |name: &str, value: &str| {
+            let mut req = h2client::request("GET", "/ok");
+            req.headers_mut().insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(value).unwrap(),
+            );
+            req
+        };
+        vec![
+            status(h2client::request("GET", "/ok")).await,
+            // Read as Content-Length by servers that fold '_' into '-'.
+            status(with("content_length", "3")).await,
+            status(h2client::request("GET", &format!("/{}", "a".repeat(2000)))).await,
+            status(with("x-big", &"v".repeat(5000))).await,
+            // A `host` field beside `:authority` is dropped, not a second Host.
+            status(with("host", "other.test")).await,
+        ]
+    });
+    assert_eq!(statuses, [200, 400, 414, 431, 200]);
+    let got = up.received();
+    assert_eq!(got.len(), 2, "refused heads never reach the upstream");
+    assert_eq!(got[1].header_all("host"), ["h2.test"]);
+});
