@@ -154,6 +154,19 @@ pub struct Listener {
     /// `proxy_protocol`: every connection starts with a PROXY protocol header (v1 or v2),
     /// whose source address is the client's (only from `trusted_proxies` when that is set).
     pub proxy_protocol: bool,
+    /// `encoded_slashes`: what a `%2F` or `%5C` in a request's path gets. The path is
+    /// normalised before routing either way (core/src/http/path.rs).
+    pub encoded_slashes: EncodedSlashes,
+}
+
+/// `encoded_slashes` of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncodedSlashes {
+    /// `"reject"` (the default): 400, since a server behind the gateway may decode them into
+    /// separators the router never saw.
+    Reject,
+    /// `"keep"`: passed on encoded, as part of a segment.
+    Keep,
 }
 
 /// An IP network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`; a bare address is a host).

@@ -105,6 +105,7 @@ pub(crate) struct RawListener {
     pub tls: Option<At<RawListenerTls>>,
     pub trusted_proxies: Option<List<Typed<String>>>,
     pub proxy_protocol: Option<Typed<bool>>,
+    pub encoded_slashes: Option<Typed<String>>,
 }
 
 #[derive(Debug, Deserialize)]

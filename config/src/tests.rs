@@ -114,7 +114,7 @@ fn unknown_keys_are_rejected_with_their_path() {
         one_error(&format!("{BASE}max_conections = 5\n")),
         "t.toml:4:1: listeners[0].max_conections: unknown field `max_conections`, expected one of \
          `name`, `listen`, `max_connections`, `header_timeout`, `idle_timeout`, `body_timeout`, \
-         `send_timeout`, `max_request_line`, `max_header_bytes`, `max_request_body`, `tls`, `trusted_proxies`, `proxy_protocol`"
+         `send_timeout`, `max_request_line`, `max_header_bytes`, `max_request_body`, `tls`, `trusted_proxies`, `proxy_protocol`, `encoded_slashes`"
     );
     assert_eq!(
         one_error(&format!("[server]\nport = 1\n{BASE}")),
@@ -223,7 +223,7 @@ upstream = \"missing\"
         [
             "t.toml:5:1: listeners[0].bogus_key: unknown field `bogus_key`, expected one of `name`, \
              `listen`, `max_connections`, `header_timeout`, `idle_timeout`, `body_timeout`, \
-             `send_timeout`, `max_request_line`, `max_header_bytes`, `max_request_body`, `tls`, `trusted_proxies`, `proxy_protocol`",
+             `send_timeout`, `max_request_line`, `max_header_bytes`, `max_request_body`, `tls`, `trusted_proxies`, `proxy_protocol`, `encoded_slashes`",
             "t.toml:6:18: listeners[0].header_timeout: \"ten seconds\" is not a duration; write a \
              number with a unit (ms, s, m, h), such as \"5s\"",
             "t.toml:16:12: routes[0].upstream: no upstream named \"missing\"",

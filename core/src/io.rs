@@ -230,6 +230,11 @@ impl ConnBuf {
         &self.vec[self.start..]
     }
 
+    /// Unconsumed bytes, to rewrite in place (a request path, normalised).
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.vec[self.start..]
+    }
+
     pub fn len(&self) -> usize {
         self.vec.len() - self.start
     }

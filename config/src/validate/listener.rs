@@ -9,10 +9,25 @@ use toml::Spanned;
 
 use super::tls::listener_tls;
 use super::Ctx;
-use crate::model::{IpNet, Listener};
+use crate::model::{EncodedSlashes, IpNet, Listener};
 use crate::raw::{At, List, RawListener, Typed};
 
 const MIN_REQUEST_LINE: u64 = 64;
+
+/// `encoded_slashes`: `"reject"` (default) or `"keep"`.
+fn encoded_slashes(ctx: &mut Ctx<'_>, l: &RawListener, key: &str) -> Option<EncodedSlashes> {
+    let Some(raw) = ctx.optional(l.encoded_slashes.as_ref(), key)? else {
+        return Some(EncodedSlashes::Reject);
+    };
+    match raw.get_ref().as_str() {
+        "reject" => Some(EncodedSlashes::Reject),
+        "keep" => Some(EncodedSlashes::Keep),
+        other => {
+            let message = format!("unknown value \"{other}\"; expected \"reject\" or \"keep\"");
+            ctx.fail(raw, key.to_string(), message)
+        }
+    }
+}
 
 pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &List<At<RawListener>>) -> Vec<Listener> {
     let Some(raw) = ctx.list(raw, "listeners") else {
@@ -117,6 +132,7 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &List<At<RawListener>>) -> Vec<L
         let proxy_protocol = ctx
             .optional(l.proxy_protocol.as_ref(), &key("proxy_protocol"))
             .map(|raw| raw.is_some_and(|raw| *raw.get_ref()));
+        let encoded_slashes = encoded_slashes(ctx, l, &key("encoded_slashes"));
         let listener = (|| {
             Some(Listener {
                 name: name?,
@@ -132,6 +148,7 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &List<At<RawListener>>) -> Vec<L
                 tls: tls?,
                 trusted_proxies: trusted_proxies?,
                 proxy_protocol: proxy_protocol?,
+                encoded_slashes: encoded_slashes?,
             })
         })();
         valid.extend(listener);
@@ -353,6 +370,26 @@ mod trust_tests {
         assert!(
             err.ends_with(
                 "listeners[0].trusted_proxies[0]: \"10.1.2.3/16\" has host bits set; the network is 10.1.0.0/16"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn encoded_slashes_are_refused_unless_kept() {
+        assert_eq!(
+            parse_ok(BASE).listeners[0].encoded_slashes,
+            crate::EncodedSlashes::Reject
+        );
+        let cfg = parse_ok(&format!("{BASE}encoded_slashes = \"keep\"\n"));
+        assert_eq!(
+            cfg.listeners[0].encoded_slashes,
+            crate::EncodedSlashes::Keep
+        );
+        let err = one_error(&format!("{BASE}encoded_slashes = \"decode\"\n"));
+        assert!(
+            err.ends_with(
+                "listeners[0].encoded_slashes: unknown value \"decode\"; expected \"reject\" or \"keep\""
             ),
             "{err}"
         );

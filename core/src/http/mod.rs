@@ -6,4 +6,5 @@
 
 pub mod h1;
 pub mod h2;
+pub mod path;
 pub mod text;

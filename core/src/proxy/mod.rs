@@ -386,9 +386,43 @@ async fn one_request(
         &mut d.request_id,
         h2,
     );
-    let after = handle(shard, &sep, d, &head, cfg).await;
+    let after = match normalize_path(&mut d.buf, &mut head, cfg.encoded_slashes) {
+        Ok(()) => handle(shard, &sep, d, &head, cfg).await,
+        Err(reason) => {
+            tracing::debug!(shard = shard.index, peer = %d.peer, reason, "request path refused");
+            respond_static(d, &head, 400, cfg).await
+        }
+    };
     record::finish(shard, &sep, d);
     after
+}
+
+/// Normalises the request's path in its buffer before routing (see [`crate::http::path`]):
+/// the query, untouched, moves up behind it, and `head.path` shrinks to fit. The access log
+/// keeps the target as sent (captured before). Asterisk-form and CONNECT targets are no
+/// paths and stay as they are.
+fn normalize_path(
+    buf: &mut crate::io::ConnBuf,
+    head: &mut RequestHead,
+    slashes: ringway_config::EncodedSlashes,
+) -> Result<(), &'static str> {
+    let slashes = match slashes {
+        ringway_config::EncodedSlashes::Reject => crate::http::path::EncodedSlashes::Reject,
+        ringway_config::EncodedSlashes::Keep => crate::http::path::EncodedSlashes::Keep,
+    };
+    let (start, end) = (head.path.start as usize, head.path.end as usize);
+    let query = start + head.path_len_without_query.min(end - start);
+    let data = buf.data_mut();
+    if head.method == Method::Connect || data.get(start) != Some(&b'/') {
+        return Ok(());
+    }
+    let len = crate::http::path::normalize(&mut data[start..query], slashes)?;
+    if start + len < query {
+        data.copy_within(query..end, start + len);
+        head.path = crate::http::h1::Span::new(start, end - (query - start - len));
+        head.path_len_without_query = len;
+    }
+    Ok(())
 }
 
 /// Waits, holding no request state, until the connection is readable, at most `idle`; false
