@@ -1,6 +1,7 @@
 //! The validated, immutable configuration. Every value here has passed validation: types
 //! cannot hold an invalid state, names are unique, references resolve.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     /// In the order of the file; the router computes precedence.
     pub routes: Vec<Route>,
+    /// `[[consumers]]`, in file order; names and API keys unique.
+    pub consumers: Vec<Consumer>,
 }
 
 impl Config {
@@ -560,6 +563,80 @@ pub struct Route {
     /// `websocket_idle_timeout`: an upgraded connection with no byte either way for this long
     /// is closed (default 5m).
     pub websocket_idle_timeout: Duration,
+    /// `auth` (and `api_key`): how a request proves which consumer it is; `None`: anyone.
+    pub auth: Option<RouteAuth>,
+    /// `acl`: which consumers may use the route (it needs `auth`); `None`: every consumer.
+    pub acl: Option<Acl>,
+}
+
+/// One `[[consumers]]` table: a caller the gateway knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    pub name: String,
+    /// `groups`, deduplicated, in file order.
+    pub groups: Vec<String>,
+    /// `api_keys`, kept as their SHA-256 digests only (a key given as `sha256:<hex>` is its
+    /// digest already).
+    pub api_keys: Vec<KeyDigest>,
+}
+
+/// The SHA-256 digest of a secret; its `Debug` shows nothing of it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyDigest(pub [u8; 32]);
+
+impl KeyDigest {
+    /// The SHA-256 digest of `secret`.
+    pub fn of(secret: &[u8]) -> KeyDigest {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        KeyDigest(out)
+    }
+}
+
+impl fmt::Debug for KeyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyDigest(<redacted>)")
+    }
+}
+
+/// `auth` of a route: the methods tried in order; the first that names a consumer wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteAuth {
+    pub methods: Vec<AuthMethod>,
+    /// `api_key`: where the `api_key` method finds the key.
+    pub api_key: ApiKeyFrom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// `"api_key"`: a key of a consumer's `api_keys`, from a header or a query parameter.
+    ApiKey,
+}
+
+/// `api_key = { header, query }` of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyFrom {
+    /// The header carrying the key, lower-case (default `x-api-key`).
+    pub header: String,
+    /// A query parameter carrying the key, tried when the header is absent; `None`: keys
+    /// are read from the header only.
+    pub query: Option<String>,
+}
+
+/// `acl = { allow, deny }`: a consumer matched by `deny` is refused; with `allow`, only a
+/// consumer it matches is let through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acl {
+    pub allow: Vec<Principal>,
+    pub deny: Vec<Principal>,
+}
+
+/// `"consumer:NAME"` or `"group:NAME"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Consumer(String),
+    Group(String),
 }
 
 /// `retry` of a proxy route.
@@ -685,15 +762,18 @@ pub enum RateLimitKey {
     /// `"header:NAME"`: the value of the first field with this name (lower-case); requests
     /// without it share one bucket.
     Header(String),
+    /// `"consumer"`: the consumer the route's `auth` found (it needs `auth`).
+    Consumer,
 }
 
 impl RateLimitKey {
-    /// The kind of key, as a metrics label: `route`, `client_ip` or `header`.
+    /// The kind of key, as a metrics label: `route`, `client_ip`, `header` or `consumer`.
     pub fn kind(&self) -> &'static str {
         match self {
             RateLimitKey::Route => "route",
             RateLimitKey::ClientIp => "client_ip",
             RateLimitKey::Header(_) => "header",
+            RateLimitKey::Consumer => "consumer",
         }
     }
 }

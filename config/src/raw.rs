@@ -40,6 +40,33 @@ pub(crate) struct RawConfig {
     pub upstreams: List<At<RawUpstream>>,
     #[serde(default)]
     pub routes: List<At<RawRoute>>,
+    #[serde(default)]
+    pub consumers: List<At<RawConsumer>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a consumer such as { name = \"acme\", api_keys = [\"sha256:...\"] }")]
+pub(crate) struct RawConsumer {
+    /// Required.
+    pub name: Option<Typed<String>>,
+    pub groups: Option<List<Typed<String>>>,
+    pub api_keys: Option<List<Typed<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    expecting = "where API keys are read, such as { header = \"x-api-key\", query = \"apikey\" }"
+)]
+pub(crate) struct RawApiKeyFrom {
+    pub header: Option<Typed<String>>,
+    pub query: Option<Typed<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "an access list such as { allow = [\"group:partners\", \"consumer:bob\"] }")]
+pub(crate) struct RawAcl {
+    pub allow: Option<List<Typed<String>>>,
+    pub deny: Option<List<Typed<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,6 +264,9 @@ pub(crate) struct RawRoute {
     pub retry: Option<At<RawRetry>>,
     pub websocket: Option<Typed<bool>>,
     pub websocket_idle_timeout: Option<Typed<String>>,
+    pub auth: Option<List<Typed<String>>>,
+    pub api_key: Option<At<RawApiKeyFrom>>,
+    pub acl: Option<At<RawAcl>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,6 +6,7 @@ use ahash::AHashMap;
 use ringway_config::{Config, RouteAction};
 
 use crate::http::h1::reason_phrase;
+use crate::policy::identity::{Identity, RouteAuth};
 use crate::policy::rate_limit::LimiterSpec;
 use crate::router::Router;
 use crate::tls::{ClientTls, Kept, ServerTls};
@@ -37,6 +38,10 @@ pub struct Epoch {
     /// this epoch's and the running one's (a reload that renames one must not turn the old
     /// name into a header clients can forge while upstreams still trust it).
     pub reserved_headers: Vec<Box<str>>,
+    /// The consumers, for every route's `auth`.
+    pub identity: Identity,
+    /// Each route's `auth` and `acl`, by route index (`None`: open to anyone).
+    pub auth: Vec<Option<RouteAuth>>,
 }
 
 pub enum Action {
@@ -157,7 +162,9 @@ impl Epoch {
         drop(kept);
         // This config's names and the running one's: a renamed header stays the gateway's
         // for one reload, while upstreams may still trust it.
-        let mut reserved_headers: Vec<Box<str>> = Vec::new();
+        // The consumer a route's auth found is the gateway's to say, on every route.
+        let mut reserved_headers: Vec<Box<str>> =
+            vec!["x-consumer".into(), "x-consumer-groups".into()];
         let configs = std::iter::once(&config).chain(running.map(|r| &r.config));
         for l in configs.flat_map(|c| &c.listeners) {
             if let Some(name) = l.tls.as_ref().and_then(|t| t.client_cert_header.as_deref()) {
@@ -166,8 +173,12 @@ impl Epoch {
                 }
             }
         }
+        let identity = Identity::compile(&config);
+        let auth = config.routes.iter().map(|r| identity.route(r)).collect();
         Ok(Epoch {
             id,
+            identity,
+            auth,
             config,
             router,
             actions,

@@ -25,7 +25,9 @@ impl ErrorCause {
             | ErrorCause::ClientClosed
             // Route policies refuse before any upstream is involved.
             | ErrorCause::RateLimited
-            | ErrorCause::ConcurrencyLimited => Side::Downstream,
+            | ErrorCause::ConcurrencyLimited
+            | ErrorCause::Unauthenticated
+            | ErrorCause::Forbidden => Side::Downstream,
             _ => Side::Upstream,
         }
     }
@@ -49,6 +51,8 @@ impl ErrorCause {
             ErrorCause::NoEndpoint | ErrorCause::ConcurrencyLimited => 503,
             ErrorCause::RateLimited => 429,
             ErrorCause::CircuitOpen => 503,
+            ErrorCause::Unauthenticated => 401,
+            ErrorCause::Forbidden => 403,
         }
     }
 }

@@ -98,13 +98,9 @@ fn bucket_key(ctx: &mut Ctx<'_>, raw: &Spanned<String>, key: String) -> Option<R
     match text {
         "route" => return Some(RateLimitKey::Route),
         "client_ip" => return Some(RateLimitKey::ClientIp),
-        // Refused rather than accepted: without authentication there is no consumer, and a
-        // limit keyed by nothing would silently become a limit on the whole route.
-        "consumer" => {
-            let message = "key \"consumer\" needs authentication, which this version of \
-                           Ringway does not have; use \"route\", \"client_ip\" or \"header:NAME\"";
-            return ctx.fail(raw, key, message);
-        }
+        // The route's auth is checked with the route: a limit keyed by a consumer that no
+        // request can have would silently become a limit on the whole route.
+        "consumer" => return Some(RateLimitKey::Consumer),
         _ => {}
     }
     match text.strip_prefix("header:") {
@@ -201,8 +197,8 @@ mod tests {
             with_route("upstream = \"users\"\nrate_limit = { rate = 5, key = \"consumer\" }\n");
         assert_eq!(
             one_error(&src),
-            "t.toml:10:32: routes[0].rate_limit.key: key \"consumer\" needs authentication, which \
-             this version of Ringway does not have; use \"route\", \"client_ip\" or \"header:NAME\""
+            "t.toml:10:32: routes[0].rate_limit.key: key \"consumer\" needs auth on the route: \
+             without it no request has a consumer"
         );
     }
 

@@ -5,6 +5,7 @@
 
 mod action;
 mod check;
+mod identity;
 mod limit;
 mod listener;
 mod path;
@@ -218,6 +219,7 @@ pub(crate) fn validate(
     let resolver = resolver::resolver(&mut ctx, raw.resolver.as_ref());
     ctx.resolver = resolver.clone();
     let upstreams = upstream::upstreams(&mut ctx, &raw.upstreams);
+    let consumers = identity::consumers(&mut ctx, &raw.consumers);
     let routes = route::routes(&mut ctx, raw);
     let mut errors = ctx.errors;
     if !errors.is_empty() {
@@ -238,6 +240,7 @@ pub(crate) fn validate(
                 resolver,
                 upstreams,
                 routes,
+                consumers,
             })
         }
         // Every `None` above comes with a recorded error.

@@ -11,8 +11,8 @@ use super::check::host_match;
 use super::limit::limits;
 use super::path::path;
 use super::retry::timeout_and_retry;
-use super::Ctx;
-use crate::model::{HeaderMatch, Route};
+use super::{identity, Ctx};
+use crate::model::{HeaderMatch, RateLimitKey, Route};
 use crate::raw::{At, List, RawConfig, RawHeaderMatch, RawRoute, Typed};
 use crate::units::parse_duration;
 
@@ -38,6 +38,7 @@ pub(super) fn routes(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<Route> {
     );
     let listeners = known_names(&raw.listeners, |l| l.name.as_ref());
     let upstreams = known_names(&raw.upstreams, |u| u.name.as_ref());
+    let consumers = identity::known(&raw.consumers);
     let mut valid = Vec::new();
     for (i, spanned) in routes.iter().enumerate() {
         let r = spanned.get_ref();
@@ -62,6 +63,16 @@ pub(super) fn routes(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<Route> {
         let timeout_and_retry = timeout_and_retry(ctx, &prefix, r);
         let limits = limits(ctx, &prefix, r);
         let websocket = websocket(ctx, &prefix, r);
+        let auth = identity::route_auth(ctx, &prefix, r, consumers.as_ref());
+        let limits = match (limits, &auth) {
+            (Some((Some(limit), _)), Some((None, _))) if limit.key == RateLimitKey::Consumer => {
+                let message = "key \"consumer\" needs auth on the route: without it no request has a consumer";
+                let at = (r.rate_limit.as_ref()).and_then(|t| t.get_ref().key.as_ref()?.span());
+                ctx.error_near(at, format!("{prefix}.rate_limit.key"), message);
+                None
+            }
+            (limits, _) => limits,
+        };
         let route = (|| {
             Some(Route {
                 name: name?,
@@ -77,6 +88,8 @@ pub(super) fn routes(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<Route> {
                 max_in_flight: limits?.1,
                 websocket: websocket?.0,
                 websocket_idle_timeout: websocket?.1,
+                auth: auth.clone()?.0,
+                acl: auth?.1,
             })
         })();
         valid.extend(route);

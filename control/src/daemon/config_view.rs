@@ -94,6 +94,10 @@ pub fn render(config: &Config) -> Value {
         })
         .collect();
     let routes: Vec<Value> = config.routes.iter().map(route).collect();
+    // Keys are never shown, not even their digests (`api_keys` is redacted by its name).
+    let consumers: Vec<Value> = (config.consumers.iter())
+        .map(|c| json!({ "name": c.name, "groups": c.groups, "api_keys": c.api_keys.len() }))
+        .collect();
     let mut out = json!({
         "source": config.source,
         "runtime": {
@@ -121,6 +125,7 @@ pub fn render(config: &Config) -> Value {
         "listeners": listeners,
         "upstreams": upstreams,
         "routes": routes,
+        "consumers": consumers,
     });
     if let Some(log) = &config.access_log {
         out["access_log"] = json!({ "path": log.path.display().to_string() });
@@ -242,6 +247,32 @@ fn route(r: &ringway_config::Route) -> Value {
     }
     if let Some(max) = r.max_in_flight {
         m.insert("max_in_flight".into(), json!(max.get()));
+    }
+    if let Some(auth) = &r.auth {
+        let methods: Vec<&str> = (auth.methods.iter())
+            .map(|m| match m {
+                ringway_config::AuthMethod::ApiKey => "api_key",
+            })
+            .collect();
+        m.insert("auth".into(), json!(methods));
+        m.insert(
+            "api_key".into(),
+            json!({ "header": auth.api_key.header, "query": auth.api_key.query }),
+        );
+    }
+    if let Some(acl) = &r.acl {
+        let names = |list: &[ringway_config::Principal]| -> Vec<String> {
+            (list.iter())
+                .map(|p| match p {
+                    ringway_config::Principal::Consumer(n) => format!("consumer:{n}"),
+                    ringway_config::Principal::Group(n) => format!("group:{n}"),
+                })
+                .collect()
+        };
+        m.insert(
+            "acl".into(),
+            json!({ "allow": names(&acl.allow), "deny": names(&acl.deny) }),
+        );
     }
     Value::Object(m)
 }
@@ -414,5 +445,34 @@ mod tests {
         assert_eq!(v["routes"][0]["path_prefix"], "/p");
         assert_eq!(v["listeners"][0]["listen"], "127.0.0.1:1");
         assert_eq!(v["listeners"][0]["idle_timeout"], "60s");
+    }
+
+    #[test]
+    fn consumers_keys_are_never_shown() {
+        let toml = r#"
+            [[listeners]]
+            name = "l"
+            listen = "127.0.0.1:1"
+            [[consumers]]
+            name = "acme"
+            groups = ["partners"]
+            api_keys = ["acme-key-0001", "sha256:d54508c124109e1bbf7d7dffd3aa872b9364dc9f0232ca9b32d74a42b570cd7d"]
+            [[routes]]
+            name = "r"
+            respond = { status = 200 }
+            auth = ["api_key"]
+            acl = { allow = ["group:partners"] }
+        "#;
+        let config = ringway_config::parse(toml, "t.toml").unwrap();
+        let v = render(&config);
+        let text = v.to_string() + &redacted_toml(toml);
+        assert!(
+            !text.contains("acme-key-0001") && !text.contains("d54508c1"),
+            "{text}"
+        );
+        assert_eq!(v["consumers"][0]["name"], "acme");
+        assert_eq!(v["consumers"][0]["groups"][0], "partners");
+        assert_eq!(v["routes"][0]["auth"][0], "api_key");
+        assert_eq!(v["routes"][0]["acl"]["allow"][0], "group:partners");
     }
 }

@@ -37,10 +37,14 @@ pub enum ErrorCause {
     /// The TLS handshake with the upstream failed: its certificate did not verify, or the
     /// protocol did not agree (502).
     UpstreamTls,
+    /// The route's `auth` found no consumer: no credentials, or unknown ones (401).
+    Unauthenticated,
+    /// The route's `acl` refused the consumer (403).
+    Forbidden,
 }
 
 impl ErrorCause {
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 19;
     pub const ALL: [ErrorCause; ErrorCause::COUNT] = [
         ErrorCause::BadRequest,
         ErrorCause::ClientTimeout,
@@ -59,6 +63,8 @@ impl ErrorCause {
         ErrorCause::RateLimited,
         ErrorCause::ConcurrencyLimited,
         ErrorCause::UpstreamTls,
+        ErrorCause::Unauthenticated,
+        ErrorCause::Forbidden,
     ];
 
     /// The label value in metrics and the `cause` field of the access log.
@@ -81,6 +87,8 @@ impl ErrorCause {
             ErrorCause::RateLimited => "rate_limited",
             ErrorCause::ConcurrencyLimited => "concurrency_limited",
             ErrorCause::UpstreamTls => "upstream_tls",
+            ErrorCause::Unauthenticated => "unauthenticated",
+            ErrorCause::Forbidden => "forbidden",
         }
     }
 
@@ -88,6 +96,8 @@ impl ErrorCause {
     pub fn from_local_status(status: u16) -> Option<ErrorCause> {
         Some(match status {
             400 => ErrorCause::BadRequest,
+            401 => ErrorCause::Unauthenticated,
+            403 => ErrorCause::Forbidden,
             404 => ErrorCause::NoRoute,
             408 => ErrorCause::ClientTimeout,
             413 => ErrorCause::BodyTooLarge,

@@ -9,6 +9,7 @@
 //! looks nothing up by name.
 
 pub mod concurrency;
+pub mod identity;
 pub mod notify;
 pub mod rate_limit;
 pub mod retry;

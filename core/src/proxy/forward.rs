@@ -192,6 +192,12 @@ async fn prepare(
             client_cert: client_cert_header.zip(d.stream.identity().map(|id| &*id.header_value)),
             reserved: &sep.epoch.reserved_headers,
             upgrade: upgrade.is_some(),
+            credentials: (d.log.route)
+                .and_then(|r| sep.epoch.auth[r].as_ref())
+                .map(|a| &*a.key_header),
+            consumer: (d.log.consumer)
+                .map(|c| &sep.epoch.identity.consumers[c as usize])
+                .map(|c| (&*c.name, &*c.groups_header)),
         };
         write_upstream_head(&mut d.out, d.buf.data(), head, &d.headers, &fwd, |out| {
             out.extend_from_slice(&d.request_id)

@@ -56,6 +56,12 @@ pub struct Forwarded<'a> {
     pub reserved: &'a [Box<str>],
     /// Offer the client's WebSocket upgrade to the upstream.
     pub upgrade: bool,
+    /// A header carrying credentials the gateway checked (the route's API key header): not
+    /// forwarded. Lower-case.
+    pub credentials: Option<&'a str>,
+    /// The consumer the route's auth found, and its groups (`x-consumer`,
+    /// `x-consumer-groups`).
+    pub consumer: Option<(&'a str, &'a str)>,
 }
 
 /// Whether `name` is `reserved`, in any case and with `_` and `-` alike (on either side:
@@ -117,6 +123,12 @@ pub fn write_upstream_head(
         if fwd.reserved.iter().any(|r| is_reserved(name, r)) {
             continue;
         }
+        if fwd
+            .credentials
+            .is_some_and(|c| name.eq_ignore_ascii_case(c.as_bytes()))
+        {
+            continue;
+        }
         push_header(out, name, h.value.get(src));
     }
     out.extend_from_slice(b"x-forwarded-for: ");
@@ -148,6 +160,12 @@ pub fn write_upstream_head(
         out.extend_from_slice(b"x-request-id: ");
         request_id(out);
         out.extend_from_slice(b"\r\n");
+    }
+    if let Some((name, groups)) = fwd.consumer {
+        push_header(out, b"x-consumer", name.as_bytes());
+        if !groups.is_empty() {
+            push_header(out, b"x-consumer-groups", groups.as_bytes());
+        }
     }
     if fwd.upgrade {
         // WebSocket alone, whatever else the client listed: the upstream may only switch

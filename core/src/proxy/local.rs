@@ -6,6 +6,9 @@ pub fn error_response(status: u16, close: bool) -> &'static [u8] {
     match (status, close) {
         (400, false) => b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 16\r\n\r\n400 Bad Request\n",
         (400, true) => b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 16\r\nconnection: close\r\n\r\n400 Bad Request\n",
+        // Every method a route may take can be asked for: API keys only, so far.
+        (401, false) => b"HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain\r\ncontent-length: 17\r\nwww-authenticate: ApiKey realm=\"ringway\"\r\n\r\n401 Unauthorized\n",
+        (401, true) => b"HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain\r\ncontent-length: 17\r\nwww-authenticate: ApiKey realm=\"ringway\"\r\nconnection: close\r\n\r\n401 Unauthorized\n",
         (403, false) => b"HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 14\r\n\r\n403 Forbidden\n",
         (403, true) => b"HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 14\r\nconnection: close\r\n\r\n403 Forbidden\n",
         (404, false) => b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 14\r\n\r\n404 Not Found\n",
@@ -48,7 +51,7 @@ mod tests {
     #[test]
     fn error_responses_are_well_framed() {
         for status in [
-            400, 403, 404, 405, 408, 413, 414, 417, 431, 500, 501, 502, 503, 504, 505,
+            400, 401, 403, 404, 405, 408, 413, 414, 417, 431, 500, 501, 502, 503, 504, 505,
         ] {
             for close in [false, true] {
                 let text = std::str::from_utf8(error_response(status, close)).unwrap();

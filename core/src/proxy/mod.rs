@@ -25,6 +25,7 @@ use crate::http::h1::{
 };
 use crate::io::{write_static, write_vec, Attached, ConnBuf, Stream};
 use crate::metrics::ErrorCause;
+use crate::policy::identity::Credential;
 use crate::policy::rate_limit::response::write_429;
 use crate::policy::rate_limit::Verdict;
 use crate::router::RequestView;
@@ -387,7 +388,7 @@ async fn one_request(
         h2,
     );
     let after = match normalize_path(&mut d.buf, &mut head, cfg.encoded_slashes) {
-        Ok(()) => handle(shard, &sep, d, &head, cfg).await,
+        Ok(()) => handle(shard, &sep, d, &mut head, cfg).await,
         Err(reason) => {
             tracing::debug!(shard = shard.index, peer = %d.peer, reason, "request path refused");
             respond_static(d, &head, 400, cfg).await
@@ -395,6 +396,26 @@ async fn one_request(
     };
     record::finish(shard, &sep, d);
     after
+}
+
+/// Takes the query parameter at `param` (with its `?` or `&`) out of the request's path in its
+/// buffer: an API key read from the query is not forwarded.
+fn remove_query_param(
+    buf: &mut crate::io::ConnBuf,
+    head: &mut RequestHead,
+    param: crate::http::h1::Span,
+) {
+    let (start, end) = (param.start as usize, param.end as usize);
+    let path_end = head.path.end as usize;
+    let data = buf.data_mut();
+    let first = data[start] == b'?';
+    data.copy_within(end..path_end, start);
+    let new_end = path_end - (end - start);
+    // The parameter after it is now the first.
+    if first && start < new_end && data[start] == b'&' {
+        data[start] = b'?';
+    }
+    head.path = crate::http::h1::Span::new(head.path.start as usize, new_end);
 }
 
 /// Normalises the request's path in its buffer before routing (see [`crate::http::path`]):
@@ -537,7 +558,7 @@ async fn handle(
     shard: &Rc<Shard>,
     sep: &Rc<ShardEpoch>,
     d: &mut Downstream,
-    head: &RequestHead,
+    head: &mut RequestHead,
     cfg: &Listener,
 ) -> After {
     let epoch = &sep.epoch;
@@ -565,12 +586,41 @@ async fn handle(
         return respond_static(d, head, 404, cfg).await;
     };
     d.log.route = Some(route);
-    // Policies, in order: the rate limit, then the concurrency limit (a request refused for its
-    // rate takes no in-flight slot). The slot is held until this exchange ends, however it ends.
+    // Policies, in order: who the caller is and whether it may use the route, the rate limit,
+    // then the concurrency limit (a request refused for its rate takes no in-flight slot).
+    // The slot is held until this exchange ends, however it ends.
+    if let Some(auth) = &epoch.auth[route] {
+        let identity = &epoch.identity;
+        match identity.authenticate(auth, d.buf.data(), head, &d.headers) {
+            Err(failure) => {
+                if let Some(secret) = identity.query_secret(auth, d.buf.data(), head) {
+                    d.log.redact(secret);
+                }
+                d.log.auth_failure = Some(failure);
+                return respond_static(d, head, 401, cfg).await;
+            }
+            Ok((consumer, credential)) => {
+                d.log.consumer = Some(consumer);
+                if !identity.allows(auth, consumer) {
+                    return respond_static(d, head, 403, cfg).await;
+                }
+                if let Credential::Query(param) = credential {
+                    let text = param.get(d.buf.data());
+                    let value = text.splitn(2, |&b| b == b'=').nth(1).unwrap_or(b"");
+                    d.log.redact(value);
+                    remove_query_param(&mut d.buf, head, param);
+                }
+            }
+        }
+    }
     let slot = sep.route(shard, route);
     d.log.route_slot = Some(slot.clone());
     if let Some(limiter) = &slot.limiter {
-        let key = limiter.key(d.client, d.buf.data(), &d.headers);
+        let consumer = d
+            .log
+            .consumer
+            .map(|c| &*epoch.identity.consumers[c as usize].name);
+        let key = limiter.key(d.client, consumer, d.buf.data(), &d.headers);
         if let Verdict::Limited { reset, .. } = limiter.admit(key, d.log.start).await {
             return respond_rate_limited(d, head, limiter.limit(), reset).await;
         }

@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime};
 use super::Downstream;
 use crate::http::h1::{HeaderKind, HeaderRef, RequestHead};
 use crate::metrics::{ErrorCause, TrafficStats};
+use crate::policy::identity::AuthFailure;
 use crate::router::RouteId;
 use crate::state::access_log::{json_str, rfc3339};
 use crate::state::{RouteSlot, Shard, ShardEpoch, UpstreamSlot};
@@ -32,6 +33,10 @@ pub(crate) struct RequestLog {
     /// From forwarding the request to the upstream's response head.
     pub upstream_us: Option<u64>,
     pub cause: Option<ErrorCause>,
+    /// The consumer the route's auth found (an index into the epoch's consumers).
+    pub consumer: Option<u32>,
+    /// Why the route's auth found none.
+    pub auth_failure: Option<AuthFailure>,
     /// Bytes the client sent past HTTP (an upgraded connection's).
     pub upgraded_in: u64,
     in_start: u64,
@@ -54,6 +59,8 @@ impl RequestLog {
             endpoint: None,
             upstream_us: None,
             cause: None,
+            consumer: None,
+            auth_failure: None,
             upgraded_in: 0,
             in_start: 0,
             out_start: 0,
@@ -75,6 +82,8 @@ impl RequestLog {
         self.endpoint = None;
         self.upstream_us = None;
         self.cause = None;
+        self.consumer = None;
+        self.auth_failure = None;
         self.upgraded_in = 0;
         self.in_start = consumed_total;
         self.out_start = written;
@@ -116,6 +125,18 @@ impl RequestLog {
 }
 
 impl RequestLog {
+    /// Replaces `secret` (a credential the request carried in its target) in what the access
+    /// log will show of the request.
+    pub fn redact(&mut self, secret: &[u8]) {
+        if !self.access_log || secret.is_empty() {
+            return;
+        }
+        if let Some(at) = self.fields.windows(secret.len()).position(|w| w == secret) {
+            self.fields
+                .splice(at..at + secret.len(), b"<redacted>".iter().copied());
+        }
+    }
+
     /// For a request refused before its head parsed: a fresh id, and for the access log the
     /// request line's first two words as sent (cut short, escaped when written).
     pub fn capture_rejected(&mut self, shard: &Shard, src: &[u8], request_id: &mut Vec<u8>) {
@@ -239,6 +260,17 @@ pub(crate) fn finish(shard: &Shard, sep: &ShardEpoch, d: &mut Downstream) {
             let _ = write!(out, ",\"shard\":{},\"cause\":", shard.index);
             match log.cause {
                 Some(c) => json_str(out, c.as_str().as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(b",\"consumer\":");
+            let consumers = &sep.epoch.identity.consumers;
+            match log.consumer.and_then(|c| consumers.get(c as usize)) {
+                Some(c) => json_str(out, c.name.as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(b",\"auth\":");
+            match log.auth_failure {
+                Some(f) => json_str(out, f.as_str().as_bytes()),
                 None => out.extend_from_slice(b"null"),
             }
             match d.stream.tls() {

@@ -20,6 +20,8 @@ fn route(name: &str) -> Route {
         max_in_flight: None,
         websocket: false,
         websocket_idle_timeout: std::time::Duration::from_secs(300),
+        auth: None,
+        acl: None,
     }
 }
 

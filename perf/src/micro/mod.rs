@@ -448,7 +448,10 @@ fn rate_limit(time: Duration) -> Result<()> {
     let peers: Vec<std::net::IpAddr> = (0..1000u32)
         .map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + i).into())
         .collect();
-    let keys: Vec<u64> = peers.iter().map(|&p| limiter.key(p, b"", &[])).collect();
+    let keys: Vec<u64> = peers
+        .iter()
+        .map(|&p| limiter.key(p, None, b"", &[]))
+        .collect();
     let now = std::time::Instant::now();
     for &key in &keys {
         let _ = limiter.admit_now(key, now);
@@ -463,7 +466,7 @@ fn rate_limit(time: Duration) -> Result<()> {
     report(
         "rate limit: key of a client address",
         measure(time, |i| {
-            black_box(limiter.key(black_box(peers[(i % 1000) as usize]), b"", &[]));
+            black_box(limiter.key(black_box(peers[(i % 1000) as usize]), None, b"", &[]));
         }),
     );
     report(

@@ -137,8 +137,16 @@ impl RouteLimiter {
 
     /// The key of a request: 0 for the whole route, else a hash of the client address or of
     /// the header's value (an absent header hashes as an empty value).
-    pub fn key(&self, peer: IpAddr, src: &[u8], headers: &[HeaderRef]) -> u64 {
+    pub fn key(
+        &self,
+        peer: IpAddr,
+        consumer: Option<&str>,
+        src: &[u8],
+        headers: &[HeaderRef],
+    ) -> u64 {
         match &self.spec.limit.key {
+            // By name, the same on every shard and across reloads.
+            RateLimitKey::Consumer => self.seeds.hash_one(consumer.unwrap_or("").as_bytes()),
             RateLimitKey::Route => 0,
             RateLimitKey::ClientIp => match peer.to_canonical() {
                 IpAddr::V4(ip) => self.seeds.hash_one(ip.octets()),
@@ -442,7 +450,7 @@ mod tests {
             crate::http::h1::parse_request(head.as_bytes(), &limits, &mut headers)
                 .expect("valid head")
                 .expect("complete head");
-            l.key(peer.parse().unwrap(), head.as_bytes(), &headers)
+            l.key(peer.parse().unwrap(), None, head.as_bytes(), &headers)
         };
         let a = key(
             "GET / HTTP/1.1\r\nHost: h\r\nX-Key: abc\r\nx-key: b\r\n\r\n",

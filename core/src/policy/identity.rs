@@ -1,0 +1,289 @@
+//! Who a request is: a route's `auth` methods find its consumer, and its `acl` decides whether
+//! that consumer may use the route. An epoch compiles the consumers once ([`Identity`]) and
+//! each route's rules ([`RouteAuth`]); a request is looked up without a lock or an
+//! allocation.
+//!
+//! API keys are kept as SHA-256 digests only. A presented key is hashed and its digest found
+//! by its first eight bytes; the whole digest is then compared in constant time, so the
+//! time a lookup takes says nothing about any stored key.
+
+use ahash::AHashMap;
+use ringway_config::{AuthMethod, Config, KeyDigest, Principal};
+
+use crate::http::h1::{HeaderRef, RequestHead, Span};
+
+/// Longest API key read from a query parameter (percent-decoded on the stack).
+const MAX_QUERY_KEY: usize = 512;
+
+/// The consumers of an epoch.
+pub struct Identity {
+    pub consumers: Vec<ConsumerInfo>,
+    /// API key digests by their first eight bytes.
+    keys: AHashMap<u64, Vec<(KeyDigest, u32)>>,
+    /// Consumer and group numbers by name, for compiling routes' ACLs.
+    consumer_ids: AHashMap<Box<str>, u32>,
+    group_ids: AHashMap<Box<str>, u32>,
+}
+
+pub struct ConsumerInfo {
+    pub name: Box<str>,
+    /// The `x-consumer-groups` value: the groups joined by ", " (empty without groups).
+    pub groups_header: Box<str>,
+    groups: Box<[u32]>,
+}
+
+/// One route's `auth` and `acl`, compiled.
+pub struct RouteAuth {
+    methods: Box<[AuthMethod]>,
+    /// Lower-case.
+    pub key_header: Box<str>,
+    key_query: Option<Box<str>>,
+    acl: Option<Acl>,
+}
+
+struct Acl {
+    allow_consumers: Box<[u32]>,
+    allow_groups: Box<[u32]>,
+    deny_consumers: Box<[u32]>,
+    deny_groups: Box<[u32]>,
+    /// An allow list was given: only what it matches passes.
+    allow_listed: bool,
+}
+
+/// Why a request has no consumer: the `auth` field of the access log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No credentials of any method the route takes.
+    Missing,
+    /// An API key that is no consumer's.
+    UnknownApiKey,
+}
+
+impl AuthFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "no_credentials",
+            AuthFailure::UnknownApiKey => "unknown_api_key",
+        }
+    }
+}
+
+/// Where the credentials a request was let in with are, to be taken out before forwarding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// In the route's key header (every field of that name is dropped).
+    Header,
+    /// The query parameter at this span of the buffer, `&` or `?` before it included.
+    Query(Span),
+}
+
+fn prefix(d: &KeyDigest) -> u64 {
+    u64::from_le_bytes(d.0[..8].try_into().expect("eight bytes"))
+}
+
+impl Identity {
+    pub fn compile(config: &Config) -> Identity {
+        let mut group_ids: AHashMap<Box<str>, u32> = AHashMap::new();
+        let mut keys: AHashMap<u64, Vec<(KeyDigest, u32)>> = AHashMap::new();
+        let consumers = (config.consumers.iter().enumerate())
+            .map(|(i, c)| {
+                for key in &c.api_keys {
+                    keys.entry(prefix(key)).or_default().push((*key, i as u32));
+                }
+                let groups = c
+                    .groups
+                    .iter()
+                    .map(|g| {
+                        let next = group_ids.len() as u32;
+                        *group_ids.entry(g.as_str().into()).or_insert(next)
+                    })
+                    .collect();
+                ConsumerInfo {
+                    name: c.name.as_str().into(),
+                    groups_header: c.groups.join(", ").into(),
+                    groups,
+                }
+            })
+            .collect();
+        let consumer_ids = (config.consumers.iter().enumerate())
+            .map(|(i, c)| (c.name.as_str().into(), i as u32))
+            .collect();
+        Identity {
+            consumers,
+            keys,
+            consumer_ids,
+            group_ids,
+        }
+    }
+
+    /// The route's rules, `None` for a route open to anyone.
+    pub fn route(&self, route: &ringway_config::Route) -> Option<RouteAuth> {
+        let auth = route.auth.as_ref()?;
+        let consumer_id = |name: &str| self.consumer_ids.get(name).copied();
+        let group_id = |name: &str| self.group_ids.get(name).copied();
+        let ids = |list: &[Principal], consumers: bool| -> Box<[u32]> {
+            list.iter()
+                .filter_map(|p| match (p, consumers) {
+                    (Principal::Consumer(name), true) => consumer_id(name),
+                    (Principal::Group(name), false) => group_id(name),
+                    _ => None,
+                })
+                .collect()
+        };
+        let acl = route.acl.as_ref().map(|acl| Acl {
+            allow_consumers: ids(&acl.allow, true),
+            allow_groups: ids(&acl.allow, false),
+            deny_consumers: ids(&acl.deny, true),
+            deny_groups: ids(&acl.deny, false),
+            allow_listed: !acl.allow.is_empty(),
+        });
+        Some(RouteAuth {
+            methods: auth.methods.iter().copied().collect(),
+            key_header: auth.api_key.header.as_str().into(),
+            key_query: auth.api_key.query.as_deref().map(Into::into),
+            acl,
+        })
+    }
+
+    /// The consumer the request's credentials name, by the route's methods in order, and
+    /// where those credentials are.
+    pub fn authenticate(
+        &self,
+        auth: &RouteAuth,
+        src: &[u8],
+        head: &RequestHead,
+        headers: &[HeaderRef],
+    ) -> Result<(u32, Credential), AuthFailure> {
+        let mut failure = AuthFailure::Missing;
+        for method in &auth.methods {
+            match method {
+                AuthMethod::ApiKey => match self.api_key(auth, src, head, headers) {
+                    Some(Ok(found)) => return Ok(found),
+                    Some(Err(e)) => failure = e,
+                    None => {}
+                },
+            }
+        }
+        Err(failure)
+    }
+
+    /// `None`: the request carries no key where the route looks.
+    fn api_key(
+        &self,
+        auth: &RouteAuth,
+        src: &[u8],
+        head: &RequestHead,
+        headers: &[HeaderRef],
+    ) -> Option<Result<(u32, Credential), AuthFailure>> {
+        let from_header = headers
+            .iter()
+            .find(|h| {
+                h.name
+                    .get(src)
+                    .eq_ignore_ascii_case(auth.key_header.as_bytes())
+            })
+            .map(|h| h.value.get(src));
+        if let Some(key) = from_header {
+            return Some(self.key_owner(key).map(|c| (c, Credential::Header)));
+        }
+        let name = auth.key_query.as_deref()?;
+        let (span, raw) = query_param(src, head, name.as_bytes())?;
+        let mut decoded = [0u8; MAX_QUERY_KEY];
+        let Some(key) = percent_decode(raw, &mut decoded) else {
+            return Some(Err(AuthFailure::UnknownApiKey));
+        };
+        Some(self.key_owner(key).map(|c| (c, Credential::Query(span))))
+    }
+
+    /// The raw value of the route's API key query parameter in the request, if any: what the
+    /// access log must not show, whether the key was good or not.
+    pub fn query_secret<'s>(
+        &self,
+        auth: &RouteAuth,
+        src: &'s [u8],
+        head: &RequestHead,
+    ) -> Option<&'s [u8]> {
+        let name = auth.key_query.as_deref()?;
+        query_param(src, head, name.as_bytes()).map(|(_, value)| value)
+    }
+
+    fn key_owner(&self, key: &[u8]) -> Result<u32, AuthFailure> {
+        let digest = KeyDigest::of(key);
+        let candidates = self.keys.get(&prefix(&digest));
+        // Every candidate is compared whole, whichever matches.
+        let mut owner = None;
+        for (stored, consumer) in candidates.into_iter().flatten() {
+            if aws_lc_rs::constant_time::verify_slices_are_equal(&stored.0, &digest.0).is_ok() {
+                owner = Some(*consumer);
+            }
+        }
+        owner.ok_or(AuthFailure::UnknownApiKey)
+    }
+
+    /// Whether the route's `acl` lets `consumer` through.
+    pub fn allows(&self, auth: &RouteAuth, consumer: u32) -> bool {
+        let Some(acl) = &auth.acl else {
+            return true;
+        };
+        let groups = &self.consumers[consumer as usize].groups;
+        let in_groups = |list: &[u32]| list.iter().any(|g| groups.contains(g));
+        if acl.deny_consumers.contains(&consumer) || in_groups(&acl.deny_groups) {
+            return false;
+        }
+        !acl.allow_listed || acl.allow_consumers.contains(&consumer) || in_groups(&acl.allow_groups)
+    }
+}
+
+/// The first `name=value` parameter of the request's query: the span of the parameter with
+/// its leading `?` or `&`, and the raw value.
+fn query_param<'a>(src: &'a [u8], head: &RequestHead, name: &[u8]) -> Option<(Span, &'a [u8])> {
+    let path = head.path.get(src);
+    let q = head.path_len_without_query.min(path.len());
+    let mut at = q;
+    while at < path.len() {
+        // `at` is on the `?` or `&` before a parameter.
+        let start = at + 1;
+        let end = path[start..]
+            .iter()
+            .position(|&b| b == b'&')
+            .map_or(path.len(), |p| start + p);
+        let param = &path[start..end];
+        if let Some(value) = param
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(b"="))
+        {
+            let base = head.path.start as usize;
+            return Some((Span::new(base + at, base + end), value));
+        }
+        at = end;
+    }
+    None
+}
+
+/// `raw` with its percent-encodings (and `+` as a space) decoded into `out`; `None` when it
+/// does not fit or is malformed.
+fn percent_decode<'o>(raw: &[u8], out: &'o mut [u8; MAX_QUERY_KEY]) -> Option<&'o [u8]> {
+    let mut n = 0;
+    let mut i = 0;
+    while i < raw.len() {
+        let b = match raw[i] {
+            b'%' => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                let hi = hex(*raw.get(i + 1)?)?;
+                let lo = hex(*raw.get(i + 2)?)?;
+                i += 2;
+                (hi * 16 + lo) as u8
+            }
+            b'+' => b' ',
+            b => b,
+        };
+        *out.get_mut(n)? = b;
+        n += 1;
+        i += 1;
+    }
+    Some(&out[..n])
+}
+
+#[cfg(test)]
+#[path = "identity_tests.rs"]
+mod tests;
