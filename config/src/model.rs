@@ -578,6 +578,26 @@ pub struct Consumer {
     /// `api_keys`, kept as their SHA-256 digests only (a key given as `sha256:<hex>` is its
     /// digest already).
     pub api_keys: Vec<KeyDigest>,
+    /// `basic`: a user name and password for HTTP basic authentication.
+    pub basic: Option<BasicCredential>,
+}
+
+/// `basic = { user, password_hash }` of a consumer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicCredential {
+    /// Unique among consumers; no `:`.
+    pub user: String,
+    /// A bcrypt hash (`$2a$`, `$2b$` or `$2y$`, as `htpasswd -B` writes it).
+    pub password_hash: String,
+}
+
+impl fmt::Debug for BasicCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicCredential")
+            .field("user", &self.user)
+            .field("password_hash", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The SHA-256 digest of a secret; its `Debug` shows nothing of it.
@@ -612,6 +632,8 @@ pub struct RouteAuth {
 pub enum AuthMethod {
     /// `"api_key"`: a key of a consumer's `api_keys`, from a header or a query parameter.
     ApiKey,
+    /// `"basic"`: HTTP basic authentication against a consumer's `basic` credentials.
+    Basic,
 }
 
 /// `api_key = { header, query }` of a route.

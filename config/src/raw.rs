@@ -51,6 +51,16 @@ pub(crate) struct RawConsumer {
     pub name: Option<Typed<String>>,
     pub groups: Option<List<Typed<String>>>,
     pub api_keys: Option<List<Typed<String>>>,
+    pub basic: Option<At<RawBasic>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    expecting = "basic credentials such as { user = \"acme\", password_hash = \"$2y$10$...\" }"
+)]
+pub(crate) struct RawBasic {
+    pub user: Option<Typed<String>>,
+    pub password_hash: Option<Typed<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -27,7 +27,8 @@ impl ErrorCause {
             | ErrorCause::RateLimited
             | ErrorCause::ConcurrencyLimited
             | ErrorCause::Unauthenticated
-            | ErrorCause::Forbidden => Side::Downstream,
+            | ErrorCause::Forbidden
+            | ErrorCause::AuthUnavailable => Side::Downstream,
             _ => Side::Upstream,
         }
     }
@@ -53,6 +54,7 @@ impl ErrorCause {
             ErrorCause::CircuitOpen => 503,
             ErrorCause::Unauthenticated => 401,
             ErrorCause::Forbidden => 403,
+            ErrorCause::AuthUnavailable => 503,
         }
     }
 }

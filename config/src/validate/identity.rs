@@ -5,8 +5,10 @@ use std::collections::{HashMap, HashSet};
 use toml::Spanned;
 
 use super::Ctx;
-use crate::model::{Acl, ApiKeyFrom, AuthMethod, Consumer, KeyDigest, Principal, RouteAuth};
-use crate::raw::{At, List, RawAcl, RawApiKeyFrom, RawConsumer, RawRoute, Typed};
+use crate::model::{
+    Acl, ApiKeyFrom, AuthMethod, BasicCredential, Consumer, KeyDigest, Principal, RouteAuth,
+};
+use crate::raw::{At, List, RawAcl, RawApiKeyFrom, RawBasic, RawConsumer, RawRoute, Typed};
 
 /// The default header of `api_key`.
 const API_KEY_HEADER: &str = "x-api-key";
@@ -31,8 +33,9 @@ pub(super) fn consumers(ctx: &mut Ctx<'_>, raw: &List<At<RawConsumer>>) -> Vec<C
             .enumerate()
             .filter_map(|(i, n)| Some((i, (*n)?))),
     );
-    // Which consumer holds each key: one key naming two consumers is an error.
+    // Which consumer holds each key and each basic user: one naming two consumers is an error.
     let mut holders: HashMap<KeyDigest, String> = HashMap::new();
+    let mut users: HashMap<String, String> = HashMap::new();
     let mut valid = Vec::new();
     for (i, spanned) in raw.iter().enumerate() {
         let c = spanned.get_ref();
@@ -46,11 +49,18 @@ pub(super) fn consumers(ctx: &mut Ctx<'_>, raw: &List<At<RawConsumer>>) -> Vec<C
             name.as_deref(),
             &mut holders,
         );
-        if let (Some(name), Some(groups), Some(api_keys)) = (name, groups, api_keys) {
+        let basic = match c.basic.as_ref() {
+            None => Some(None),
+            Some(raw) => basic(ctx, &prefix, raw, name.as_deref(), &mut users).map(Some),
+        };
+        if let (Some(name), Some(groups), Some(api_keys), Some(basic)) =
+            (name, groups, api_keys, basic)
+        {
             valid.push(Consumer {
                 name,
                 groups,
                 api_keys,
+                basic,
             });
         }
     }
@@ -136,6 +146,68 @@ fn api_keys(
         }
     }
     all_valid.then_some(keys)
+}
+
+/// `basic = { user, password_hash }`.
+fn basic(
+    ctx: &mut Ctx<'_>,
+    prefix: &str,
+    raw: &At<RawBasic>,
+    consumer: Option<&str>,
+    users: &mut HashMap<String, String>,
+) -> Option<BasicCredential> {
+    let table_key = format!("{prefix}.basic");
+    let table = (raw, table_key.as_str());
+    let r = raw.get_ref();
+    let user = ctx.required(r.user.as_ref(), table, "user");
+    let hash = ctx.required(r.password_hash.as_ref(), table, "password_hash");
+    let user = user.and_then(|user| {
+        let key = format!("{table_key}.user");
+        let text = user.get_ref();
+        if text.is_empty() || text.contains(':') || !text.bytes().all(|b| b.is_ascii_graphic()) {
+            let message = "a user name is visible ASCII characters without ':'";
+            return ctx.fail(user, key, message);
+        }
+        if let Some(other) = users.get(text) {
+            let message = format!("user \"{text}\" is already consumer \"{other}\"'s");
+            return ctx.fail(user, key, message);
+        }
+        if let Some(consumer) = consumer {
+            users.insert(text.clone(), consumer.to_owned());
+        }
+        Some(text.clone())
+    });
+    let hash = hash.and_then(|hash| {
+        if is_bcrypt(hash.get_ref()) {
+            return Some(hash.get_ref().clone());
+        }
+        let message = "expected a bcrypt hash ($2y$, $2b$ or $2a$, a cost of 04 to 31, then 53 \
+                       characters), as `htpasswd -nB USER` writes it";
+        ctx.fail(hash, format!("{table_key}.password_hash"), message)
+    });
+    Some(BasicCredential {
+        user: user?,
+        password_hash: hash?,
+    })
+}
+
+/// `$2y$10$` and 53 characters of bcrypt's base64 (22 of salt, 31 of hash).
+fn is_bcrypt(hash: &str) -> bool {
+    let b = hash.as_bytes();
+    let version = b
+        .get(..4)
+        .is_some_and(|v| matches!(v, b"$2a$" | b"$2b$" | b"$2y$"));
+    let cost = std::str::from_utf8(b.get(4..6).unwrap_or_default())
+        .ok()
+        .and_then(|c| c.parse::<u32>().ok())
+        .is_some_and(|c| (4..=31).contains(&c));
+    version
+        && cost
+        && b.get(6) == Some(&b'$')
+        && b.len() == 60
+        && b[7..]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'.' || c == b'/')
 }
 
 fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
@@ -240,8 +312,10 @@ fn auth_methods(
         };
         let parsed = match method.get_ref().as_str() {
             "api_key" => AuthMethod::ApiKey,
+            "basic" => AuthMethod::Basic,
             other => {
-                let message = format!("unknown auth method \"{other}\"; expected \"api_key\"");
+                let message =
+                    format!("unknown auth method \"{other}\"; expected \"api_key\" or \"basic\"");
                 ctx.error(method, key, message);
                 all_valid = false;
                 continue;
@@ -428,6 +502,30 @@ name = \"bob\"
         assert!(one_error(&hex).contains("64 hex digits"));
         let twice = format!("{BASE}[[consumers]]\nname = \"c\"\n[[consumers]]\nname = \"c\"\n");
         assert!(one_error(&twice).contains("duplicate consumer name \"c\""));
+        let hash = "$2y$05$CCCCCCCCCCCCCCCCCCCCC.LLjdUSrT2gH5Gk1XO8hAk2dKs4gk8R6";
+        let users = format!(
+            "{BASE}[[consumers]]\nname = \"c\"\nbasic = {{ user = \"u\", password_hash = \"{hash}\" }}\n\
+             [[consumers]]\nname = \"d\"\nbasic = {{ user = \"u\", password_hash = \"{hash}\" }}\n"
+        );
+        let err = one_error(&users);
+        assert!(
+            err.ends_with("consumers[1].basic.user: user \"u\" is already consumer \"c\"'s"),
+            "{err}"
+        );
+        let md5 = format!(
+            "{BASE}[[consumers]]\nname = \"c\"\nbasic = {{ user = \"u\", password_hash = \"$apr1$x$y\" }}\n"
+        );
+        assert!(one_error(&md5).contains("expected a bcrypt hash"));
+        let colon = format!(
+            "{BASE}[[consumers]]\nname = \"c\"\nbasic = {{ user = \"a:b\", password_hash = \"{hash}\" }}\n"
+        );
+        assert!(one_error(&colon).contains("without ':'"));
+        let ok = format!(
+            "{BASE}[[consumers]]\nname = \"c\"\nbasic = {{ user = \"u\", password_hash = \"{hash}\" }}\n"
+        );
+        let cfg = parse_ok(&ok);
+        assert_eq!(cfg.consumers[0].basic.as_ref().unwrap().user, "u");
+        assert!(!format!("{:?}", cfg.consumers).contains("LLjdU"));
         let unknown = format!("{BASE}[[consumers]]\nname = \"c\"\nbasic_auth = 1\n");
         assert!(one_error(&unknown).contains("unknown field `basic_auth`"));
     }
@@ -474,7 +572,7 @@ name = \"bob\"
             ("auth = []", "routes[0].auth: must list at least one method"),
             (
                 "auth = [\"jwt\"]",
-                "routes[0].auth[0]: unknown auth method \"jwt\"; expected \"api_key\"",
+                "routes[0].auth[0]: unknown auth method \"jwt\"; expected \"api_key\" or \"basic\"",
             ),
             (
                 "auth = [\"api_key\", \"api_key\"]",

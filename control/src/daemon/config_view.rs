@@ -96,7 +96,14 @@ pub fn render(config: &Config) -> Value {
     let routes: Vec<Value> = config.routes.iter().map(route).collect();
     // Keys are never shown, not even their digests (`api_keys` is redacted by its name).
     let consumers: Vec<Value> = (config.consumers.iter())
-        .map(|c| json!({ "name": c.name, "groups": c.groups, "api_keys": c.api_keys.len() }))
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "groups": c.groups,
+                "api_keys": c.api_keys.len(),
+                "basic": c.basic.as_ref().map(|b| json!({ "user": b.user, "password_hash": "<redacted>" })),
+            })
+        })
         .collect();
     let mut out = json!({
         "source": config.source,
@@ -252,6 +259,7 @@ fn route(r: &ringway_config::Route) -> Value {
         let methods: Vec<&str> = (auth.methods.iter())
             .map(|m| match m {
                 ringway_config::AuthMethod::ApiKey => "api_key",
+                ringway_config::AuthMethod::Basic => "basic",
             })
             .collect();
         m.insert("auth".into(), json!(methods));

@@ -41,10 +41,12 @@ pub enum ErrorCause {
     Unauthenticated,
     /// The route's `acl` refused the consumer (403).
     Forbidden,
+    /// Credentials could not be checked now: every bcrypt thread busy (503).
+    AuthUnavailable,
 }
 
 impl ErrorCause {
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
     pub const ALL: [ErrorCause; ErrorCause::COUNT] = [
         ErrorCause::BadRequest,
         ErrorCause::ClientTimeout,
@@ -65,6 +67,7 @@ impl ErrorCause {
         ErrorCause::UpstreamTls,
         ErrorCause::Unauthenticated,
         ErrorCause::Forbidden,
+        ErrorCause::AuthUnavailable,
     ];
 
     /// The label value in metrics and the `cause` field of the access log.
@@ -89,6 +92,7 @@ impl ErrorCause {
             ErrorCause::UpstreamTls => "upstream_tls",
             ErrorCause::Unauthenticated => "unauthenticated",
             ErrorCause::Forbidden => "forbidden",
+            ErrorCause::AuthUnavailable => "auth_unavailable",
         }
     }
 

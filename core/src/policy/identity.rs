@@ -7,9 +7,13 @@
 //! by its first eight bytes; the whole digest is then compared in constant time, so the
 //! time a lookup takes says nothing about any stored key.
 
+use std::sync::Arc;
+
 use ahash::AHashMap;
+use base64::Engine;
 use ringway_config::{AuthMethod, Config, KeyDigest, Principal};
 
+use super::basic::{self, BasicCache};
 use crate::http::h1::{HeaderRef, RequestHead, Span};
 
 /// Longest API key read from a query parameter (percent-decoded on the stack).
@@ -20,6 +24,8 @@ pub struct Identity {
     pub consumers: Vec<ConsumerInfo>,
     /// API key digests by their first eight bytes.
     keys: AHashMap<u64, Vec<(KeyDigest, u32)>>,
+    /// Basic-auth users: their consumer and bcrypt hash.
+    basic: AHashMap<Box<[u8]>, (u32, Arc<str>)>,
     /// Consumer and group numbers by name, for compiling routes' ACLs.
     consumer_ids: AHashMap<Box<str>, u32>,
     group_ids: AHashMap<Box<str>, u32>,
@@ -39,6 +45,21 @@ pub struct RouteAuth {
     pub key_header: Box<str>,
     key_query: Option<Box<str>>,
     acl: Option<Acl>,
+    /// The `www-authenticate` fields of its 401, one per method.
+    challenge: Box<[u8]>,
+}
+
+impl RouteAuth {
+    /// The `www-authenticate` header lines (each ending in CRLF) of the route's 401.
+    pub fn challenge(&self) -> &[u8] {
+        &self.challenge
+    }
+
+    /// Whether the route takes basic credentials (so an `authorization: Basic` field is the
+    /// gateway's, never forwarded).
+    pub fn takes_basic(&self) -> bool {
+        self.methods.contains(&AuthMethod::Basic)
+    }
 }
 
 struct Acl {
@@ -57,6 +78,12 @@ pub enum AuthFailure {
     Missing,
     /// An API key that is no consumer's.
     UnknownApiKey,
+    /// Basic credentials that do not decode to `user:password`.
+    MalformedBasic,
+    /// Basic credentials of a user no consumer has.
+    UnknownUser,
+    /// Basic credentials whose password does not match.
+    BadPassword,
 }
 
 impl AuthFailure {
@@ -64,6 +91,9 @@ impl AuthFailure {
         match self {
             AuthFailure::Missing => "no_credentials",
             AuthFailure::UnknownApiKey => "unknown_api_key",
+            AuthFailure::MalformedBasic => "malformed_basic",
+            AuthFailure::UnknownUser => "unknown_user",
+            AuthFailure::BadPassword => "bad_password",
         }
     }
 }
@@ -75,6 +105,21 @@ pub enum Credential {
     Header,
     /// The query parameter at this span of the buffer, `&` or `?` before it included.
     Query(Span),
+    /// In the `authorization` field (basic credentials: that field is dropped).
+    Basic,
+}
+
+/// What authenticating a request came to: an answer, or a password to verify first.
+pub enum Attempt {
+    Done(Result<(u32, Credential), AuthFailure>),
+    /// Basic credentials not in the shard's cache: `password` must be checked against `hash`
+    /// (off the shard), and the answer remembered under `key`.
+    Verify {
+        consumer: u32,
+        hash: Arc<str>,
+        password: Vec<u8>,
+        key: KeyDigest,
+    },
 }
 
 fn prefix(d: &KeyDigest) -> u64 {
@@ -105,12 +150,22 @@ impl Identity {
                 }
             })
             .collect();
+        let basic = (config.consumers.iter().enumerate())
+            .filter_map(|(i, c)| {
+                let b = c.basic.as_ref()?;
+                Some((
+                    b.user.as_bytes().into(),
+                    (i as u32, b.password_hash.as_str().into()),
+                ))
+            })
+            .collect();
         let consumer_ids = (config.consumers.iter().enumerate())
             .map(|(i, c)| (c.name.as_str().into(), i as u32))
             .collect();
         Identity {
             consumers,
             keys,
+            basic,
             consumer_ids,
             group_ids,
         }
@@ -137,7 +192,17 @@ impl Identity {
             deny_groups: ids(&acl.deny, false),
             allow_listed: !acl.allow.is_empty(),
         });
+        let mut challenge = Vec::new();
+        for method in &auth.methods {
+            challenge.extend_from_slice(match method {
+                AuthMethod::ApiKey => b"www-authenticate: ApiKey realm=\"ringway\"\r\n",
+                AuthMethod::Basic => {
+                    b"www-authenticate: Basic realm=\"ringway\", charset=\"UTF-8\"\r\n"
+                }
+            });
+        }
         Some(RouteAuth {
+            challenge: challenge.into(),
             methods: auth.methods.iter().copied().collect(),
             key_header: auth.api_key.header.as_str().into(),
             key_query: auth.api_key.query.as_deref().map(Into::into),
@@ -153,18 +218,59 @@ impl Identity {
         src: &[u8],
         head: &RequestHead,
         headers: &[HeaderRef],
-    ) -> Result<(u32, Credential), AuthFailure> {
+        cache: &BasicCache,
+    ) -> Attempt {
         let mut failure = AuthFailure::Missing;
         for method in &auth.methods {
             match method {
                 AuthMethod::ApiKey => match self.api_key(auth, src, head, headers) {
-                    Some(Ok(found)) => return Ok(found),
+                    Some(Ok(found)) => return Attempt::Done(Ok(found)),
+                    Some(Err(e)) => failure = e,
+                    None => {}
+                },
+                AuthMethod::Basic => match self.basic(src, headers, cache) {
+                    Some(Ok(attempt)) => return attempt,
                     Some(Err(e)) => failure = e,
                     None => {}
                 },
             }
         }
-        Err(failure)
+        Attempt::Done(Err(failure))
+    }
+
+    /// `None`: no basic credentials in the request.
+    fn basic(
+        &self,
+        src: &[u8],
+        headers: &[HeaderRef],
+        cache: &BasicCache,
+    ) -> Option<Result<Attempt, AuthFailure>> {
+        let value = headers
+            .iter()
+            .find(|h| h.name.get(src).eq_ignore_ascii_case(b"authorization"))
+            .map(|h| h.value.get(src))?;
+        let encoded = basic_credentials(value)?;
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
+            return Some(Err(AuthFailure::MalformedBasic));
+        };
+        let Some(colon) = decoded.iter().position(|&b| b == b':') else {
+            return Some(Err(AuthFailure::MalformedBasic));
+        };
+        let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
+        let Some((consumer, hash)) = self.basic.get(user) else {
+            return Some(Err(AuthFailure::UnknownUser));
+        };
+        let key = basic::cache_key(hash, password);
+        Some(match cache.get(&key, std::time::Instant::now()) {
+            Some(true) => Ok(Attempt::Done(Ok((*consumer, Credential::Basic)))),
+            Some(false) => Err(AuthFailure::BadPassword),
+            None => Ok(Attempt::Verify {
+                consumer: *consumer,
+                hash: hash.clone(),
+                password: password.to_vec(),
+                key,
+            }),
+        })
     }
 
     /// `None`: the request carries no key where the route looks.
@@ -232,6 +338,14 @@ impl Identity {
         }
         !acl.allow_listed || acl.allow_consumers.contains(&consumer) || in_groups(&acl.allow_groups)
     }
+}
+
+/// The credentials of an `Authorization: Basic ...` value (the scheme in any case).
+fn basic_credentials(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at(value.iter().position(|&b| b == b' ')?);
+    scheme
+        .eq_ignore_ascii_case(b"basic")
+        .then(|| rest.trim_ascii())
 }
 
 /// The first `name=value` parameter of the request's query: the span of the parameter with

@@ -8,6 +8,7 @@
 //! resolves them on a route's first request and keeps them by route index, so a request
 //! looks nothing up by name.
 
+pub mod basic;
 pub mod concurrency;
 pub mod identity;
 pub mod notify;

@@ -195,6 +195,9 @@ async fn prepare(
             credentials: (d.log.route)
                 .and_then(|r| sep.epoch.auth[r].as_ref())
                 .map(|a| &*a.key_header),
+            strip_basic: (d.log.route)
+                .and_then(|r| sep.epoch.auth[r].as_ref())
+                .is_some_and(|a| a.takes_basic()),
             consumer: (d.log.consumer)
                 .map(|c| &sep.epoch.identity.consumers[c as usize])
                 .map(|c| (&*c.name, &*c.groups_header)),

@@ -59,6 +59,8 @@ pub struct Forwarded<'a> {
     /// A header carrying credentials the gateway checked (the route's API key header): not
     /// forwarded. Lower-case.
     pub credentials: Option<&'a str>,
+    /// The route takes basic credentials: an `authorization: Basic` field is not forwarded.
+    pub strip_basic: bool,
     /// The consumer the route's auth found, and its groups (`x-consumer`,
     /// `x-consumer-groups`).
     pub consumer: Option<(&'a str, &'a str)>,
@@ -126,6 +128,12 @@ pub fn write_upstream_head(
         if fwd
             .credentials
             .is_some_and(|c| name.eq_ignore_ascii_case(c.as_bytes()))
+        {
+            continue;
+        }
+        if fwd.strip_basic
+            && name.eq_ignore_ascii_case(b"authorization")
+            && (h.value.get(src).get(..6)).is_some_and(|s| s.eq_ignore_ascii_case(b"basic "))
         {
             continue;
         }

@@ -25,7 +25,8 @@ use crate::http::h1::{
 };
 use crate::io::{write_static, write_vec, Attached, ConnBuf, Stream};
 use crate::metrics::ErrorCause;
-use crate::policy::identity::Credential;
+use crate::policy::basic::Verifier;
+use crate::policy::identity::{Attempt, AuthFailure, Credential};
 use crate::policy::rate_limit::response::write_429;
 use crate::policy::rate_limit::Verdict;
 use crate::router::RequestView;
@@ -591,16 +592,45 @@ async fn handle(
     // The slot is held until this exchange ends, however it ends.
     if let Some(auth) = &epoch.auth[route] {
         let identity = &epoch.identity;
-        match identity.authenticate(auth, d.buf.data(), head, &d.headers) {
+        let attempt = {
+            let cache = shard.basic_cache.borrow();
+            identity.authenticate(auth, d.buf.data(), head, &d.headers, &cache)
+        };
+        let result = match attempt {
+            Attempt::Done(result) => result,
+            Attempt::Verify {
+                consumer,
+                hash,
+                password,
+                key,
+            } => match Verifier::get().verify(hash, password) {
+                // Every bcrypt thread is busy and the queue full: refused now, not queued.
+                None => {
+                    d.log.cause = Some(ErrorCause::AuthUnavailable);
+                    return respond_static(d, head, 503, cfg).await;
+                }
+                Some(verification) => {
+                    let matched = verification.await;
+                    let now = Instant::now();
+                    shard.basic_cache.borrow_mut().put(key, matched, now);
+                    match matched {
+                        true => Ok((consumer, Credential::Basic)),
+                        false => Err(AuthFailure::BadPassword),
+                    }
+                }
+            },
+        };
+        match result {
             Err(failure) => {
                 if let Some(secret) = identity.query_secret(auth, d.buf.data(), head) {
                     d.log.redact(secret);
                 }
                 d.log.auth_failure = Some(failure);
-                return respond_static(d, head, 401, cfg).await;
+                return respond_unauthorized(d, head, auth.challenge()).await;
             }
             Ok((consumer, credential)) => {
                 d.log.consumer = Some(consumer);
+                d.log.credential = Some(credential);
                 if !identity.allows(auth, consumer) {
                     return respond_static(d, head, 403, cfg).await;
                 }
@@ -768,6 +798,28 @@ async fn respond_static(
         Ok(()) if keep => After::KeepAlive,
         _ => After::Close,
     }
+}
+
+/// The 401 of a route's `auth`, with a challenge for each method it takes.
+async fn respond_unauthorized(d: &mut Downstream, head: &RequestHead, challenge: &[u8]) -> After {
+    let keep = head.keep_alive && !d.draining.is_raised() && consume_request(d, head);
+    d.log.status = 401;
+    d.log.cause = Some(ErrorCause::Unauthenticated);
+    d.out.clear();
+    d.out.extend_from_slice(
+        b"HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain\r\ncontent-length: 17\r\n",
+    );
+    d.out.extend_from_slice(challenge);
+    if !keep {
+        d.out.extend_from_slice(b"connection: close\r\n");
+    } else if head.version == crate::http::h1::Version::Http10 {
+        d.out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    d.out.extend_from_slice(b"\r\n");
+    if head.method != Method::Head {
+        d.out.extend_from_slice(b"401 Unauthorized\n");
+    }
+    send_out(d, keep).await
 }
 
 /// Goes on with a plain connection whose first bytes were the HTTP/2 preface, as h2c.

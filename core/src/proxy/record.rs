@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use super::Downstream;
 use crate::http::h1::{HeaderKind, HeaderRef, RequestHead};
 use crate::metrics::{ErrorCause, TrafficStats};
-use crate::policy::identity::AuthFailure;
+use crate::policy::identity::{AuthFailure, Credential};
 use crate::router::RouteId;
 use crate::state::access_log::{json_str, rfc3339};
 use crate::state::{RouteSlot, Shard, ShardEpoch, UpstreamSlot};
@@ -37,6 +37,8 @@ pub(crate) struct RequestLog {
     pub consumer: Option<u32>,
     /// Why the route's auth found none.
     pub auth_failure: Option<AuthFailure>,
+    /// Where the credentials that found the consumer were.
+    pub credential: Option<Credential>,
     /// Bytes the client sent past HTTP (an upgraded connection's).
     pub upgraded_in: u64,
     in_start: u64,
@@ -61,6 +63,7 @@ impl RequestLog {
             cause: None,
             consumer: None,
             auth_failure: None,
+            credential: None,
             upgraded_in: 0,
             in_start: 0,
             out_start: 0,
@@ -84,6 +87,7 @@ impl RequestLog {
         self.cause = None;
         self.consumer = None;
         self.auth_failure = None;
+        self.credential = None;
         self.upgraded_in = 0;
         self.in_start = consumed_total;
         self.out_start = written;

@@ -85,6 +85,8 @@ pub struct Shard {
     pub access_log: Option<AccessLog>,
     /// Rate limiters and their leases, across epochs.
     pub policy: ShardPolicy,
+    /// Basic-auth passwords this shard verified lately, and the ones it refused.
+    pub basic_cache: RefCell<crate::policy::basic::BasicCache>,
     rng: Cell<u64>,
 }
 
@@ -121,6 +123,7 @@ impl Shard {
             events,
             access_log,
             policy,
+            basic_cache: RefCell::default(),
             rng: Cell::new(seed | 1),
         }
     }
