@@ -389,6 +389,14 @@ impl Attached {
         }
     }
 
+    /// The client's TLS session, on an HTTP/2 stream over TLS.
+    pub fn h2_session(&self) -> Option<&crate::tls::stream::TlsSession> {
+        match self.stream.as_ref()? {
+            Stream::H2(b) => b.session.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Bounds each later write (the listener's `send_timeout`).
     pub fn set_send_timeout(&mut self, timeout: Duration) {
         self.send_timeout = timeout;

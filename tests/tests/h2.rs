@@ -431,3 +431,29 @@ both_drivers!(h2_heads_meet_the_http_1_1_head_rules, |driver| {
     assert_eq!(got.len(), 2, "refused heads never reach the upstream");
     assert_eq!(got[1].header_all("host"), ["h2.test"]);
 });
+
+both_drivers!(h2_over_tls_is_logged_with_its_tls_session, |driver| {
+    let pki = Pki::new("h2log");
+    let cert = pki.issue_server(&["h2.test"]);
+    let up = echo();
+    let log = ringway_tests::TempPath::new("log");
+    let toml = tls_proxy_toml(&[&cert], "", up.addr(), "")
+        + &format!("\n[access_log]\npath = \"{}\"\n", log.path().display());
+    let gw = Gateway::start(driver, &toml);
+    let args = ["--http2", "-w", "\n%{http_version}"];
+    let Some(out) = curl_https(gw.addr(), "h2.test", "/logged", Some(pki.ca_file()), &args) else {
+        eprintln!("curl is not installed: curl checks skipped");
+        return;
+    };
+    assert!(out.stdout.ends_with("\n2"), "{}", out.stdout);
+    let line = ringway_tests::poll_until("an access log line", LIMIT, || {
+        let text = std::fs::read_to_string(log.path()).map_err(|e| e.to_string())?;
+        text.lines()
+            .next()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .ok_or_else(|| "empty".to_string())
+    });
+    assert_eq!(line["protocol"], "HTTP/2");
+    assert_eq!(line["tls"], "TLSv1.3");
+    assert_eq!(line["sni"], "h2.test");
+});

@@ -162,6 +162,7 @@ mod tests {
                     sink: None,
                     tls: false,
                     identity: None,
+                    session: None,
                 }))
             };
             // 400 in flight, each returned while most of the others are still out: every

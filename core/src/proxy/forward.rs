@@ -794,6 +794,7 @@ async fn stream_body_watching(
                 sink: None,
                 tls: bridge.tls,
                 identity: None,
+                session: None,
             }))),
             None => Err(std::io::ErrorKind::NotConnected.into()),
         },
@@ -881,6 +882,7 @@ fn spawn_duplex(
             sink,
             tls: false,
             identity: None,
+            session: None,
         }))
     };
     let pump = super::body::pump(

@@ -29,6 +29,7 @@ use crate::http::h2::head::request_head;
 use crate::io::Stream;
 use crate::metrics::ErrorCause;
 use crate::state::Shard;
+use crate::tls::stream::TlsSession;
 use crate::tls::ClientIdentity;
 
 /// What is left of a request's body after its complete answer is read and dropped, up to
@@ -68,6 +69,7 @@ struct ConnInfo {
     may_forward: bool,
     tls: bool,
     identity: Option<Rc<ClientIdentity>>,
+    session: Option<Rc<TlsSession>>,
     listener: Rc<super::ListenerHandle>,
     /// Streams in progress.
     open: Cell<usize>,
@@ -83,7 +85,7 @@ pub(crate) async fn serve<IO>(
     conn: &Conn,
     io: IO,
     identity: Option<Rc<ClientIdentity>>,
-    tls: bool,
+    session: Option<TlsSession>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -111,8 +113,9 @@ pub(crate) async fn serve<IO>(
     let info = Rc::new(ConnInfo {
         peer: conn.peer.get(),
         may_forward: conn.may_forward,
-        tls,
+        tls: session.is_some(),
         identity,
+        session: session.map(Rc::new),
         listener: conn.listener.clone(),
         open: Cell::new(0),
         idle_since: Cell::new(Instant::now()),
@@ -218,6 +221,7 @@ async fn stream(
         source: Some(Source::request(body, chunked)),
         sink: Some(sink),
         tls: info.tls,
+        session: info.session.clone(),
         identity: info.identity.clone(),
     };
     let mut d = downstreams.take(Stream::H2(Box::new(bridge)), info.peer);

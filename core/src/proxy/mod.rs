@@ -835,7 +835,7 @@ async fn serve_h2c(
         return;
     };
     let io = crate::http::h2::io::PollStream::new(tcp, read);
-    h2::serve(shard, downstreams, conn, io, None, false).await;
+    h2::serve(shard, downstreams, conn, io, None, None).await;
 }
 
 /// Goes on with a TLS connection whose client chose h2 by ALPN.
@@ -846,11 +846,12 @@ async fn serve_tls_h2(shard: &Rc<Shard>, downstreams: &Rc<DownstreamPool>, conn:
     let Ok(parts) = tls.into_parts().await else {
         return;
     };
+    let session = crate::tls::stream::TlsSession::of(&parts.conn);
     let io = crate::http::h2::io::PollStream::new(parts.tcp, Vec::new());
     let Ok(io) = crate::tls::poll::PollTls::new(io, parts.conn, &parts.unread) else {
         return;
     };
-    h2::serve(shard, downstreams, conn, io, parts.identity, true).await;
+    h2::serve(shard, downstreams, conn, io, parts.identity, Some(session)).await;
 }
 
 /// Closes the connection of a request state gracefully, then returns the state to the pool.

@@ -277,16 +277,23 @@ pub(crate) fn finish(shard: &Shard, sep: &ShardEpoch, d: &mut Downstream) {
                 Some(f) => json_str(out, f.as_str().as_bytes()),
                 None => out.extend_from_slice(b"null"),
             }
-            match d.stream.tls() {
+            // An HTTP/1.1 connection's TLS stream, or an HTTP/2 one's session kept by its
+            // streams.
+            let tls = match (d.stream.tls(), d.stream.h2_session()) {
+                (Some(tls), _) => Some((tls.version_name(), tls.server_name())),
+                (None, Some(s)) => Some((s.version, s.sni.as_deref())),
+                (None, None) => None,
+            };
+            match tls {
                 None => out.extend_from_slice(b",\"tls\":null,\"sni\":null,\"client_cert\":null"),
-                Some(tls) => {
-                    let _ = write!(out, ",\"tls\":\"{}\",\"sni\":", tls.version_name());
-                    match tls.server_name() {
+                Some((version, sni)) => {
+                    let _ = write!(out, ",\"tls\":\"{version}\",\"sni\":");
+                    match sni {
                         Some(name) => json_str(out, name.as_bytes()),
                         None => out.extend_from_slice(b"null"),
                     }
                     out.extend_from_slice(b",\"client_cert\":");
-                    match &tls.identity {
+                    match d.stream.identity() {
                         Some(id) => json_str(out, id.subject.as_bytes()),
                         None => out.extend_from_slice(b"null"),
                     }

@@ -96,19 +96,12 @@ impl TlsStream {
 
     /// The negotiated protocol version as the access log names it.
     pub fn version_name(&self) -> &'static str {
-        match self.conn.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-            _ => "unknown",
-        }
+        version_name(&self.conn)
     }
 
     /// The name the client asked for (SNI), on a server connection.
     pub fn server_name(&self) -> Option<&str> {
-        match &self.conn {
-            Connection::Server(c) => c.server_name(),
-            Connection::Client(_) => None,
-        }
+        server_name(&self.conn)
     }
 
     /// Returns the scratch buffers while the connection idles. Ciphertext not yet given to
@@ -379,6 +372,37 @@ impl TlsStream {
             self.conn.write_tls(out)?;
         }
         Ok(())
+    }
+}
+
+fn version_name(conn: &Connection) -> &'static str {
+    match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "unknown",
+    }
+}
+
+fn server_name(conn: &Connection) -> Option<&str> {
+    match conn {
+        Connection::Server(c) => c.server_name(),
+        Connection::Client(_) => None,
+    }
+}
+
+/// What the access log says of a client's TLS session, kept for the streams of an HTTP/2
+/// connection once the connection itself has been taken apart.
+pub struct TlsSession {
+    pub version: &'static str,
+    pub sni: Option<Box<str>>,
+}
+
+impl TlsSession {
+    pub fn of(conn: &Connection) -> TlsSession {
+        TlsSession {
+            version: version_name(conn),
+            sni: server_name(conn).map(Into::into),
+        }
     }
 }
 

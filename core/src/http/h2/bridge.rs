@@ -46,6 +46,8 @@ pub struct Bridge {
     pub tls: bool,
     /// The verified client certificate's identity, on a mutual-TLS client connection.
     pub identity: Option<Rc<crate::tls::ClientIdentity>>,
+    /// The client's TLS session, for the access log (a server-side bridge on TLS).
+    pub session: Option<Rc<crate::tls::stream::TlsSession>>,
 }
 
 impl Bridge {
@@ -957,6 +959,7 @@ pub fn upstream_stream(
         sink: Some(Sink::new(target, false, head_request, timers)),
         tls,
         identity: None,
+        session: None,
     }
 }
 
