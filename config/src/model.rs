@@ -36,6 +36,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// `[[consumers]]`, in file order; names and API keys unique.
     pub consumers: Vec<Consumer>,
+    /// `[[jwt_providers]]`, in file order; names unique.
+    pub jwt_providers: Vec<JwtProvider>,
 }
 
 impl Config {
@@ -580,6 +582,63 @@ pub struct Consumer {
     pub api_keys: Vec<KeyDigest>,
     /// `basic`: a user name and password for HTTP basic authentication.
     pub basic: Option<BasicCredential>,
+    /// `jwt_subject`: a valid JWT whose `sub` is this names this consumer.
+    pub jwt_subject: Option<String>,
+}
+
+/// One `[[jwt_providers]]` table: who issues the tokens a route's `"jwt:NAME"` accepts, and
+/// the keys they are signed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtProvider {
+    pub name: String,
+    /// `issuer`: the `iss` a token must carry; `None`: any.
+    pub issuer: Option<String>,
+    /// `audiences`: a token's `aud` must name one of them; empty: any.
+    pub audiences: Vec<String>,
+    /// The keys of `jwks_file`, and the HMAC secret of `secret_file`.
+    pub keys: Vec<Jwk>,
+    pub jwks_file: Option<PathBuf>,
+    pub secret_file: Option<PathBuf>,
+    /// `leeway`: how far `exp` and `nbf` may be off (default 30s).
+    pub leeway: Duration,
+}
+
+/// One verification key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Jwk {
+    pub kid: Option<String>,
+    /// The key's `alg`, when the JWKS names one: tokens must then use exactly it.
+    pub alg: Option<String>,
+    pub key: JwkKey,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum JwkKey {
+    /// RS256/384/512 and PS256/384/512: the big-endian modulus and exponent.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// ES256 (P-256) or ES384 (P-384): the uncompressed point (0x04, x, y).
+    Ec { p384: bool, point: Vec<u8> },
+    /// EdDSA with Ed25519: the 32-byte public key.
+    Ed25519(Vec<u8>),
+    /// HS256/384/512: the shared secret.
+    Hmac(Vec<u8>),
+}
+
+impl fmt::Debug for Jwk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.key {
+            JwkKey::Rsa { .. } => "RSA",
+            JwkKey::Ec { p384: false, .. } => "EC P-256",
+            JwkKey::Ec { p384: true, .. } => "EC P-384",
+            JwkKey::Ed25519(_) => "Ed25519",
+            JwkKey::Hmac(_) => "HMAC secret (redacted)",
+        };
+        f.debug_struct("Jwk")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("key", &kind)
+            .finish()
+    }
 }
 
 /// `basic = { user, password_hash }` of a consumer.
@@ -634,6 +693,8 @@ pub enum AuthMethod {
     ApiKey,
     /// `"basic"`: HTTP basic authentication against a consumer's `basic` credentials.
     Basic,
+    /// `"jwt:NAME"`: a bearer JWT signed by a key of `jwt_providers[index]`.
+    Jwt(usize),
 }
 
 /// `api_key = { header, query }` of a route.

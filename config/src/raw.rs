@@ -42,6 +42,23 @@ pub(crate) struct RawConfig {
     pub routes: List<At<RawRoute>>,
     #[serde(default)]
     pub consumers: List<At<RawConsumer>>,
+    #[serde(default)]
+    pub jwt_providers: List<At<RawJwtProvider>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    expecting = "a JWT provider such as { name = \"idp\", issuer = \"https://idp.example.com\", jwks_file = \"jwks.json\" }"
+)]
+pub(crate) struct RawJwtProvider {
+    /// Required.
+    pub name: Option<Typed<String>>,
+    pub issuer: Option<Typed<String>>,
+    pub audiences: Option<List<Typed<String>>>,
+    pub jwks_file: Option<Typed<String>>,
+    pub jwks_url: Option<Typed<String>>,
+    pub secret_file: Option<Typed<String>>,
+    pub leeway: Option<Typed<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +69,7 @@ pub(crate) struct RawConsumer {
     pub groups: Option<List<Typed<String>>>,
     pub api_keys: Option<List<Typed<String>>>,
     pub basic: Option<At<RawBasic>>,
+    pub jwt_subject: Option<Typed<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -119,7 +119,7 @@ fn unknown_keys_are_rejected_with_their_path() {
     assert_eq!(
         one_error(&format!("[server]\nport = 1\n{BASE}")),
         "t.toml:1:2: server: unknown field `server`, expected one of `runtime`, `control`, \
-         `admin`, `metrics`, `access_log`, `resolver`, `listeners`, `upstreams`, `routes`, `consumers`"
+         `admin`, `metrics`, `access_log`, `resolver`, `listeners`, `upstreams`, `routes`, `consumers`, `jwt_providers`"
     );
     assert_eq!(
         one_error(&format!(
@@ -292,7 +292,7 @@ port = 1
             "t.toml:28:27: routes[1].respond.headers.x-a: invalid type: integer `1`, expected a \
              string",
             "t.toml:30:2: server: unknown field `server`, expected one of `runtime`, `control`, \
-             `admin`, `metrics`, `access_log`, `resolver`, `listeners`, `upstreams`, `routes`, `consumers`",
+             `admin`, `metrics`, `access_log`, `resolver`, `listeners`, `upstreams`, `routes`, `consumers`, `jwt_providers`",
         ]
     );
 }

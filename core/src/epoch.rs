@@ -173,7 +173,7 @@ impl Epoch {
                 }
             }
         }
-        let identity = Identity::compile(&config);
+        let identity = Identity::compile(&config, id);
         let auth = config.routes.iter().map(|r| identity.route(r)).collect();
         Ok(Epoch {
             id,

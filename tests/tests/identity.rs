@@ -293,3 +293,175 @@ both_drivers!(basic_auth_against_bcrypt_hashes, |driver| {
     let text = std::fs::read_to_string(log.path()).unwrap();
     assert!(!text.contains("open-sesame") && !text.contains(&hash));
 });
+
+mod jwt {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use base64::Engine;
+
+    pub fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// A P-256 signing key and its JWKS entry.
+    pub struct Signer {
+        pair: EcdsaKeyPair,
+        pub kid: String,
+    }
+
+    impl Signer {
+        pub fn new(kid: &str) -> Signer {
+            let rng = SystemRandom::new();
+            let pkcs8 =
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+            let pair =
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+            Signer {
+                pair,
+                kid: kid.into(),
+            }
+        }
+
+        pub fn jwk(&self) -> String {
+            let point = self.pair.public_key().as_ref();
+            format!(
+                r#"{{"kty":"EC","crv":"P-256","kid":"{}","use":"sig","x":"{}","y":"{}"}}"#,
+                self.kid,
+                b64(&point[1..33]),
+                b64(&point[33..65])
+            )
+        }
+
+        /// A token with these claims (JSON), signed ES256 under this key's kid.
+        pub fn token(&self, claims: &str) -> String {
+            let header = format!(r#"{{"alg":"ES256","typ":"JWT","kid":"{}"}}"#, self.kid);
+            let signed = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+            let sig = self
+                .pair
+                .sign(&SystemRandom::new(), signed.as_bytes())
+                .unwrap();
+            format!("{signed}.{}", b64(sig.as_ref()))
+        }
+    }
+
+    pub fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+}
+
+both_drivers!(jwts_from_a_jwks_file_name_their_consumer, |driver| {
+    let up = echo();
+    let log = TempPath::new("log");
+    let dir = TempPath::new("jwks");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let jwks = dir.path().join("jwks.json");
+    let (k1, k2) = (jwt::Signer::new("k1"), jwt::Signer::new("k2"));
+    std::fs::write(&jwks, format!(r#"{{"keys":[{}]}}"#, k1.jwk())).unwrap();
+    let toml = format!(
+        "[[listeners]]\nname = \"main\"\nlisten = \"{{listen}}\"\n\n{}\
+         [[jwt_providers]]\nname = \"idp\"\nissuer = \"https://idp.test\"\naudiences = [\"orders\"]\n\
+         jwks_file = \"{}\"\n\n\
+         [[consumers]]\nname = \"acme\"\ngroups = [\"partners\"]\njwt_subject = \"acme-service\"\n\n\
+         [[routes]]\nname = \"api\"\nupstream = \"u\"\nauth = [\"jwt:idp\"]\n\n\
+         [access_log]\npath = \"{}\"\n",
+        upstream_toml("u", &[(up.addr(), 1)], ""),
+        jwks.display(),
+        log.path().display(),
+    );
+    let gw = Gateway::start(driver, &toml);
+    let now = jwt::now();
+    let claims = |sub: &str, aud: &str, exp: u64| {
+        format!(r#"{{"iss":"https://idp.test","aud":"{aud}","sub":"{sub}","exp":{exp}}}"#)
+    };
+    let good = k1.token(&claims("acme-service", "orders", now + 300));
+    let bearer = |t: &str| format!("authorization: Bearer {t}\r\n");
+
+    let missing = send(&gw, "/", "");
+    assert_eq!(missing.status, 401);
+    assert_eq!(
+        missing.header("www-authenticate"),
+        Some("Bearer realm=\"ringway\"")
+    );
+    for _ in 0..2 {
+        let ok = send(&gw, "/", &bearer(&good));
+        assert_eq!(ok.status, 200);
+    }
+    let refused = [
+        k1.token(&claims("acme-service", "orders", now - 120)),
+        k1.token(&claims("acme-service", "billing", now + 300)),
+        k1.token(&claims("someone-else", "orders", now + 300)),
+        k2.token(&claims("acme-service", "orders", now + 300)),
+        format!(
+            "{}.{}.",
+            jwt::b64(br#"{"alg":"none"}"#),
+            jwt::b64(claims("acme-service", "orders", now + 300).as_bytes())
+        ),
+        "not-a-jwt".to_string(),
+    ];
+    for token in &refused {
+        assert_eq!(send(&gw, "/", &bearer(token)).status, 401, "{token}");
+    }
+    let got = up.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].header_all("x-consumer"), ["acme"]);
+    assert_eq!(got[0].header_all("x-consumer-groups"), ["partners"]);
+    assert_eq!(
+        got[0].header("authorization"),
+        Some(format!("Bearer {good}").as_str()),
+        "tokens are forwarded"
+    );
+    let lines = log_lines(&log, 9);
+    let reasons: Vec<&str> = lines[3..9]
+        .iter()
+        .map(|l| l["auth"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "expired_token",
+            "token_claims",
+            "unknown_subject",
+            "invalid_token",
+            "invalid_token",
+            "malformed_token"
+        ]
+    );
+
+    // Key rotation: the provider's keys are read again by a reload.
+    std::fs::write(&jwks, format!(r#"{{"keys":[{}]}}"#, k2.jwk())).unwrap();
+    gw.ctl(&["reload"]).expect_ok("reload");
+    assert_eq!(
+        send(&gw, "/", &bearer(&good)).status,
+        401,
+        "k1 was rotated out"
+    );
+    let rotated = k2.token(&claims("acme-service", "orders", now + 300));
+    assert_eq!(send(&gw, "/", &bearer(&rotated)).status, 200);
+});
+
+both_drivers!(grpc_calls_refused_by_auth_get_grpc_statuses, |driver| {
+    let up = echo();
+    let log = TempPath::new("log");
+    let gw = gateway(driver, &up, &log);
+    let status = h2client::block_on(Duration::from_secs(20), async {
+        let mut h2 = h2client::connect(gw.addr()).await;
+        let mut req = h2client::request("POST", "/api/pkg.Svc/Call");
+        req.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        let (resp, _) = h2.send.send_request(req, true).expect("a stream");
+        let resp = resp.await.expect("an answer");
+        (
+            resp.status().as_u16(),
+            resp.headers()
+                .get("grpc-status")
+                .map(|v| v.to_str().unwrap().to_string()),
+        )
+    });
+    assert_eq!(status, (200, Some("16".to_string())));
+    assert_eq!(up.requests(), 0);
+});

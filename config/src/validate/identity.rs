@@ -8,7 +8,9 @@ use super::Ctx;
 use crate::model::{
     Acl, ApiKeyFrom, AuthMethod, BasicCredential, Consumer, KeyDigest, Principal, RouteAuth,
 };
-use crate::raw::{At, List, RawAcl, RawApiKeyFrom, RawBasic, RawConsumer, RawRoute, Typed};
+use crate::raw::{
+    At, List, RawAcl, RawApiKeyFrom, RawBasic, RawConfig, RawConsumer, RawRoute, Typed,
+};
 
 /// The default header of `api_key`.
 const API_KEY_HEADER: &str = "x-api-key";
@@ -36,6 +38,7 @@ pub(super) fn consumers(ctx: &mut Ctx<'_>, raw: &List<At<RawConsumer>>) -> Vec<C
     // Which consumer holds each key and each basic user: one naming two consumers is an error.
     let mut holders: HashMap<KeyDigest, String> = HashMap::new();
     let mut users: HashMap<String, String> = HashMap::new();
+    let mut subjects: HashMap<String, String> = HashMap::new();
     let mut valid = Vec::new();
     for (i, spanned) in raw.iter().enumerate() {
         let c = spanned.get_ref();
@@ -53,14 +56,36 @@ pub(super) fn consumers(ctx: &mut Ctx<'_>, raw: &List<At<RawConsumer>>) -> Vec<C
             None => Some(None),
             Some(raw) => basic(ctx, &prefix, raw, name.as_deref(), &mut users).map(Some),
         };
-        if let (Some(name), Some(groups), Some(api_keys), Some(basic)) =
-            (name, groups, api_keys, basic)
+        let key = format!("{prefix}.jwt_subject");
+        let jwt_subject = ctx
+            .optional(c.jwt_subject.as_ref(), &key)
+            .and_then(|s| match s {
+                None => Some(None),
+                Some(s) if s.get_ref().is_empty() => ctx.fail(s, key.clone(), "must not be empty"),
+                Some(s) => match (subjects.get(s.get_ref()), &name) {
+                    (Some(other), _) => {
+                        let message = format!(
+                            "subject \"{}\" is already consumer \"{other}\"'s",
+                            s.get_ref()
+                        );
+                        ctx.fail(s, key.clone(), message)
+                    }
+                    (None, Some(name)) => {
+                        subjects.insert(s.get_ref().clone(), name.clone());
+                        Some(Some(s.get_ref().clone()))
+                    }
+                    (None, None) => Some(Some(s.get_ref().clone())),
+                },
+            });
+        if let (Some(name), Some(groups), Some(api_keys), Some(basic), Some(jwt_subject)) =
+            (name, groups, api_keys, basic, jwt_subject)
         {
             valid.push(Consumer {
                 name,
                 groups,
                 api_keys,
                 basic,
+                jwt_subject,
             });
         }
     }
@@ -230,14 +255,23 @@ fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
 pub(super) struct Known<'r> {
     consumers: HashSet<&'r str>,
     groups: HashSet<&'r str>,
+    /// JWT provider names, in file order (their index is the provider's).
+    providers: Vec<&'r str>,
 }
 
-pub(super) fn known(raw: &List<At<RawConsumer>>) -> Option<Known<'_>> {
+pub(super) fn known(config: &RawConfig) -> Option<Known<'_>> {
     let mut known = Known {
         consumers: HashSet::new(),
         groups: HashSet::new(),
+        providers: Vec::new(),
     };
-    for c in raw.items().ok()? {
+    for p in config.jwt_providers.items().ok()? {
+        match p.get_ref().name.as_ref()? {
+            Typed::Ok(name) => known.providers.push(name.get_ref()),
+            Typed::Wrong { .. } => return None,
+        }
+    }
+    for c in config.consumers.items().ok()? {
         let c = c.get_ref();
         match c.name.as_ref()? {
             Typed::Ok(name) => known.consumers.insert(name.get_ref()),
@@ -264,7 +298,7 @@ pub(super) fn route_auth(
 ) -> Option<(Option<RouteAuth>, Option<Acl>)> {
     let methods = match r.auth.as_ref() {
         None => Some(None),
-        Some(raw) => auth_methods(ctx, prefix, raw).map(Some),
+        Some(raw) => auth_methods(ctx, prefix, raw, known).map(Some),
     };
     let api_key = api_key_from(ctx, prefix, r.api_key.as_ref(), methods.as_ref());
     let acl = match r.acl.as_ref() {
@@ -294,6 +328,7 @@ fn auth_methods(
     ctx: &mut Ctx<'_>,
     prefix: &str,
     raw: &List<Typed<String>>,
+    known: Option<&Known<'_>>,
 ) -> Option<Vec<AuthMethod>> {
     let key = format!("{prefix}.auth");
     let items = ctx.list(raw, &key)?;
@@ -313,9 +348,24 @@ fn auth_methods(
         let parsed = match method.get_ref().as_str() {
             "api_key" => AuthMethod::ApiKey,
             "basic" => AuthMethod::Basic,
+            other if other.starts_with("jwt:") => {
+                let name = &other[4..];
+                match known.map(|k| k.providers.iter().position(|p| *p == name)) {
+                    Some(Some(index)) => AuthMethod::Jwt(index),
+                    // A provider name could not be read: reported there.
+                    None => AuthMethod::Jwt(0),
+                    Some(None) => {
+                        let message = format!("no JWT provider named \"{name}\"");
+                        ctx.error(method, key, message);
+                        all_valid = false;
+                        continue;
+                    }
+                }
+            }
             other => {
-                let message =
-                    format!("unknown auth method \"{other}\"; expected \"api_key\" or \"basic\"");
+                let message = format!(
+                    "unknown auth method \"{other}\"; expected \"api_key\", \"basic\" or \"jwt:PROVIDER\""
+                );
                 ctx.error(method, key, message);
                 all_valid = false;
                 continue;
@@ -572,7 +622,7 @@ name = \"bob\"
             ("auth = []", "routes[0].auth: must list at least one method"),
             (
                 "auth = [\"jwt\"]",
-                "routes[0].auth[0]: unknown auth method \"jwt\"; expected \"api_key\" or \"basic\"",
+                "routes[0].auth[0]: unknown auth method \"jwt\"; expected \"api_key\", \"basic\" or \"jwt:PROVIDER\"",
             ),
             (
                 "auth = [\"api_key\", \"api_key\"]",

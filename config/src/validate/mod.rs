@@ -6,6 +6,7 @@
 mod action;
 mod check;
 mod identity;
+mod jwt;
 mod limit;
 mod listener;
 mod path;
@@ -219,6 +220,7 @@ pub(crate) fn validate(
     let resolver = resolver::resolver(&mut ctx, raw.resolver.as_ref());
     ctx.resolver = resolver.clone();
     let upstreams = upstream::upstreams(&mut ctx, &raw.upstreams);
+    let jwt_providers = jwt::jwt_providers(&mut ctx, &raw.jwt_providers);
     let consumers = identity::consumers(&mut ctx, &raw.consumers);
     let routes = route::routes(&mut ctx, raw);
     let mut errors = ctx.errors;
@@ -241,6 +243,7 @@ pub(crate) fn validate(
                 upstreams,
                 routes,
                 consumers,
+                jwt_providers,
             })
         }
         // Every `None` above comes with a recorded error.

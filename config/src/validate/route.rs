@@ -38,7 +38,7 @@ pub(super) fn routes(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<Route> {
     );
     let listeners = known_names(&raw.listeners, |l| l.name.as_ref());
     let upstreams = known_names(&raw.upstreams, |u| u.name.as_ref());
-    let consumers = identity::known(&raw.consumers);
+    let consumers = identity::known(raw);
     let mut valid = Vec::new();
     for (i, spanned) in routes.iter().enumerate() {
         let r = spanned.get_ref();

@@ -93,12 +93,26 @@ pub fn render(config: &Config) -> Value {
             })
         })
         .collect();
-    let routes: Vec<Value> = config.routes.iter().map(route).collect();
+    let routes: Vec<Value> = config.routes.iter().map(|r| route(config, r)).collect();
+    let jwt_providers: Vec<Value> = (config.jwt_providers.iter())
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "issuer": p.issuer,
+                "audiences": p.audiences,
+                "jwks_file": p.jwks_file.as_ref().map(|f| f.display().to_string()),
+                "secret_file": p.secret_file.as_ref().map(|f| f.display().to_string()),
+                "leeway": duration(p.leeway),
+                "keys": p.keys.len(),
+            })
+        })
+        .collect();
     // Keys are never shown, not even their digests (`api_keys` is redacted by its name).
     let consumers: Vec<Value> = (config.consumers.iter())
         .map(|c| {
             json!({
                 "name": c.name,
+                "jwt_subject": c.jwt_subject,
                 "groups": c.groups,
                 "api_keys": c.api_keys.len(),
                 "basic": c.basic.as_ref().map(|b| json!({ "user": b.user, "password_hash": "<redacted>" })),
@@ -133,6 +147,7 @@ pub fn render(config: &Config) -> Value {
         "upstreams": upstreams,
         "routes": routes,
         "consumers": consumers,
+        "jwt_providers": jwt_providers,
     });
     if let Some(log) = &config.access_log {
         out["access_log"] = json!({ "path": log.path.display().to_string() });
@@ -169,7 +184,7 @@ fn listener_tls(t: &ringway_config::ListenerTls) -> Value {
     })
 }
 
-fn route(r: &ringway_config::Route) -> Value {
+fn route(config: &Config, r: &ringway_config::Route) -> Value {
     let mut m = Map::new();
     m.insert("name".into(), json!(r.name));
     if !r.listeners.is_empty() {
@@ -256,10 +271,13 @@ fn route(r: &ringway_config::Route) -> Value {
         m.insert("max_in_flight".into(), json!(max.get()));
     }
     if let Some(auth) = &r.auth {
-        let methods: Vec<&str> = (auth.methods.iter())
+        let methods: Vec<String> = (auth.methods.iter())
             .map(|m| match m {
-                ringway_config::AuthMethod::ApiKey => "api_key",
-                ringway_config::AuthMethod::Basic => "basic",
+                ringway_config::AuthMethod::ApiKey => "api_key".to_string(),
+                ringway_config::AuthMethod::Basic => "basic".to_string(),
+                ringway_config::AuthMethod::Jwt(i) => {
+                    format!("jwt:{}", config.jwt_providers[*i].name)
+                }
             })
             .collect();
         m.insert("auth".into(), json!(methods));

@@ -14,6 +14,7 @@ use base64::Engine;
 use ringway_config::{AuthMethod, Config, KeyDigest, Principal};
 
 use super::basic::{self, BasicCache};
+use super::jwt;
 use crate::http::h1::{HeaderRef, RequestHead, Span};
 
 /// Longest API key read from a query parameter (percent-decoded on the stack).
@@ -26,6 +27,11 @@ pub struct Identity {
     keys: AHashMap<u64, Vec<(KeyDigest, u32)>>,
     /// Basic-auth users: their consumer and bcrypt hash.
     basic: AHashMap<Box<[u8]>, (u32, Arc<str>)>,
+    /// The JWT providers, by index, and the consumers by their `jwt_subject`.
+    jwt: Vec<jwt::Provider>,
+    subjects: AHashMap<Box<str>, u32>,
+    /// The epoch this identity belongs to: a shard's remembered tokens are only good for it.
+    epoch: u64,
     /// Consumer and group numbers by name, for compiling routes' ACLs.
     consumer_ids: AHashMap<Box<str>, u32>,
     group_ids: AHashMap<Box<str>, u32>,
@@ -84,6 +90,16 @@ pub enum AuthFailure {
     UnknownUser,
     /// Basic credentials whose password does not match.
     BadPassword,
+    /// A bearer token that is not a JWT.
+    MalformedToken,
+    /// A JWT whose algorithm, key or signature is refused.
+    InvalidToken,
+    /// A JWT past its `exp` (or before its `nbf`), or without `exp`.
+    ExpiredToken,
+    /// A JWT of another issuer or audience.
+    TokenClaims,
+    /// A valid JWT whose `sub` is no consumer's `jwt_subject`.
+    UnknownSubject,
 }
 
 impl AuthFailure {
@@ -94,6 +110,11 @@ impl AuthFailure {
             AuthFailure::MalformedBasic => "malformed_basic",
             AuthFailure::UnknownUser => "unknown_user",
             AuthFailure::BadPassword => "bad_password",
+            AuthFailure::MalformedToken => "malformed_token",
+            AuthFailure::InvalidToken => "invalid_token",
+            AuthFailure::ExpiredToken => "expired_token",
+            AuthFailure::TokenClaims => "token_claims",
+            AuthFailure::UnknownSubject => "unknown_subject",
         }
     }
 }
@@ -107,6 +128,8 @@ pub enum Credential {
     Query(Span),
     /// In the `authorization` field (basic credentials: that field is dropped).
     Basic,
+    /// A bearer token in the `authorization` field: forwarded, for the upstream to read.
+    Bearer,
 }
 
 /// What authenticating a request came to: an answer, or a password to verify first.
@@ -127,7 +150,7 @@ fn prefix(d: &KeyDigest) -> u64 {
 }
 
 impl Identity {
-    pub fn compile(config: &Config) -> Identity {
+    pub fn compile(config: &Config, epoch: u64) -> Identity {
         let mut group_ids: AHashMap<Box<str>, u32> = AHashMap::new();
         let mut keys: AHashMap<u64, Vec<(KeyDigest, u32)>> = AHashMap::new();
         let consumers = (config.consumers.iter().enumerate())
@@ -162,10 +185,21 @@ impl Identity {
         let consumer_ids = (config.consumers.iter().enumerate())
             .map(|(i, c)| (c.name.as_str().into(), i as u32))
             .collect();
+        let jwt = config
+            .jwt_providers
+            .iter()
+            .map(jwt::Provider::compile)
+            .collect();
+        let subjects = (config.consumers.iter().enumerate())
+            .filter_map(|(i, c)| Some((c.jwt_subject.as_deref()?.into(), i as u32)))
+            .collect();
         Identity {
             consumers,
             keys,
             basic,
+            jwt,
+            subjects,
+            epoch,
             consumer_ids,
             group_ids,
         }
@@ -192,14 +226,19 @@ impl Identity {
             deny_groups: ids(&acl.deny, false),
             allow_listed: !acl.allow.is_empty(),
         });
-        let mut challenge = Vec::new();
+        let mut challenge: Vec<u8> = Vec::new();
         for method in &auth.methods {
-            challenge.extend_from_slice(match method {
+            let line: &[u8] = match method {
                 AuthMethod::ApiKey => b"www-authenticate: ApiKey realm=\"ringway\"\r\n",
                 AuthMethod::Basic => {
                     b"www-authenticate: Basic realm=\"ringway\", charset=\"UTF-8\"\r\n"
                 }
-            });
+                AuthMethod::Jwt(_) => b"www-authenticate: Bearer realm=\"ringway\"\r\n",
+            };
+            // Several providers share one Bearer challenge.
+            if !challenge.windows(line.len()).any(|w| w == line) {
+                challenge.extend_from_slice(line);
+            }
         }
         Some(RouteAuth {
             challenge: challenge.into(),
@@ -218,7 +257,7 @@ impl Identity {
         src: &[u8],
         head: &RequestHead,
         headers: &[HeaderRef],
-        cache: &BasicCache,
+        cache: &mut AuthCache,
     ) -> Attempt {
         let mut failure = AuthFailure::Missing;
         for method in &auth.methods {
@@ -228,14 +267,58 @@ impl Identity {
                     Some(Err(e)) => failure = e,
                     None => {}
                 },
-                AuthMethod::Basic => match self.basic(src, headers, cache) {
+                AuthMethod::Basic => match self.basic(src, headers, &cache.basic) {
                     Some(Ok(attempt)) => return attempt,
+                    Some(Err(e)) => failure = e,
+                    None => {}
+                },
+                AuthMethod::Jwt(provider) => match self.bearer(*provider, src, headers, cache) {
+                    Some(Ok(consumer)) => return Attempt::Done(Ok((consumer, Credential::Bearer))),
                     Some(Err(e)) => failure = e,
                     None => {}
                 },
             }
         }
         Attempt::Done(Err(failure))
+    }
+
+    /// `None`: no bearer token in the request. A token verified before, for this provider
+    /// and epoch, is taken from the shard's cache until its `exp` (at most [`jwt::CACHE_FOR`]).
+    fn bearer(
+        &self,
+        provider: usize,
+        src: &[u8],
+        headers: &[HeaderRef],
+        cache: &mut AuthCache,
+    ) -> Option<Result<u32, AuthFailure>> {
+        let value = headers
+            .iter()
+            .find(|h| h.name.get(src).eq_ignore_ascii_case(b"authorization"))
+            .map(|h| h.value.get(src))?;
+        let token = scheme_credentials(value, b"bearer")?;
+        let now = jwt::unix_now();
+        if let Some(hit) = cache.jwt.get(token, provider as u32, self.epoch, now) {
+            return Some(Ok(hit));
+        }
+        let claims = match self.jwt.get(provider)?.verify(token, now) {
+            Ok(claims) => claims,
+            Err(e) => {
+                return Some(Err(match e {
+                    jwt::JwtError::Malformed => AuthFailure::MalformedToken,
+                    jwt::JwtError::Invalid => AuthFailure::InvalidToken,
+                    jwt::JwtError::Expired => AuthFailure::ExpiredToken,
+                    jwt::JwtError::Claims => AuthFailure::TokenClaims,
+                }))
+            }
+        };
+        let Some(&consumer) = claims.sub.as_deref().and_then(|s| self.subjects.get(s)) else {
+            return Some(Err(AuthFailure::UnknownSubject));
+        };
+        let until = claims.exp.min(now + jwt::CACHE_FOR.as_secs());
+        cache
+            .jwt
+            .put(token, provider as u32, self.epoch, consumer, until);
+        Some(Ok(consumer))
     }
 
     /// `None`: no basic credentials in the request.
@@ -249,7 +332,7 @@ impl Identity {
             .iter()
             .find(|h| h.name.get(src).eq_ignore_ascii_case(b"authorization"))
             .map(|h| h.value.get(src))?;
-        let encoded = basic_credentials(value)?;
+        let encoded = scheme_credentials(value, b"basic")?;
         let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
             return Some(Err(AuthFailure::MalformedBasic));
         };
@@ -340,12 +423,60 @@ impl Identity {
     }
 }
 
-/// The credentials of an `Authorization: Basic ...` value (the scheme in any case).
-fn basic_credentials(value: &[u8]) -> Option<&[u8]> {
-    let (scheme, rest) = value.split_at(value.iter().position(|&b| b == b' ')?);
-    scheme
-        .eq_ignore_ascii_case(b"basic")
+/// The credentials of an `Authorization` value of `scheme` (lower-case; matched in any case).
+fn scheme_credentials<'v>(value: &'v [u8], scheme: &[u8]) -> Option<&'v [u8]> {
+    let (given, rest) = value.split_at(value.iter().position(|&b| b == b' ')?);
+    given
+        .eq_ignore_ascii_case(scheme)
         .then(|| rest.trim_ascii())
+}
+
+/// What a shard remembers of credentials it checked: basic-auth passwords and verified JWTs.
+#[derive(Default)]
+pub struct AuthCache {
+    pub basic: BasicCache,
+    pub jwt: JwtCache,
+}
+
+/// Verified tokens, by their whole text, with the provider and epoch that verified them.
+#[derive(Default)]
+pub struct JwtCache {
+    entries: AHashMap<Box<[u8]>, JwtEntry>,
+}
+
+struct JwtEntry {
+    provider: u32,
+    epoch: u64,
+    consumer: u32,
+    /// Seconds since the Unix epoch.
+    until: u64,
+}
+
+/// Tokens each shard remembers.
+const JWT_CACHE: usize = 4096;
+
+impl JwtCache {
+    fn get(&self, token: &[u8], provider: u32, epoch: u64, now: u64) -> Option<u32> {
+        let e = self.entries.get(token)?;
+        (e.provider == provider && e.epoch == epoch && now <= e.until).then_some(e.consumer)
+    }
+
+    fn put(&mut self, token: &[u8], provider: u32, epoch: u64, consumer: u32, until: u64) {
+        if self.entries.len() >= JWT_CACHE {
+            let now = jwt::unix_now();
+            self.entries.retain(|_, e| e.until >= now);
+            if self.entries.len() >= JWT_CACHE {
+                self.entries.clear();
+            }
+        }
+        let entry = JwtEntry {
+            provider,
+            epoch,
+            consumer,
+            until,
+        };
+        self.entries.insert(token.into(), entry);
+    }
 }
 
 /// The first `name=value` parameter of the request's query: the span of the parameter with

@@ -44,7 +44,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let config = ringway_config::parse(CONFIG, "t.toml").unwrap();
-    let identity = Identity::compile(&config);
+    let identity = Identity::compile(&config, 1);
     let partners = identity.route(&config.routes[0]).unwrap();
     let deny = identity.route(&config.routes[1]).unwrap();
     Fixture {
@@ -68,7 +68,7 @@ fn auth(f: &Fixture, route: &RouteAuth, request: &str) -> Result<(u32, Credentia
         request.as_bytes(),
         &head,
         &headers,
-        &BasicCache::default(),
+        &mut AuthCache::default(),
     ) {
         Attempt::Done(result) => result,
         Attempt::Verify { .. } => panic!("no basic credentials here"),
@@ -110,7 +110,7 @@ fn hashed_keys_match_the_key_they_hash() {
     assert_eq!(auth(&f, &f.deny, req), Err(AuthFailure::UnknownApiKey));
     let mut config = ringway_config::parse(CONFIG, "t.toml").unwrap();
     config.consumers[1].api_keys = vec![KeyDigest::of(b"bob-key-0002")];
-    let identity = Identity::compile(&config);
+    let identity = Identity::compile(&config, 1);
     let route = identity.route(&config.routes[1]).unwrap();
     let limits = RequestLimits {
         max_request_line: 8192,
@@ -126,7 +126,7 @@ fn hashed_keys_match_the_key_they_hash() {
         req.as_bytes(),
         &head,
         &headers,
-        &BasicCache::default(),
+        &mut AuthCache::default(),
     );
     assert!(matches!(
         attempt,

@@ -11,6 +11,7 @@
 pub mod basic;
 pub mod concurrency;
 pub mod identity;
+pub mod jwt;
 pub mod notify;
 pub mod rate_limit;
 pub mod retry;

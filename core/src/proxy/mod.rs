@@ -593,8 +593,8 @@ async fn handle(
     if let Some(auth) = &epoch.auth[route] {
         let identity = &epoch.identity;
         let attempt = {
-            let cache = shard.basic_cache.borrow();
-            identity.authenticate(auth, d.buf.data(), head, &d.headers, &cache)
+            let mut cache = shard.auth_cache.borrow_mut();
+            identity.authenticate(auth, d.buf.data(), head, &d.headers, &mut cache)
         };
         let result = match attempt {
             Attempt::Done(result) => result,
@@ -612,7 +612,7 @@ async fn handle(
                 Some(verification) => {
                     let matched = verification.await;
                     let now = Instant::now();
-                    shard.basic_cache.borrow_mut().put(key, matched, now);
+                    (shard.auth_cache.borrow_mut().basic).put(key, matched, now);
                     match matched {
                         true => Ok((consumer, Credential::Basic)),
                         false => Err(AuthFailure::BadPassword),

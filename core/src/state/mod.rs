@@ -85,8 +85,8 @@ pub struct Shard {
     pub access_log: Option<AccessLog>,
     /// Rate limiters and their leases, across epochs.
     pub policy: ShardPolicy,
-    /// Basic-auth passwords this shard verified lately, and the ones it refused.
-    pub basic_cache: RefCell<crate::policy::basic::BasicCache>,
+    /// Credentials this shard checked lately: basic-auth passwords and verified JWTs.
+    pub auth_cache: RefCell<crate::policy::identity::AuthCache>,
     rng: Cell<u64>,
 }
 
@@ -123,7 +123,7 @@ impl Shard {
             events,
             access_log,
             policy,
-            basic_cache: RefCell::default(),
+            auth_cache: RefCell::default(),
             rng: Cell::new(seed | 1),
         }
     }
