@@ -62,6 +62,29 @@ impl Target {
     }
 }
 
+impl Target {
+    /// Adds `Name: value` header lines to every request (credentials for an authenticated
+    /// route, say).
+    pub fn add_headers(&mut self, headers: &[String]) -> Result<()> {
+        let end = self
+            .request
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .context("request without a head")?
+            + 2;
+        let mut lines = Vec::new();
+        for h in headers {
+            if !h.contains(':') || h.contains(['\r', '\n']) {
+                bail!("--header {h:?}: expected \"Name: value\"");
+            }
+            lines.extend_from_slice(h.as_bytes());
+            lines.extend_from_slice(b"\r\n");
+        }
+        self.request.splice(end..end, lines);
+        Ok(())
+    }
+}
+
 fn request(host: &str, path: &str, body: usize) -> Vec<u8> {
     let mut r = if body > 0 {
         format!(
@@ -132,6 +155,15 @@ mod tests {
             t.request,
             b"GET /a/b?c=1 HTTP/1.1\r\nhost: 127.0.0.1:8080\r\n\r\n".to_vec()
         );
+        let mut t = Target::parse("http://127.0.0.1:8080/a/b?c=1", 0).expect("valid");
+        t.add_headers(&["x-api-key: k".into(), "x-b: 2".into()])
+            .unwrap();
+        assert_eq!(
+            t.request,
+            b"GET /a/b?c=1 HTTP/1.1\r\nhost: 127.0.0.1:8080\r\nx-api-key: k\r\nx-b: 2\r\n\r\n"
+                .to_vec()
+        );
+        assert!(t.add_headers(&["no-colon".into()]).is_err());
         let t = Target::parse("http://127.0.0.1", 3).expect("valid");
         assert_eq!(t.addr.port(), 80);
         assert!(t

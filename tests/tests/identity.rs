@@ -95,6 +95,14 @@ both_drivers!(
         assert_eq!((q.status, q.text().as_str()), (200, "up /api/y?z=1"));
         let q2 = send(&gw, "/api/y?a=1&apikey=bob-key-0002", "");
         assert_eq!(q2.text(), "up /api/y?a=1");
+        // Let in by the header: a key in the query (here someone else's, twice) goes
+        // nowhere either.
+        let both = send(
+            &gw,
+            "/api/z?apikey=bob-key-0002&b=1&apikey=bob-key-0002",
+            "x-api-key: acme-key-0001\r\n",
+        );
+        assert_eq!(both.text(), "up /api/z?b=1");
 
         let got = up.received();
         assert_eq!(got[0].header_all("x-consumer"), ["acme"]);
@@ -115,14 +123,18 @@ both_drivers!(
         let last = got.last().unwrap();
         assert!(last.header("x-consumer").is_none() && last.header("x-consumer-groups").is_none());
 
-        let lines = log_lines(&log, 6);
+        let lines = log_lines(&log, 7);
         assert_eq!(lines[0]["status"], 401);
         assert_eq!(lines[0]["cause"], "unauthenticated");
         assert_eq!(lines[0]["auth"], "no_credentials");
         assert_eq!(lines[1]["auth"], "unknown_api_key");
         assert_eq!(lines[2]["consumer"], "acme");
         assert_eq!(lines[3]["consumer"], "bob");
-        assert_eq!(lines[5]["consumer"], serde_json::Value::Null);
+        assert_eq!(
+            lines[5]["path"],
+            "/api/z?apikey=<redacted>&b=1&apikey=<redacted>"
+        );
+        assert_eq!(lines[6]["consumer"], serde_json::Value::Null);
         let text = std::fs::read_to_string(log.path()).unwrap();
         assert!(!text.contains("acme-key-0001"), "no key in the log");
         assert_eq!(

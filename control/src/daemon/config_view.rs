@@ -281,10 +281,11 @@ fn route(config: &Config, r: &ringway_config::Route) -> Value {
             })
             .collect();
         m.insert("auth".into(), json!(methods));
-        m.insert(
-            "api_key".into(),
-            json!({ "header": auth.api_key.header, "query": auth.api_key.query }),
-        );
+        // Where keys are read, not keys: named so that redaction leaves them shown.
+        if auth.methods.contains(&ringway_config::AuthMethod::ApiKey) {
+            m.insert("api_key_header".into(), json!(auth.api_key.header));
+            m.insert("api_key_query_name".into(), json!(auth.api_key.query));
+        }
     }
     if let Some(acl) = &r.acl {
         let names = |list: &[ringway_config::Principal]| -> Vec<String> {
@@ -499,6 +500,7 @@ mod tests {
         assert_eq!(v["consumers"][0]["name"], "acme");
         assert_eq!(v["consumers"][0]["groups"][0], "partners");
         assert_eq!(v["routes"][0]["auth"][0], "api_key");
+        assert_eq!(v["routes"][0]["api_key_header"], "x-api-key");
         assert_eq!(v["routes"][0]["acl"]["allow"][0], "group:partners");
     }
 }

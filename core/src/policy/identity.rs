@@ -384,16 +384,17 @@ impl Identity {
         Some(self.key_owner(key).map(|c| (c, Credential::Query(span))))
     }
 
-    /// The raw value of the route's API key query parameter in the request, if any: what the
-    /// access log must not show, whether the key was good or not.
-    pub fn query_secret<'s>(
+    /// The route's API key query parameter in the request, if any: its span (with the `?` or
+    /// `&` before it) and raw value, which neither the upstream nor the access log may see,
+    /// whichever credentials let the request in and whether that key was good or not.
+    pub fn query_credential<'s>(
         &self,
         auth: &RouteAuth,
         src: &'s [u8],
         head: &RequestHead,
-    ) -> Option<&'s [u8]> {
+    ) -> Option<(Span, &'s [u8])> {
         let name = auth.key_query.as_deref()?;
-        query_param(src, head, name.as_bytes()).map(|(_, value)| value)
+        query_param(src, head, name.as_bytes())
     }
 
     fn key_owner(&self, key: &[u8]) -> Result<u32, AuthFailure> {

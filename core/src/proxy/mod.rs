@@ -620,11 +620,13 @@ async fn handle(
                 }
             },
         };
+        // Every copy of the key parameter leaves the target, whatever let the request in.
+        while let Some((param, value)) = identity.query_credential(auth, d.buf.data(), head) {
+            d.log.redact(value);
+            remove_query_param(&mut d.buf, head, param);
+        }
         match result {
             Err(failure) => {
-                if let Some(secret) = identity.query_secret(auth, d.buf.data(), head) {
-                    d.log.redact(secret);
-                }
                 d.log.auth_failure = Some(failure);
                 return respond_unauthorized(d, head, auth.challenge()).await;
             }
@@ -633,12 +635,6 @@ async fn handle(
                 d.log.credential = Some(credential);
                 if !identity.allows(auth, consumer) {
                     return respond_static(d, head, 403, cfg).await;
-                }
-                if let Credential::Query(param) = credential {
-                    let text = param.get(d.buf.data());
-                    let value = text.splitn(2, |&b| b == b'=').nth(1).unwrap_or(b"");
-                    d.log.redact(value);
-                    remove_query_param(&mut d.buf, head, param);
                 }
             }
         }

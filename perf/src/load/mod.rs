@@ -54,6 +54,9 @@ pub struct Args {
     /// Request body bytes: a POST with content-length when above 0, else a GET.
     #[arg(long, default_value_t = 0)]
     body: usize,
+    /// A header line added to every request, "Name: value" (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
     /// Close each connection after this many responses and open a new one (1: a connection,
     /// and on https:// a TLS handshake, per request). Default: keep-alive, unlimited.
     #[arg(long)]
@@ -99,7 +102,8 @@ struct Interval {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let target = Target::parse(&args.url, args.body)?;
+    let mut target = Target::parse(&args.url, args.body)?;
+    target.add_headers(&args.headers)?;
     if args.threads == 0 || args.connections < args.threads as u64 {
         bail!("need at least one thread and one connection per thread");
     }
