@@ -11,6 +11,11 @@
 #                                                HTTP/1.1 stub
 #   MODE=grpc perf/callgrind.sh                  gRPC-shaped unary calls over h2c to an h2
 #                                                upstream (a second ringway answering them)
+#   MODE=apikey perf/callgrind.sh                the h1 GETs on a route with auth = ["api_key"]
+#   MODE=jwt perf/callgrind.sh                   the h1 GETs on a route with auth = ["jwt:..."]
+#                                                (one HS256 token: cached after its first use)
+#   NOAUTH=1 MODE=apikey|jwt perf/callgrind.sh   the same requests (credentials and all) on the
+#                                                route without auth: the baseline of the two above
 #
 # Needs valgrind and the release binaries (cargo build --release -p ringway-control -p ringway-perf).
 set -euo pipefail
@@ -71,17 +76,56 @@ EOF
     disown
     wait_port "$grpc_port"
 fi
+auth_header=""
+route_auth=""
+identity=""
 case $MODE in
-    h1) load() { "$PERF" load --url "$1" --connections 10 --rate "$RATE" "${@:2}"; } ;;
+    apikey)
+        identity="[[consumers]]
+name = \"bench\"
+api_keys = [\"bench-key-0123456789\"]"
+        route_auth='auth = ["api_key"]'
+        auth_header="x-api-key: bench-key-0123456789" ;;
+    jwt)
+        secret="bench-secret-0123456789-0123456789"
+        printf '%s' "$secret" >"$work/hs.key"
+        token=$(python3 - "$secret" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+b = lambda d: base64.urlsafe_b64encode(d).rstrip(b"=")
+head = b(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b(json.dumps({"sub": "bench", "iss": "bench-idp", "exp": int(time.time()) + 3600}).encode())
+sig = b(hmac.new(sys.argv[1].encode(), head + b"." + body, hashlib.sha256).digest())
+print((head + b"." + body + b"." + sig).decode())
+PY
+)
+        identity="[[jwt_providers]]
+name = \"idp\"
+issuer = \"bench-idp\"
+secret_file = \"$work/hs.key\"
+[[consumers]]
+name = \"bench\"
+jwt_subject = \"bench\""
+        route_auth='auth = ["jwt:idp"]'
+        auth_header="authorization: Bearer $token" ;;
+esac
+if [ -n "${NOAUTH:-}" ]; then route_auth=""; identity=""; fi
+case $MODE in
+    h1|apikey|jwt) load() {
+        if [ -n "$auth_header" ]; then
+            "$PERF" load --url "$1" --connections 10 --rate "$RATE" --header "$auth_header" "${@:2}"
+        else
+            "$PERF" load --url "$1" --connections 10 --rate "$RATE" "${@:2}"
+        fi
+    } ;;
     h2) load() { "$PERF" h2 --url "$1" --connections 4 --streams 100 --rate "$RATE" "${@:2}"; } ;;
     grpc) load() { "$PERF" h2 --grpc --url "$1" --connections 4 --streams 100 --rate "$RATE" "${@:2}"; } ;;
-    *) echo "MODE is h1, h2 or grpc" >&2; exit 1 ;;
+    *) echo "MODE is h1, h2, grpc, apikey or jwt" >&2; exit 1 ;;
 esac
 path=/
 extra=""
 # h2 modes: up to 400 streams at once, each its own HTTP/1.1 connection to the stub.
 stub_extra=""
-[ "$MODE" = h1 ] || stub_extra="max_idle_per_endpoint = 512"
+case $MODE in h1|apikey|jwt) ;; *) stub_extra="max_idle_per_endpoint = 512" ;; esac
 if [ "$MODE" = grpc ]; then
     path=/bench.Svc/Unary
     # Before the catch-all route, and only in this mode: the h1 count keeps its config.
@@ -111,9 +155,11 @@ $extra
 name = "stub"
 endpoints = [{ address = "127.0.0.1:$stub_port" }]
 $stub_extra
+$identity
 [[routes]]
 name = "all"
 upstream = "stub"
+$route_auth
 EOF
     rm -f "$work"/callgrind.out.*
     valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$work/callgrind.out.%p" \

@@ -262,7 +262,7 @@ impl Identity {
         let mut failure = AuthFailure::Missing;
         for method in &auth.methods {
             match method {
-                AuthMethod::ApiKey => match self.api_key(auth, src, head, headers) {
+                AuthMethod::ApiKey => match self.api_key(auth, src, head, headers, cache) {
                     Some(Ok(found)) => return Attempt::Done(Ok(found)),
                     Some(Err(e)) => failure = e,
                     None => {}
@@ -363,6 +363,7 @@ impl Identity {
         src: &[u8],
         head: &RequestHead,
         headers: &[HeaderRef],
+        cache: &mut AuthCache,
     ) -> Option<Result<(u32, Credential), AuthFailure>> {
         let from_header = headers
             .iter()
@@ -373,7 +374,10 @@ impl Identity {
             })
             .map(|h| h.value.get(src));
         if let Some(key) = from_header {
-            return Some(self.key_owner(key).map(|c| (c, Credential::Header)));
+            return Some(
+                self.cached_key_owner(key, cache)
+                    .map(|c| (c, Credential::Header)),
+            );
         }
         let name = auth.key_query.as_deref()?;
         let (span, raw) = query_param(src, head, name.as_bytes())?;
@@ -381,7 +385,19 @@ impl Identity {
         let Some(key) = percent_decode(raw, &mut decoded) else {
             return Some(Err(AuthFailure::UnknownApiKey));
         };
-        Some(self.key_owner(key).map(|c| (c, Credential::Query(span))))
+        let owner = self.cached_key_owner(key, cache);
+        Some(owner.map(|c| (c, Credential::Query(span))))
+    }
+
+    /// [`Identity::key_owner`], by way of the shard's cache of keys it found lately: a hot key
+    /// costs a hash-map lookup and a constant-time comparison, not a SHA-256.
+    fn cached_key_owner(&self, key: &[u8], cache: &mut AuthCache) -> Result<u32, AuthFailure> {
+        if let Some(consumer) = cache.keys.get(key, self.epoch) {
+            return Ok(consumer);
+        }
+        let consumer = self.key_owner(key)?;
+        cache.keys.put(key, self.epoch, consumer);
+        Ok(consumer)
     }
 
     /// The route's API key query parameter in the request, if any: its span (with the `?` or
@@ -432,11 +448,41 @@ fn scheme_credentials<'v>(value: &'v [u8], scheme: &[u8]) -> Option<&'v [u8]> {
         .then(|| rest.trim_ascii())
 }
 
-/// What a shard remembers of credentials it checked: basic-auth passwords and verified JWTs.
+/// What a shard remembers of credentials it checked: API keys it found, basic-auth
+/// passwords and verified JWTs.
 #[derive(Default)]
 pub struct AuthCache {
+    keys: KeyCache,
     pub basic: BasicCache,
     pub jwt: JwtCache,
+}
+
+/// API keys a shard found a consumer for, by a hash of the key (with the shard's own random
+/// seed); the key itself is kept to be compared whole, in constant time, on a hit.
+#[derive(Default)]
+struct KeyCache {
+    seeds: ahash::RandomState,
+    entries: AHashMap<u64, (Box<[u8]>, u64, u32)>,
+}
+
+/// Keys each shard remembers.
+const KEY_CACHE: usize = 4096;
+
+impl KeyCache {
+    fn get(&self, key: &[u8], epoch: u64) -> Option<u32> {
+        let (stored, stored_epoch, consumer) = self.entries.get(&self.seeds.hash_one(key))?;
+        let same = stored.len() == key.len()
+            && aws_lc_rs::constant_time::verify_slices_are_equal(stored, key).is_ok();
+        (same && *stored_epoch == epoch).then_some(*consumer)
+    }
+
+    fn put(&mut self, key: &[u8], epoch: u64, consumer: u32) {
+        if self.entries.len() >= KEY_CACHE {
+            self.entries.clear();
+        }
+        let hash = self.seeds.hash_one(key);
+        self.entries.insert(hash, (key.into(), epoch, consumer));
+    }
 }
 
 /// Verified tokens, by their whole text, with the provider and epoch that verified them.

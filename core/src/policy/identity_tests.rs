@@ -156,3 +156,31 @@ fn query_values_decode_within_bounds() {
     assert_eq!(percent_decode(b"a%4", &mut out), None);
     assert_eq!(percent_decode(&[b'x'; MAX_QUERY_KEY + 1], &mut out), None);
 }
+
+#[test]
+fn remembered_keys_are_good_for_their_epoch_only() {
+    let limits = RequestLimits {
+        max_request_line: 8192,
+        max_head: 16384,
+    };
+    let req = "GET /d HTTP/1.1\r\nhost: h\r\nx-api-key: carol-key-0003\r\n\r\n";
+    let mut headers = Vec::new();
+    let head = parse_request(req.as_bytes(), &limits, &mut headers)
+        .unwrap()
+        .unwrap();
+    let mut cache = AuthCache::default();
+    let mut config = ringway_config::parse(CONFIG, "t.toml").unwrap();
+    let first = Identity::compile(&config, 1);
+    let route = first.route(&config.routes[1]).unwrap();
+    for _ in 0..2 {
+        let attempt = first.authenticate(&route, req.as_bytes(), &head, &headers, &mut cache);
+        assert!(matches!(attempt, Attempt::Done(Ok((2, _)))));
+    }
+    // A reload moves the key to another consumer: the shard's memory of it does not count.
+    let carol = config.consumers[2].api_keys.pop().unwrap();
+    config.consumers[0].api_keys.push(carol);
+    let second = Identity::compile(&config, 2);
+    let route = second.route(&config.routes[1]).unwrap();
+    let attempt = second.authenticate(&route, req.as_bytes(), &head, &headers, &mut cache);
+    assert!(matches!(attempt, Attempt::Done(Ok((0, _)))));
+}
