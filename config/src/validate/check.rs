@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::Ctx;
 use crate::model::{HostMatch, Resolver};
-use crate::raw::{RawSize, Typed};
+use crate::raw::{At, RawSize, Typed};
 use crate::resolve::choose;
 use crate::units::{parse_duration, parse_size};
 
@@ -35,6 +35,29 @@ impl Ctx<'_> {
             return self.fail(raw, key, message);
         }
         Some(name.clone())
+    }
+
+    /// The `name` of every table of the array `table` (a `kind` in messages): each required,
+    /// and unique; `None` where missing, not a string or taken already (reported).
+    pub(super) fn table_names<'r, T>(
+        &mut self,
+        tables: &'r [At<T>],
+        table: &str,
+        kind: &str,
+        name: impl Fn(&'r T) -> Option<&'r Typed<String>>,
+    ) -> Vec<Option<&'r Spanned<String>>> {
+        let names: Vec<Option<&Spanned<String>>> = (tables.iter().enumerate())
+            .map(|(i, t)| {
+                let prefix = format!("{table}[{i}]");
+                self.required(name(t.get_ref()), (t, &prefix), "name")
+            })
+            .collect();
+        let present = names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((i, (*n)?)));
+        self.unique_names(kind, table, present);
+        names
     }
 
     /// Reports every name that an earlier entry of the same table already took; `names`

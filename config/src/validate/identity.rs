@@ -2,8 +2,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use toml::Spanned;
-
 use super::Ctx;
 use crate::model::{
     Acl, ApiKeyFrom, AuthMethod, BasicCredential, Consumer, KeyDigest, Principal, RouteAuth,
@@ -19,22 +17,7 @@ pub(super) fn consumers(ctx: &mut Ctx<'_>, raw: &List<At<RawConsumer>>) -> Vec<C
     let Some(raw) = ctx.list(raw, "consumers") else {
         return Vec::new();
     };
-    let names: Vec<Option<&Spanned<String>>> = raw
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let prefix = format!("consumers[{i}]");
-            ctx.required(c.get_ref().name.as_ref(), (c, &prefix), "name")
-        })
-        .collect();
-    ctx.unique_names(
-        "consumer",
-        "consumers",
-        names
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| Some((i, (*n)?))),
-    );
+    let names = ctx.table_names(raw, "consumers", "consumer", |t| t.name.as_ref());
     // Which consumer holds each key and each basic user: one naming two consumers is an error.
     let mut holders: HashMap<KeyDigest, String> = HashMap::new();
     let mut users: HashMap<String, String> = HashMap::new();

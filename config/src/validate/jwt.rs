@@ -2,12 +2,11 @@
 //! their keys, read from `jwks_file` (a JSON Web Key Set, RFC 7517) and `secret_file` (an
 //! HMAC secret) at load, so that a reload picks up rotated keys.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
 use serde_json::Value;
-use toml::Spanned;
 
 use super::Ctx;
 use crate::model::{Jwk, JwkKey, JwtProvider};
@@ -21,22 +20,7 @@ pub(super) fn jwt_providers(ctx: &mut Ctx<'_>, raw: &List<At<RawJwtProvider>>) -
     let Some(raw) = ctx.list(raw, "jwt_providers") else {
         return Vec::new();
     };
-    let names: Vec<Option<&Spanned<String>>> = raw
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let prefix = format!("jwt_providers[{i}]");
-            ctx.required(p.get_ref().name.as_ref(), (p, &prefix), "name")
-        })
-        .collect();
-    ctx.unique_names(
-        "JWT provider",
-        "jwt_providers",
-        names
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| Some((i, (*n)?))),
-    );
+    let names = ctx.table_names(raw, "jwt_providers", "JWT provider", |t| t.name.as_ref());
     let mut valid = Vec::new();
     for (i, spanned) in raw.iter().enumerate() {
         let p = spanned.get_ref();
@@ -66,59 +50,21 @@ pub(super) fn jwt_providers(ctx: &mut Ctx<'_>, raw: &List<At<RawJwtProvider>>) -
             ctx.error(url, key("jwks_url"), message);
         }
         let mut keys = Vec::new();
-        let mut files_ok = true;
-        let jwks_file = match ctx.optional(p.jwks_file.as_ref(), &key("jwks_file")) {
-            Some(Some(raw)) => match ctx.file(raw, key("jwks_file")) {
-                Some(path) => match read_jwks(&path) {
-                    Ok(found) => {
-                        keys.extend(found);
-                        Some(path)
-                    }
-                    Err(message) => {
-                        ctx.error(raw, key("jwks_file"), message);
-                        files_ok = false;
-                        None
-                    }
-                },
-                None => {
-                    files_ok = false;
-                    None
-                }
-            },
-            Some(None) => None,
-            None => {
-                files_ok = false;
-                None
-            }
-        };
-        let secret_file = match ctx.optional(p.secret_file.as_ref(), &key("secret_file")) {
-            Some(Some(raw)) => match ctx.file(raw, key("secret_file")) {
-                Some(path) => match read_secret(&path) {
-                    Ok(secret) => {
-                        keys.push(Jwk {
-                            kid: None,
-                            alg: None,
-                            key: JwkKey::Hmac(secret),
-                        });
-                        Some(path)
-                    }
-                    Err(message) => {
-                        ctx.error(raw, key("secret_file"), message);
-                        files_ok = false;
-                        None
-                    }
-                },
-                None => {
-                    files_ok = false;
-                    None
-                }
-            },
-            Some(None) => None,
-            None => {
-                files_ok = false;
-                None
-            }
-        };
+        let jwks_file = key_file(ctx, p.jwks_file.as_ref(), key("jwks_file"), |path| {
+            keys.extend(read_jwks(path)?);
+            Ok(())
+        });
+        let secret_file = key_file(ctx, p.secret_file.as_ref(), key("secret_file"), |path| {
+            let secret = read_secret(path)?;
+            keys.push(Jwk {
+                kid: None,
+                alg: None,
+                key: JwkKey::Hmac(secret),
+            });
+            Ok(())
+        });
+        let mut files_ok = jwks_file.is_some() && secret_file.is_some();
+        let (jwks_file, secret_file) = (jwks_file.flatten(), secret_file.flatten());
         if files_ok && jwks_file.is_none() && secret_file.is_none() && p.jwks_url.is_none() {
             let message = "needs jwks_file (public keys) or secret_file (an HMAC secret)";
             ctx.error_near(spanned.span(), prefix.clone(), message);
@@ -139,6 +85,24 @@ pub(super) fn jwt_providers(ctx: &mut Ctx<'_>, raw: &List<At<RawJwtProvider>>) -
         }
     }
     valid
+}
+
+/// A key file of a provider, read by `read`: `Some(None)` when the key is absent, `None`
+/// when it is wrong or the file cannot be used (reported).
+fn key_file(
+    ctx: &mut Ctx<'_>,
+    raw: Option<&Typed<String>>,
+    key: String,
+    read: impl FnOnce(&Path) -> Result<(), String>,
+) -> Option<Option<PathBuf>> {
+    let Some(raw) = ctx.optional(raw, &key)? else {
+        return Some(None);
+    };
+    let path = ctx.file(raw, key.clone())?;
+    match read(&path) {
+        Ok(()) => Some(Some(path)),
+        Err(message) => ctx.fail(raw, key, message),
+    }
 }
 
 fn audiences(

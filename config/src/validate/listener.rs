@@ -5,8 +5,6 @@ use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use toml::Spanned;
-
 use super::tls::listener_tls;
 use super::Ctx;
 use crate::model::{EncodedSlashes, IpNet, Listener};
@@ -40,22 +38,7 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &List<At<RawListener>>) -> Vec<L
             "at least one [[listeners]] table is required",
         );
     }
-    let names: Vec<Option<&Spanned<String>>> = raw
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let prefix = format!("listeners[{i}]");
-            ctx.required(l.get_ref().name.as_ref(), (l, &prefix), "name")
-        })
-        .collect();
-    ctx.unique_names(
-        "listener",
-        "listeners",
-        names
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| Some((i, (*n)?))),
-    );
+    let names = ctx.table_names(raw, "listeners", "listener", |t| t.name.as_ref());
     let mut taken: HashMap<SocketAddr, &str> = HashMap::new();
     let mut valid = Vec::new();
     for (i, spanned) in raw.iter().enumerate() {

@@ -4,8 +4,6 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use toml::Spanned;
-
 use super::action::action;
 use super::check::host_match;
 use super::limit::limits;
@@ -20,22 +18,7 @@ pub(super) fn routes(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<Route> {
     let Some(routes) = ctx.list(&raw.routes, "routes") else {
         return Vec::new();
     };
-    let names: Vec<Option<&Spanned<String>>> = routes
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let prefix = format!("routes[{i}]");
-            ctx.required(r.get_ref().name.as_ref(), (r, &prefix), "name")
-        })
-        .collect();
-    ctx.unique_names(
-        "route",
-        "routes",
-        names
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| Some((i, (*n)?))),
-    );
+    let names = ctx.table_names(routes, "routes", "route", |t| t.name.as_ref());
     let listeners = known_names(&raw.listeners, |l| l.name.as_ref());
     let upstreams = known_names(&raw.upstreams, |u| u.name.as_ref());
     let consumers = identity::known(raw);

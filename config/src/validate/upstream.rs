@@ -19,22 +19,7 @@ pub(super) fn upstreams(ctx: &mut Ctx<'_>, raw: &List<At<RawUpstream>>) -> Vec<U
     let Some(raw) = ctx.list(raw, "upstreams") else {
         return Vec::new();
     };
-    let names: Vec<Option<&Spanned<String>>> = raw
-        .iter()
-        .enumerate()
-        .map(|(i, u)| {
-            let prefix = format!("upstreams[{i}]");
-            ctx.required(u.get_ref().name.as_ref(), (u, &prefix), "name")
-        })
-        .collect();
-    ctx.unique_names(
-        "upstream",
-        "upstreams",
-        names
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| Some((i, (*n)?))),
-    );
+    let names = ctx.table_names(raw, "upstreams", "upstream", |t| t.name.as_ref());
     let mut valid = Vec::new();
     for (i, spanned) in raw.iter().enumerate() {
         let u = spanned.get_ref();

@@ -291,11 +291,7 @@ impl Identity {
         headers: &[HeaderRef],
         cache: &mut AuthCache,
     ) -> Option<Result<u32, AuthFailure>> {
-        let value = headers
-            .iter()
-            .find(|h| h.name.get(src).eq_ignore_ascii_case(b"authorization"))
-            .map(|h| h.value.get(src))?;
-        let token = scheme_credentials(value, b"bearer")?;
+        let token = authorization(src, headers, b"bearer")?;
         let now = jwt::unix_now();
         if let Some(hit) = cache.jwt.get(token, provider as u32, self.epoch, now) {
             return Some(Ok(hit));
@@ -328,11 +324,7 @@ impl Identity {
         headers: &[HeaderRef],
         cache: &BasicCache,
     ) -> Option<Result<Attempt, AuthFailure>> {
-        let value = headers
-            .iter()
-            .find(|h| h.name.get(src).eq_ignore_ascii_case(b"authorization"))
-            .map(|h| h.value.get(src))?;
-        let encoded = scheme_credentials(value, b"basic")?;
+        let encoded = authorization(src, headers, b"basic")?;
         let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
             return Some(Err(AuthFailure::MalformedBasic));
         };
@@ -440,8 +432,13 @@ impl Identity {
     }
 }
 
-/// The credentials of an `Authorization` value of `scheme` (lower-case; matched in any case).
-fn scheme_credentials<'v>(value: &'v [u8], scheme: &[u8]) -> Option<&'v [u8]> {
+/// The credentials of the request's first `Authorization` field when it is of `scheme`
+/// (lower-case; matched in any case).
+fn authorization<'v>(src: &'v [u8], headers: &[HeaderRef], scheme: &[u8]) -> Option<&'v [u8]> {
+    let value = headers
+        .iter()
+        .find(|h| h.name.get(src).eq_ignore_ascii_case(b"authorization"))
+        .map(|h| h.value.get(src))?;
     let (given, rest) = value.split_at(value.iter().position(|&b| b == b' ')?);
     given
         .eq_ignore_ascii_case(scheme)
