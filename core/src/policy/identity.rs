@@ -496,8 +496,10 @@ struct JwtEntry {
     until: u64,
 }
 
-/// Tokens each shard remembers.
+/// Tokens each shard remembers, and the longest it remembers (a longer one is verified each
+/// time): at most 16 MiB per shard.
 const JWT_CACHE: usize = 4096;
+const JWT_CACHE_TOKEN: usize = 4096;
 
 impl JwtCache {
     fn get(&self, token: &[u8], provider: u32, epoch: u64, now: u64) -> Option<u32> {
@@ -506,6 +508,9 @@ impl JwtCache {
     }
 
     fn put(&mut self, token: &[u8], provider: u32, epoch: u64, consumer: u32, until: u64) {
+        if token.len() > JWT_CACHE_TOKEN {
+            return;
+        }
         if self.entries.len() >= JWT_CACHE {
             let now = jwt::unix_now();
             self.entries.retain(|_, e| e.until >= now);
